@@ -1,0 +1,1 @@
+"""LoRA Studio engine: configuration, estimation, data, training and export. Never imports gradio."""

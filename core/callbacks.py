@@ -1,0 +1,44 @@
+"""TrainerCallback that turns Hugging Face Trainer logs into events and honours a cooperative stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from transformers import TrainerCallback
+
+from core.events import Metrics, Progress
+
+
+class StudioCallback(TrainerCallback):
+    """Publishes Progress after every optimizer step and Metrics for every Trainer log.
+
+    Args:
+        publish: receives each event (called on the training thread; must be quick).
+        stop_event: when set, training ends after the current optimizer step
+            (``control.should_training_stop``), and the adapter is still saved by the job.
+    """
+
+    def __init__(self, publish: Callable[[Any], None], stop_event: threading.Event):
+        self.publish = publish
+        self.stop_event = stop_event
+        self.t0 = time.monotonic()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = time.monotonic()
+        self.publish(Progress(0, state.max_steps, 0.0, 0.0, None))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        elapsed = time.monotonic() - self.t0
+        eta = elapsed / state.global_step * (state.max_steps - state.global_step) if state.global_step else None
+        self.publish(Progress(state.global_step, state.max_steps, float(state.epoch or 0.0), elapsed, eta))
+        if self.stop_event.is_set():
+            control.should_training_stop = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        if values:
+            self.publish(Metrics(state.global_step, values))

@@ -1,0 +1,242 @@
+"""TrainingConfig: the one flat, frozen description of a fine-tuning run.
+
+Field names are the Hugging Face argument names (transformers ``TrainingArguments``, peft ``LoraConfig`` with a
+``lora_`` prefix as in TRL's ``ModelConfig``, bitsandbytes ``BitsAndBytesConfig``). Each field's ``metadata["help"]``
+is shown in the UI (``info=``) and in CLI errors. The UI and the CLI both build a config with ``from_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+QUANT_TYPES = ("nf4", "fp4")
+COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+DATASET_FORMATS = ("auto", "alpaca", "messages")
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything needed to reproduce a LoRA / QLoRA run; saved as ``config.json`` in each run folder.
+
+    Units: learning rate is per optimizer step; lengths are in tokens; fractions are 0..1.
+    Defaults follow the seed chapter's PEFT recipe (r=8, lora_alpha=16, lora_dropout=0.05, learning_rate=2e-4).
+    """
+
+    model_name_or_path: str = field(
+        default=DEFAULT_MODEL,
+        metadata=_help("Hugging Face hub id or local model folder. The default works offline (packaged copy)."),
+    )
+    dataset_name: str = field(
+        default="", metadata=_help("Path to a CSV / JSON / JSONL file, or a hub dataset id.")
+    )
+    dataset_format: str = field(
+        default="auto", metadata=_help("auto, alpaca (instruction/input/output) or messages (chat).")
+    )
+    output_dir: str = field(
+        default="runs", metadata=_help("Folder in which a new, never-overwritten run folder is created.")
+    )
+    load_in_4bit: bool = field(
+        default=False, metadata=_help("QLoRA: load the frozen base in 4-bit with bitsandbytes.")
+    )
+    bnb_4bit_quant_type: str = field(
+        default="nf4", metadata=_help("4-bit data type: nf4 (QLoRA paper) or fp4.")
+    )
+    bnb_4bit_use_double_quant: bool = field(
+        default=True, metadata=_help("Quantize the quantization constants too (~0.4 bit/param saved).")
+    )
+    bnb_4bit_compute_dtype: str = field(
+        default="bfloat16", metadata=_help("dtype the 4-bit layers compute in (bfloat16 on Ampere+).")
+    )
+    dtype: str = field(
+        default="auto",
+        metadata=_help("Weights dtype for LoRA: auto = bfloat16 on a bf16 GPU, float16 on older GPUs, float32 on CPU."),
+    )
+    lora_r: int = field(default=8, metadata=_help("LoRA rank r: trainable params per matrix = r x (in + out)."))
+    lora_alpha: int = field(default=16, metadata=_help("LoRA alpha: the update is scaled by alpha / r."))
+    lora_dropout: float = field(default=0.05, metadata=_help("Dropout on the LoRA input, 0..1."))
+    lora_target_modules: tuple[str, ...] = field(
+        default=(), metadata=_help("Linear module names to adapt; empty = the model family's default.")
+    )
+    learning_rate: float = field(default=2e-4, metadata=_help("Peak AdamW learning rate."))
+    num_train_epochs: float = field(default=1.0, metadata=_help("Passes over the data (ignored if max_steps > 0)."))
+    max_steps: int = field(default=-1, metadata=_help("Optimizer steps; -1 = use num_train_epochs."))
+    per_device_train_batch_size: int = field(default=2, metadata=_help("Rows per micro-batch."))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help("Micro-batches per optimizer step."))
+    max_length: int = field(default=512, metadata=_help("Tokens per row; longer rows are truncated."))
+    warmup_steps: int = field(default=0, metadata=_help("Linear warm-up steps of the learning rate."))
+    lr_scheduler_type: str = field(default="linear", metadata=_help("Learning-rate schedule after warm-up."))
+    gradient_checkpointing: bool = field(
+        default=False, metadata=_help("Recompute activations in backward: less memory, ~30% slower.")
+    )
+    logging_steps: int = field(default=1, metadata=_help("Log loss every this many optimizer steps."))
+    seed: int = field(default=42, metadata=_help("Random seed for LoRA init, shuffling and dropout."))
+    validation_split: float = field(
+        default=0.0, metadata=_help("Fraction of rows held out for evaluation loss (0 = none).")
+    )
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> list[str]:
+        """Return every problem with this config (empty list when valid). Never raises."""
+        p: list[str] = []
+
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                p.append(msg)
+
+        need(bool(self.model_name_or_path.strip()), "model_name_or_path: empty; give a hub id or a model folder.")
+        need(self.dataset_format in DATASET_FORMATS, f"dataset_format: {self.dataset_format!r} is not one of {DATASET_FORMATS}.")
+        need(bool(self.output_dir.strip()), "output_dir: empty; give a folder for run folders.")
+        need(self.bnb_4bit_quant_type in QUANT_TYPES, f"bnb_4bit_quant_type: {self.bnb_4bit_quant_type!r} is not one of {QUANT_TYPES}.")
+        need(self.bnb_4bit_compute_dtype in COMPUTE_DTYPES, f"bnb_4bit_compute_dtype: {self.bnb_4bit_compute_dtype!r} is not one of {COMPUTE_DTYPES}.")
+        need(self.dtype in DTYPES, f"dtype: {self.dtype!r} is not one of {DTYPES}.")
+        need(1 <= self.lora_r <= 1024, f"lora_r: {self.lora_r} must be between 1 and 1024 (the seed suggests 4-64).")
+        need(1 <= self.lora_alpha <= 4096, f"lora_alpha: {self.lora_alpha} must be between 1 and 4096.")
+        need(0.0 <= self.lora_dropout < 1.0, f"lora_dropout: {self.lora_dropout} must be in [0, 1).")
+        need(all(isinstance(m, str) and m.strip() for m in self.lora_target_modules),
+             f"lora_target_modules: {list(self.lora_target_modules)} must be non-empty module names.")
+        need(math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1.0,
+             f"learning_rate: {self.learning_rate} must be in (0, 1]; LoRA usually uses 1e-4..3e-4.")
+        need(math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0,
+             f"num_train_epochs: {self.num_train_epochs} must be > 0.")
+        need(self.max_steps == -1 or self.max_steps >= 1, f"max_steps: {self.max_steps} must be -1 (use epochs) or >= 1.")
+        need(1 <= self.per_device_train_batch_size <= 1024,
+             f"per_device_train_batch_size: {self.per_device_train_batch_size} must be between 1 and 1024.")
+        need(1 <= self.gradient_accumulation_steps <= 1024,
+             f"gradient_accumulation_steps: {self.gradient_accumulation_steps} must be between 1 and 1024.")
+        need(16 <= self.max_length <= 131072, f"max_length: {self.max_length} must be between 16 and 131072 tokens.")
+        need(self.warmup_steps >= 0, f"warmup_steps: {self.warmup_steps} must be >= 0.")
+        need(self.lr_scheduler_type in SCHEDULERS, f"lr_scheduler_type: {self.lr_scheduler_type!r} is not one of {SCHEDULERS}.")
+        need(self.logging_steps >= 1, f"logging_steps: {self.logging_steps} must be >= 1.")
+        need(0 <= self.seed < 2**32, f"seed: {self.seed} must be in [0, 2**32).")
+        need(0.0 <= self.validation_split < 0.5, f"validation_split: {self.validation_split} must be in [0, 0.5).")
+        return p
+
+    # ------------------------------------------------------------------ conversion
+    @property
+    def lora_scaling(self) -> float:
+        """alpha / r, the factor on B @ A in W' = W + (alpha / r) B A (seed chapter 26.4.1)."""
+        return self.lora_alpha / self.lora_r
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict keyed by field name (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["lora_target_modules"] = list(self.lora_target_modules)
+        return d
+
+    def replace(self, **changes: Any) -> TrainingConfig:
+        """Copy with changes, validated like ``from_dict``. Raises ConfigError."""
+        return TrainingConfig.from_dict({**self.to_dict(), **changes})
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Names of every field, in declaration order."""
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def help_for(cls, name: str) -> str:
+        """The help text of field ``name`` (shown as the UI ``info=``)."""
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}[name]
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainingConfig:
+        """Build and validate a config from plain values (JSON, CLI or UI).
+
+        Strings like "8" or "2e-4" are accepted for numbers, "true"/"false" for booleans, and a comma-separated
+        string or a list for ``lora_target_modules``.
+
+        Raises:
+            ConfigError: listing every unknown key, uncoercible value and validation problem at once.
+        """
+        if not isinstance(raw, dict):
+            raise ConfigError([f"config must be a JSON object of field names, got {type(raw).__name__}."])
+        problems: list[str] = []
+        known = {f.name: f for f in fields(cls)}
+        for key in raw:
+            if key not in known:
+                problems.append(f"{key}: unknown key; valid keys are {', '.join(known)}.")
+        values: dict[str, Any] = {}
+        for name, f in known.items():
+            if name not in raw or raw[name] is None:
+                continue
+            try:
+                values[name] = _coerce(raw[name], f.default, name)
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{name}: {exc}")
+        if problems:
+            raise ConfigError(problems)
+        cfg = cls(**values)
+        problems = cfg.validate()
+        if problems:
+            raise ConfigError(problems)
+        return cfg
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> TrainingConfig:
+        """Read a JSON file of field names. Raises ConfigError (bad JSON, unknown keys, bad values)."""
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: file not found."]) from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError([f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."]) from None
+        return cls.from_dict(raw)
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    """Convert ``value`` to the type of ``default``; raise ValueError with a readable reason."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.strip().lower() in ("true", "1", "yes")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{value!r} is not true/false.")
+    if isinstance(default, int):
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a whole number.")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                num = float(value.strip())
+            except ValueError:
+                raise ValueError(f"{value!r} is not a whole number.") from None
+            if num.is_integer():
+                return int(num)
+        raise ValueError(f"{value!r} is not a whole number.")
+    if isinstance(default, float):
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a number.")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a number.") from None
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, (list, tuple)):
+            return tuple(str(v).strip() for v in value)
+        raise ValueError(f"{value!r} must be a list of module names or a comma-separated string.")
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} must be text.")
+        return value.strip()
+    return value

@@ -1,0 +1,146 @@
+"""TrainingJob: owns the background training thread, the run folder and the snapshot the UI polls."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from core.config import TrainingConfig
+from core.errors import ConfigError, JobBusyError, StudioError
+from core.events import (COMPLETED, FAILED, LOADING, SAVING, STOPPING, TRAINING, Failed, Finished, JobSnapshot,
+                         LogLine, Metrics, Progress)
+from core.runs import new_run_dir, write_json_atomic
+
+log = logging.getLogger(__name__)
+MAX_LOG_LINES = 200
+
+
+class TrainingJob:
+    """One training run at a time, on a daemon thread; ``snapshot()`` is safe to call from any thread.
+
+    The run folder gets ``config.json`` at start, one ``metrics.jsonl`` line per Trainer log, ``train.log``,
+    ``adapter/`` at the end (also after Stop), and ``result.json`` with status, steps and final_loss.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snap = JobSnapshot()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ public API
+    def start(self, cfg: TrainingConfig) -> Path:
+        """Validate ``cfg``, create a new run folder and start training in the background.
+
+        Returns:
+            The run folder.
+
+        Raises:
+            ConfigError: the config has problems (all listed).
+            JobBusyError: a job is already active.
+        """
+        problems = cfg.validate()
+        if problems:
+            raise ConfigError(problems)
+        with self._lock:
+            if self._snap.is_active:
+                raise JobBusyError(f"A run is already {self._snap.status} in {self._snap.run_dir}; stop it first.")
+            run_dir = new_run_dir(cfg.output_dir)
+            write_json_atomic(run_dir / "config.json", cfg.to_dict())
+            self._stop.clear()
+            self._snap = JobSnapshot(status=LOADING, run_dir=str(run_dir), message="Loading data and model...",
+                                     info={"config": cfg.to_dict(), "started_at": time.time()})
+            self._thread = threading.Thread(target=self._run, args=(cfg, run_dir), name="lora-studio-train",
+                                            daemon=True)
+            self._thread.start()
+        return run_dir
+
+    def stop(self) -> bool:
+        """Ask the running job to end after the current step (adapter still saved). False if none runs."""
+        with self._lock:
+            if not self._snap.is_active:
+                return False
+            self._stop.set()
+            self._snap = replace(self._snap, status=STOPPING, message="Stopping after the current step...")
+            return True
+
+    def snapshot(self) -> JobSnapshot:
+        """A consistent copy of the job's state."""
+        with self._lock:
+            return self._snap
+
+    def wait(self, timeout_s: float | None = None) -> JobSnapshot:
+        """Block until the job thread ends (or ``timeout_s`` passes); returns the snapshot."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+        return self.snapshot()
+
+    # ------------------------------------------------------------------ thread side
+    def _run(self, cfg: TrainingConfig, run_dir: Path) -> None:
+        from core.train import run_training
+
+        handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        loggers = [logging.getLogger("core"), logging.getLogger("transformers"), logging.getLogger("peft")]
+        for lg in loggers:
+            lg.addHandler(handler)
+        logging.getLogger("core").setLevel(logging.INFO)
+        outcome: Finished | Failed
+        try:
+            outcome = run_training(cfg, run_dir, lambda ev: self._publish(ev, run_dir), self._stop)
+        except StudioError as exc:
+            outcome = Failed(str(exc))
+        except Exception as exc:  # out of memory, library errors: show the reason, keep the app alive
+            log.error("Training failed:\n%s", traceback.format_exc())
+            outcome = Failed(f"{type(exc).__name__}: {exc}")
+        finally:
+            for lg in loggers:
+                lg.removeHandler(handler)
+            handler.close()
+        self._finish(outcome, run_dir)
+
+    def _publish(self, event: Any, run_dir: Path) -> None:
+        with self._lock:
+            snap = self._snap
+            if isinstance(event, Progress):
+                status = STOPPING if self._stop.is_set() else TRAINING
+                self._snap = replace(snap, status=status, step=event.step, max_steps=event.max_steps,
+                                     epoch=event.epoch, elapsed_s=event.elapsed_s, eta_s=event.eta_s,
+                                     message=f"Training step {event.step}/{event.max_steps}")
+            elif isinstance(event, Metrics):
+                row = {"step": event.step, **event.values}
+                with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                self._snap = replace(snap, history=snap.history + (row,))
+            elif isinstance(event, LogLine):
+                log.info(event.text)
+                stamp = time.strftime("%H:%M:%S")
+                logs = (snap.logs + (f"{stamp} {event.text}",))[-MAX_LOG_LINES:]
+                saving = "saving the adapter" in event.text
+                self._snap = replace(snap, logs=logs, status=SAVING if saving else snap.status)
+            elif isinstance(event, dict):
+                self._snap = replace(snap, info={**snap.info, **event})
+
+    def _finish(self, outcome: Finished | Failed, run_dir: Path) -> None:
+        with self._lock:
+            snap = self._snap
+            if isinstance(outcome, Finished):
+                loss = outcome.final_loss
+                msg = (f"Training {outcome.status} after {snap.step} steps"
+                       + (f", final loss {loss:.4f}." if loss is not None else ".") + " Adapter saved.")
+                status = outcome.status
+            else:
+                msg, status, loss = f"Training failed: {outcome.error}", FAILED, None
+            logs = (snap.logs + (f"{time.strftime('%H:%M:%S')} {msg}",))[-MAX_LOG_LINES:]
+            self._snap = replace(snap, status=status, message=msg, logs=logs, eta_s=0.0 if status == COMPLETED else None)
+            result = {"status": status, "steps": snap.step, "final_loss": loss, "message": msg,
+                      "run_dir": str(run_dir), "adapter": str(run_dir / "adapter") if status != FAILED else None,
+                      **{k: v for k, v in snap.info.items() if k != "config"}}
+        write_json_atomic(run_dir / "result.json", result)

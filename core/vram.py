@@ -1,0 +1,182 @@
+"""GPU memory estimate for full fine-tuning, LoRA and QLoRA, by component, from a ModelSpec and a TrainingConfig.
+
+Pure arithmetic; no torch import. All sizes are bytes internally and GiB (2**30 bytes) in the results.
+Sources: the seed chapter 26.1.1 (full fine-tuning = weights + gradients + Adam states), the QLoRA paper
+(Dettmers et al. 2023, section 2: NF4 blocks of 64 with fp32 absmax; double quantization stores 8-bit absmax with
+one fp32 constant per 256 blocks, 0.127 bit/param), Korthikanti et al. 2022 ("Reducing Activation Recomputation",
+eq. 1: saved activations per layer per token), and torch/transformers/peft behaviour cited per constant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.config import TrainingConfig
+from core.modelspec import ModelSpec
+
+GIB = 2**30
+METHODS = ("full", "lora", "qlora")
+
+BF16_BYTES = 2  # bfloat16 / float16 weight and activation element
+FP32_BYTES = 4  # LoRA A/B, their gradients, and each AdamW moment (peft autocasts adapters to fp32 by default)
+# NF4 data: 4 bits per weight. Block scales: fp32 absmax per 64 weights = 4/64 B/param; with double quantization
+# an 8-bit absmax per 64 weights plus one fp32 per 256 blocks = 1/64 + 4/(64*256) B/param (QLoRA paper, sec. 2).
+NF4_BYTES = 0.5
+NF4_SCALE_BYTES = 4 / 64
+NF4_DQ_SCALE_BYTES = 1 / 64 + 4 / (64 * 256)
+ADAM_STATES = 2  # torch.optim.AdamW keeps exp_avg and exp_avg_sq, each in the parameter's dtype
+# Logits path per token and vocabulary entry: bf16 logits (2) + fp32 upcast in transformers' ForCausalLMLoss (4)
+# + fp32 log-softmax kept by cross_entropy for backward (4) + fp32 gradient of the logits during backward (4).
+LOGITS_BYTES = 2 + 4 + 4 + 4
+# CUDA context + cuBLAS workspace that torch allocates on first use; ~0.5 GiB measured with torch 2.x on
+# Ampere/Hopper (nvidia-smi minus torch.cuda.max_memory_reserved), rounded up.
+CUDA_CONTEXT_GIB = 0.6
+ALLOCATOR_OVERHEAD = 0.10  # caching-allocator fragmentation: reserved is typically 5-15% above allocated
+HEADROOM = 0.90  # recommend a method only if it uses at most 90% of the GPU
+
+
+@dataclass(frozen=True)
+class VramEstimate:
+    """Estimated peak GPU memory of one training method, by component (GiB).
+
+    Attributes:
+        method: "full", "lora" or "qlora".
+        components_gib: ordered {component: GiB}: weights, trainable params, gradients, optimizer states,
+            activations, logits/loss, CUDA context, allocator overhead.
+        trainable_params: parameters updated by the optimizer.
+        notes: one line per assumption worth showing the user.
+    """
+
+    method: str
+    components_gib: dict[str, float]
+    trainable_params: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def total_gib(self) -> float:
+        """Sum of all components, GiB."""
+        return sum(self.components_gib.values())
+
+
+def _activation_bytes_per_token_layer(spec: ModelSpec, cfg: TrainingConfig, lora: bool) -> float:
+    """Bytes saved for backward per token per decoder layer (16-bit activations, SDPA attention).
+
+    Korthikanti et al. 2022 give 34*h bytes per token for a GPT layer with a 4h MLP; for a gated (SwiGLU) MLP of
+    width i we count the tensors autograd keeps: two norm inputs and outputs (4h), q/k/v outputs (h + 2*kv),
+    attention output and o_proj input (2h), two residual adds (2h), and gate, up, act(gate), act*up (4i), each
+    2 bytes. SDPA / flash attention keeps no s x s matrix. With lora_dropout > 0 peft keeps one dropped-out copy of
+    each adapted module's input.
+    """
+    h, i = spec.hidden_size, spec.intermediate_size
+    kv = spec.num_key_value_heads * (h // max(spec.num_attention_heads, 1))
+    saved = 4 * h + (h + 2 * kv) + 2 * h + 2 * h + 4 * i
+    if lora and cfg.lora_dropout > 0:
+        targets = set(_targets(spec, cfg))
+        saved += sum(g.in_features * (g.count // max(spec.num_hidden_layers, 1)) for g in spec.linear_groups
+                     if g.name in targets)
+    return saved * BF16_BYTES
+
+
+def _targets(spec: ModelSpec, cfg: TrainingConfig) -> tuple[str, ...]:
+    from core.presets import default_target_modules
+
+    return cfg.lora_target_modules or default_target_modules(spec.model_type, spec.linear_names)
+
+
+def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEstimate:
+    """Estimate peak GPU memory of training ``spec`` with ``cfg`` using ``method``.
+
+    Args:
+        spec: model shape facts (from config.json).
+        cfg: uses max_length, per_device_train_batch_size, gradient_checkpointing, lora_r, lora_target_modules,
+            lora_dropout and bnb_4bit_use_double_quant. gradient_accumulation_steps does not change the peak.
+        method: "full" (all weights, bf16 + AdamW in bf16), "lora" (bf16 base) or "qlora" (NF4 base).
+
+    Returns:
+        VramEstimate with components in GiB.
+
+    Raises:
+        ValueError: unknown method.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is not one of {METHODS}")
+    n = spec.num_params
+    tokens = cfg.per_device_train_batch_size * cfg.max_length  # worst case: every row padded to max_length
+    notes: list[str] = []
+    c: dict[str, float] = {}
+    if method == "full":
+        trainable = n
+        c["weights"] = n * BF16_BYTES
+        c["trainable params"] = 0.0  # the weights themselves
+        c["gradients"] = n * BF16_BYTES
+        c["optimizer states"] = n * ADAM_STATES * BF16_BYTES
+        notes.append("Full fine-tuning in pure bf16: weights 2 B + gradients 2 B + AdamW 2x2 B per parameter "
+                     "(the seed's 7B example: 14 + 14 + 28 GB).")
+    else:
+        trainable = spec.lora_params(cfg.lora_r, _targets(spec, cfg))
+        if method == "lora":
+            c["weights"] = n * BF16_BYTES
+        else:
+            packed = spec.linear_params
+            scale = NF4_DQ_SCALE_BYTES if cfg.bnb_4bit_use_double_quant else NF4_SCALE_BYTES
+            # peft.prepare_model_for_kbit_training upcasts every non-quantized parameter (embeddings, norms,
+            # lm_head) to fp32, which dominates small models with large vocabularies.
+            c["weights"] = packed * (NF4_BYTES + scale) + (n - packed) * FP32_BYTES
+            notes.append(f"NF4 base: {packed / 1e6:,.1f} M packed linear weights at "
+                         f"{(NF4_BYTES + scale) * 8:.3f} bit; {(n - packed) / 1e6:,.1f} M others upcast to fp32.")
+        c["trainable params"] = trainable * FP32_BYTES
+        c["gradients"] = trainable * FP32_BYTES
+        c["optimizer states"] = trainable * ADAM_STATES * FP32_BYTES
+    per_layer = _activation_bytes_per_token_layer(spec, cfg, lora=method != "full")
+    if cfg.gradient_checkpointing:
+        # Only each layer's input (h, 16-bit) is kept; one layer is recomputed at a time during backward.
+        c["activations"] = tokens * (spec.num_hidden_layers * spec.hidden_size * BF16_BYTES + per_layer)
+        notes.append("Gradient checkpointing: keeps one hidden state per layer and recomputes the rest.")
+    else:
+        c["activations"] = tokens * spec.num_hidden_layers * per_layer
+    c["logits / loss"] = tokens * spec.vocab_size * LOGITS_BYTES
+    subtotal = sum(c.values())
+    c["allocator overhead"] = subtotal * ALLOCATOR_OVERHEAD
+    gib = {k: v / GIB for k, v in c.items()}
+    gib["CUDA context"] = CUDA_CONTEXT_GIB
+    return VramEstimate(method=method, components_gib=gib, trainable_params=trainable, notes=tuple(notes))
+
+
+def estimate_all(spec: ModelSpec, cfg: TrainingConfig) -> dict[str, VramEstimate]:
+    """Estimates for every method, keyed "full", "lora", "qlora"."""
+    return {m: estimate_vram(spec, cfg, m) for m in METHODS}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What to run on a GPU of a given size, and why.
+
+    Attributes:
+        method: "lora", "qlora" or "none" (nothing fits).
+        reason: one or two sentences with the numbers behind the choice.
+    """
+
+    method: str
+    reason: str
+
+
+def recommend(estimates: dict[str, VramEstimate], gpu_gib: float) -> Recommendation:
+    """Pick LoRA when it fits in 90% of ``gpu_gib``, else QLoRA, else say what to reduce.
+
+    Follows the seed chapter's table 26.9.4: LoRA when the 16-bit base fits (it trains faster and merges
+    losslessly), QLoRA when only a 4-bit base fits.
+    """
+    budget = gpu_gib * HEADROOM
+    lora, qlora = estimates["lora"].total_gib, estimates["qlora"].total_gib
+    full = estimates["full"].total_gib
+    if lora <= budget:
+        extra = f" Full fine-tuning would need {full:.1f} GiB." if full > budget else (
+            f" Full fine-tuning would also fit ({full:.1f} GiB), but LoRA trains far fewer parameters.")
+        return Recommendation("lora", f"LoRA needs about {lora:.1f} GiB of your {gpu_gib:.0f} GiB "
+                                      f"(limit {budget:.1f} GiB at 90%), so the 16-bit base fits.{extra}")
+    if qlora <= budget:
+        return Recommendation("qlora", f"LoRA would need {lora:.1f} GiB, more than 90% of {gpu_gib:.0f} GiB; "
+                                       f"QLoRA's 4-bit base brings it to about {qlora:.1f} GiB.")
+    return Recommendation("none", f"Even QLoRA needs about {qlora:.1f} GiB, more than 90% of {gpu_gib:.0f} GiB. "
+                                  "Lower max_length or per_device_train_batch_size, turn on gradient "
+                                  "checkpointing, or pick a smaller model.")
