@@ -75,6 +75,10 @@ class TrainingJob:
         with self._lock:
             return self._snap
 
+    def is_running(self) -> bool:
+        """True while the training thread is alive (a terminal snapshot is written just before it ends)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wait(self, timeout_s: float | None = None) -> JobSnapshot:
         """Block until the job thread ends (or ``timeout_s`` passes); returns the snapshot."""
         thread = self._thread

@@ -1,0 +1,174 @@
+"""LoRA Studio entry point.
+
+    python launch.py [--host 127.0.0.1] [--port 7860] [--share]       open the UI
+    python launch.py train CONFIG.json [--json]                        train headless
+    python launch.py export RUN_DIR (--merged | --adapter) [--out DIR] export a run
+    python launch.py estimate --model ID_OR_PATH --gpu-gib N [--json]  VRAM estimate
+
+Exit codes: 0 success, 1 the run / export failed, 2 bad arguments or config (every problem listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+UI_DEFAULT_HOST = "127.0.0.1"
+UI_DEFAULT_PORT = 7860
+
+
+def _fail(message: str, code: int, as_json: bool = False) -> int:
+    print(message, file=sys.stderr)
+    if as_json:
+        print(json.dumps({"status": "failed" if code == 1 else "invalid", "error": message}))
+    return code
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.config import TrainingConfig
+    from core.errors import ConfigError
+    from core.job import TrainingJob
+
+    try:
+        cfg = TrainingConfig.from_json_file(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc), 2, args.json)
+    job = TrainingJob()
+    try:
+        run_dir = job.start(cfg)
+    except ConfigError as exc:
+        return _fail(str(exc), 2, args.json)
+    print(f"Run folder: {run_dir}", file=sys.stderr)
+    seen = 0
+    try:
+        while True:
+            snap = job.wait(timeout_s=1.0)
+            for line in snap.logs[seen:]:
+                print(line, file=sys.stderr)
+            seen = len(snap.logs)
+            if not job.is_running():
+                break
+    except KeyboardInterrupt:
+        print("Stopping after the current step (Ctrl-C again to abort)...", file=sys.stderr)
+        job.stop()
+        snap = job.wait()
+    losses = [h["loss"] for h in snap.history if "loss" in h]
+    result: dict[str, Any] = {"run_dir": snap.run_dir, "status": snap.status, "steps": snap.step,
+                              "final_loss": losses[-1] if losses else None,
+                              "first_loss": losses[0] if losses else None, "message": snap.message,
+                              "trainable_params": snap.info.get("trainable_params"),
+                              "total_params": snap.info.get("total_params")}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(snap.message)
+    return 0 if snap.status in ("completed", "stopped") else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from core.errors import StudioError
+    from core.export import export_adapter, export_merged
+
+    try:
+        result = export_merged(args.run_dir, args.out) if args.merged else export_adapter(args.run_dir, args.out)
+    except StudioError as exc:
+        return _fail(str(exc), 1, args.json)
+    except FileExistsError as exc:
+        return _fail(str(exc), 2, args.json)
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(result)))
+    else:
+        print(result.summary())
+        print(f"Zip: {result.zip_path}")
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from core.config import TrainingConfig
+    from core.errors import ConfigError, StudioError
+    from core.model import inspect_model
+    from core.vram import estimate_all, recommend
+    from ui.views import estimate_text
+
+    problems = [] if args.gpu_gib > 0 else [f"--gpu-gib: {args.gpu_gib} must be > 0."]
+    overrides = {"model_name_or_path": args.model, "max_length": args.max_length, "lora_r": args.lora_r,
+                 "per_device_train_batch_size": args.per_device_train_batch_size,
+                 "gradient_checkpointing": args.gradient_checkpointing}
+    try:
+        cfg = TrainingConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        return _fail(str(ConfigError(problems)), 2, args.json)
+    try:
+        spec = inspect_model(args.model)
+    except StudioError as exc:
+        return _fail(str(exc), 1, args.json)
+    estimates = estimate_all(spec, cfg)
+    rec = recommend(estimates, args.gpu_gib)
+    if args.json:
+        print(json.dumps({"model": args.model, "gpu_gib": args.gpu_gib, "recommendation": rec.method,
+                          "reason": rec.reason,
+                          "estimates": {m: {"total_gib": e.total_gib, "components_gib": e.components_gib,
+                                            "trainable_params": e.trainable_params} for m, e in estimates.items()}}))
+    else:
+        print(estimate_text(spec, cfg, estimates))
+        print(f"\nRecommendation for {args.gpu_gib:g} GiB: {rec.method.upper()} - {rec.reason}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from ui.app import build_app, launch_app
+
+    launch_app(build_app(), host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors exit 2 with usage, as ours do
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="launch.py", description="LoRA Studio: no-code LoRA / QLoRA fine-tuning.")
+    p.add_argument("--host", default=UI_DEFAULT_HOST, help="UI address (default 127.0.0.1; 0.0.0.0 to share on the LAN)")
+    p.add_argument("--port", type=int, default=UI_DEFAULT_PORT, help="UI port (default 7860)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    t = sub.add_parser("train", help="train from a JSON config of TrainingConfig field names")
+    t.add_argument("config")
+    t.add_argument("--json", action="store_true", help="print a JSON summary as the last stdout line")
+    e = sub.add_parser("export", help="export a run's adapter or merged weights")
+    e.add_argument("run_dir")
+    kind = e.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--merged", action="store_true", help="merge into a 16-bit base, save, verify")
+    kind.add_argument("--adapter", action="store_true", help="copy the LoRA adapter only")
+    e.add_argument("--out", default=None, help="destination folder (must not exist)")
+    e.add_argument("--json", action="store_true")
+    s = sub.add_parser("estimate", help="estimate GPU memory for full / LoRA / QLoRA")
+    s.add_argument("--model", required=True)
+    s.add_argument("--gpu-gib", type=float, required=True)
+    s.add_argument("--max-length", dest="max_length", type=int)
+    s.add_argument("--lora-r", dest="lora_r", type=int)
+    s.add_argument("--batch-size", dest="per_device_train_batch_size", type=int)
+    s.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
+    s.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    handlers = {"train": cmd_train, "export": cmd_export, "estimate": cmd_estimate, None: cmd_ui}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""build_app(): composes the tabs and wires events, timers and the training job. No engine logic here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from core.config import TrainingConfig
+from core.errors import ConfigError, JobBusyError, StudioError
+from core.job import TrainingJob
+from core.model import target_modules_for
+from core.modelspec import ModelSpec
+from core.presets import default_target_modules
+from ui.forms import ConfigForm
+from ui.tabs import data_tab, estimate_tab, export_tab, model_tab, train_tab
+from ui.views import loss_figure, lora_math_markdown, status_markdown
+
+TITLE = "LoRA Studio"
+INTRO = ("Fine-tune a language model with **LoRA** or **QLoRA** without writing code: pick a model, add data, check "
+         "that it fits your GPU, train while watching the loss, then export merged weights.")
+GPU_QUEUE = "gpu"  # one concurrency id for everything that loads a model, so heavy work stays serial
+
+
+def build_app(job: TrainingJob | None = None) -> gr.Blocks:
+    """The whole UI as a gr.Blocks.
+
+    Args:
+        job: the TrainingJob shared by every browser session (one is created if None). Every page load
+            re-attaches to it, so a refreshed tab shows the running job.
+    """
+    job = job or TrainingJob()
+    form = ConfigForm()
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        spec_state = gr.State(None)
+        with gr.Tabs():
+            with gr.Tab("1. Model"):
+                m = model_tab.render(form)
+            with gr.Tab("2. Data"):
+                d = data_tab.render(form)
+            with gr.Tab("3. Train"):
+                t = train_tab.render(form)
+            with gr.Tab("GPU memory"):
+                e = estimate_tab.render()
+            with gr.Tab("4. Export") as export_page:
+                x = export_tab.render()
+
+        # ---- model facts -> state, target module choices
+        load_outputs = [spec_state, m["facts"], t["targets"]]
+        m["load"].click(model_tab.load_model_info, m["path"], load_outputs, api_name="load_model",
+                        concurrency_id=GPU_QUEUE, concurrency_limit=1)
+        demo.load(model_tab.load_model_info, m["path"], load_outputs, api_visibility="private",
+                  concurrency_id=GPU_QUEUE, concurrency_limit=1)
+
+        # ---- live LoRA arithmetic
+        def lora_math(spec: ModelSpec | None, r: float, alpha: float, targets: list[str]) -> str:
+            cfg = TrainingConfig(lora_r=max(1, int(r or 1)), lora_alpha=max(1, int(alpha or 1)))
+            chosen = tuple(targets) if targets else (
+                default_target_modules(spec.model_type, spec.linear_names) if spec else ())
+            return lora_math_markdown(spec, cfg, chosen)
+
+        math_inputs = [spec_state, form.components["lora_r"], form.components["lora_alpha"], t["targets"]]
+        for comp in math_inputs:
+            comp.change(lora_math, math_inputs, t["lora_math"], api_visibility="private")
+
+        # ---- VRAM estimate
+        def run_estimate(spec: ModelSpec | None, gpu: str, custom: float | None, *values: Any) -> tuple[Any, ...]:
+            try:
+                cfg = form.to_config(*values)
+                if spec is not None:
+                    target_modules_for(cfg, spec)
+            except StudioError as exc:
+                return f"**Fix the settings first:** {exc}", None, None
+            return estimate_tab.estimate(spec, cfg, gpu, custom)
+
+        run_estimate.__signature__ = form.signature(("spec", "gpu", "custom_gib"))  # type: ignore[attr-defined]
+
+        est_inputs = [spec_state, e["gpu"], e["custom"], *form.inputs]
+        est_outputs = [e["recommendation"], e["table"], e["figure"]]
+        e["go"].click(run_estimate, est_inputs, est_outputs, api_name="estimate")
+        for comp in (spec_state, e["gpu"], form.components["load_in_4bit"]):
+            comp.change(run_estimate, est_inputs, est_outputs, api_visibility="private")
+
+        # ---- training: start / stop / poll
+        def start(*values: Any) -> str:
+            try:
+                run_dir = form.bind(job.start)(*values)
+            except ConfigError as exc:
+                raise gr.Error("\n".join(exc.problems), title="Fix these settings") from None
+            except JobBusyError as exc:
+                raise gr.Error(str(exc), title="Busy") from None
+            return f"Started: `{run_dir}`"
+
+        start.__signature__ = form.signature()  # type: ignore[attr-defined]
+
+        def stop() -> str:
+            return "Stopping after the current step..." if job.stop() else "Nothing is running."
+
+        def poll(seen: int) -> tuple[Any, ...]:
+            snap = job.snapshot()
+            n = len(snap.history)
+            figure = loss_figure(snap.history) if n != seen or seen == -1 else gr.update()
+            return (status_markdown(snap), figure, "\n".join(snap.logs[-60:]),
+                    gr.update(interactive=not snap.is_active), gr.update(interactive=snap.is_active), n)
+
+        seen = gr.State(-1)
+        poll_outputs = [t["status"], t["loss"], t["logs"], t["start"], t["stop"], seen]
+        t["start"].click(start, form.inputs, t["status"], api_name="start", concurrency_id=GPU_QUEUE, concurrency_limit=1)
+        t["stop"].click(stop, None, t["status"], api_name="stop")
+        t["timer"].tick(poll, seen, poll_outputs, api_name="poll", show_progress="hidden")
+        demo.load(lambda: poll(-1), None, poll_outputs, api_visibility="private")
+
+        # ---- export
+        def refresh_runs(output_dir: str) -> Any:
+            runs = export_tab.list_runs(output_dir)
+            current = job.snapshot().run_dir
+            return gr.update(choices=runs, value=current if current in runs else (runs[0] if runs else None))
+
+        for trigger in (x["refresh"].click, demo.load, export_page.select):
+            trigger(refresh_runs, form.components["output_dir"], x["run"], api_visibility="private")
+        x["merged"].click(lambda run_dir, p=gr.Progress(track_tqdm=True): export_tab.do_export(run_dir, True, p), x["run"],
+                          [x["result"], x["download"]], api_name="export_merged", concurrency_id=GPU_QUEUE, concurrency_limit=1)
+        x["adapter"].click(lambda run_dir, p=gr.Progress(): export_tab.do_export(run_dir, False, p), x["run"],
+                           [x["result"], x["download"]], api_name="export_adapter", concurrency_id=GPU_QUEUE, concurrency_limit=1)
+    demo.form = form  # type: ignore[attr-defined]  # exposed for tests: the field -> component mapping
+    return demo
+
+
+def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+               **kwargs: Any) -> Any:
+    """Queue and launch ``demo``; uploads are capped at 200 MB with a readable error."""
+    demo.queue(default_concurrency_limit=4)
+    return demo.launch(server_name=host, server_port=port, share=share, max_file_size="200mb",
+                       theme=gr.themes.Soft(), **kwargs)

@@ -1,0 +1,73 @@
+"""The one mapping between UI components and TrainingConfig fields, keyed by field name."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from core.config import TrainingConfig
+
+
+class ConfigForm:
+    """Components registered under TrainingConfig field names, read back into a TrainingConfig.
+
+    Tabs call ``add(field_name, component)``; event handlers take ``form.inputs`` as inputs and call
+    ``form.to_config(*values)``. Registering a name that is not a TrainingConfig field raises KeyError, so the UI
+    cannot drift from the engine (tests/test_forms.py checks the same for the built app).
+    """
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def add(self, name: str, component: Any) -> Any:
+        """Register ``component`` as the editor of field ``name``; returns the component."""
+        if name not in TrainingConfig.field_names():
+            raise KeyError(f"{name} is not a TrainingConfig field")
+        self.components[name] = component
+        return component
+
+    @property
+    def names(self) -> list[str]:
+        """Field names in registration order (the order of ``inputs``)."""
+        return list(self.components)
+
+    @property
+    def inputs(self) -> list[Any]:
+        """Components in registration order, for an event's ``inputs=``."""
+        return list(self.components.values())
+
+    def to_dict(self, *values: Any) -> dict[str, Any]:
+        """Values (in ``inputs`` order) as {field: value}; empty strings and None are left to defaults."""
+        raw = dict(zip(self.names, values))
+        return {k: v for k, v in raw.items() if v is not None and v != ""}
+
+    def bind(self, fn: Callable[[TrainingConfig], Any], *, extra: tuple[str, ...] = ()) -> Callable[..., Any]:
+        """Wrap ``fn(cfg, *extra_values)`` as a handler taking ``extra`` values then the form's values.
+
+        The wrapper's signature names its parameters after the fields, so the app's HTTP API (gradio_client)
+        takes ``lora_r=...``, ``max_steps=...`` like the CLI's config file does.
+        """
+        names, n_extra = self.names, len(extra)
+
+        @functools.wraps(fn)
+        def handler(*values: Any) -> Any:
+            return fn(self.to_config(*values[n_extra:]), *values[:n_extra])
+
+        handler.__signature__ = self.signature(extra)  # type: ignore[attr-defined]
+        return handler
+
+    def signature(self, extra: tuple[str, ...] = ()) -> inspect.Signature:
+        """Signature with parameters ``extra`` then every field name (names the HTTP API's parameters)."""
+        return inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                  for n in (*extra, *self.names)])
+
+    def to_config(self, *values: Any) -> TrainingConfig:
+        """Build a validated TrainingConfig. Raises ConfigError listing every problem."""
+        return TrainingConfig.from_dict(self.to_dict(*values))
+
+
+def info(name: str) -> str:
+    """The field's help text, for a component's ``info=``."""
+    return TrainingConfig.help_for(name)

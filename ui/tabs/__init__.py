@@ -1,0 +1,1 @@
+"""One module per tab; each exposes ``render(...)`` returning its components keyed by name."""
