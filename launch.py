@@ -73,7 +73,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from core.export import export_adapter, export_merged
 
     try:
-        result = export_merged(args.run_dir, args.out) if args.merged else export_adapter(args.run_dir, args.out)
+        result = export_merged(args.run_dir, args.out, args.dtype) if args.merged else export_adapter(args.run_dir, args.out)
     except StudioError as exc:
         return _fail(str(exc), 1, args.json)
     except FileExistsError as exc:
@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     kind.add_argument("--merged", action="store_true", help="merge into a 16-bit base, save, verify")
     kind.add_argument("--adapter", action="store_true", help="copy the LoRA adapter only")
     e.add_argument("--out", default=None, help="destination folder (must not exist)")
+    e.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
+                   help="merged weights dtype (auto: the base's 16-bit dtype)")
     e.add_argument("--json", action="store_true")
     s = sub.add_parser("estimate", help="estimate GPU memory for full / LoRA / QLoRA")
     s.add_argument("--model", required=True)

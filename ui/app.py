@@ -119,9 +119,10 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
 
         for trigger in (x["refresh"].click, demo.load, export_page.select):
             trigger(refresh_runs, form.components["output_dir"], x["run"], api_visibility="private")
-        x["merged"].click(lambda run_dir, p=gr.Progress(track_tqdm=True): export_tab.do_export(run_dir, True, p), x["run"],
+        x["merged"].click(lambda run_dir, dtype, p=gr.Progress(track_tqdm=True): export_tab.do_export(run_dir, True, dtype, p),
+                          [x["run"], x["dtype"]],
                           [x["result"], x["download"]], api_name="export_merged", concurrency_id=GPU_QUEUE, concurrency_limit=1)
-        x["adapter"].click(lambda run_dir, p=gr.Progress(): export_tab.do_export(run_dir, False, p), x["run"],
+        x["adapter"].click(lambda run_dir, p=gr.Progress(): export_tab.do_export(run_dir, False, "auto", p), x["run"],
                            [x["result"], x["download"]], api_name="export_adapter", concurrency_id=GPU_QUEUE, concurrency_limit=1)
     demo.form = form  # type: ignore[attr-defined]  # exposed for tests: the field -> component mapping
     return demo

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from core.errors import StudioError
-from core.export import export_adapter, export_merged
+from core.export import MERGED_DTYPES, export_adapter, export_merged
 
 
 def list_runs(output_dir: str) -> list[str]:
@@ -20,13 +20,14 @@ def list_runs(output_dir: str) -> list[str]:
     return [str(p) for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
-def do_export(run_dir: str | None, merged: bool, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Any, ...]:
+def do_export(run_dir: str | None, merged: bool, dtype: str = "auto",
+              progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Any, ...]:
     """Run an export; returns (summary markdown, zip path for download)."""
     if not run_dir:
         raise gr.Error("Pick a run folder first (train one in the Train tab).")
     progress(0, desc="Merging and verifying" if merged else "Copying adapter")
     try:
-        result = export_merged(run_dir) if merged else export_adapter(run_dir)
+        result = export_merged(run_dir, dtype=dtype) if merged else export_adapter(run_dir)
     except (StudioError, FileExistsError) as exc:
         return f"**Export failed.** {exc}", None
     return f"✅ {result.summary()}\n\nZip: `{result.zip_path}`", result.zip_path
@@ -37,11 +38,13 @@ def render() -> dict[str, Any]:
     with gr.Row():
         run = gr.Dropdown(choices=[], label="Run folder", scale=4, allow_custom_value=True)
         refresh = gr.Button("Refresh", scale=1)
+    dtype = gr.Radio(list(MERGED_DTYPES), value="auto", label="Merged weights dtype",
+                     info="auto = the base's 16-bit dtype. float32 keeps tiny adapters exact at twice the size.")
     with gr.Row():
         merged = gr.Button("Export merged weights", variant="primary")
         adapter = gr.Button("Export adapter only")
     result = gr.Markdown("Merged export reloads the base in 16-bit (never 4-bit), merges W + (α/r)·B·A, saves "
                          "safetensors + tokenizer + chat template, and checks the result against base+adapter.")
     download = gr.File(label="Download", interactive=False)
-    return {"run": run, "refresh": refresh, "merged": merged, "adapter": adapter, "result": result,
+    return {"run": run, "refresh": refresh, "dtype": dtype, "merged": merged, "adapter": adapter, "result": result,
             "download": download}

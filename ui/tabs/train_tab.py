@@ -65,6 +65,8 @@ def render(form: ConfigForm) -> dict[str, Any]:
                                                        label="Validation split", info=info("validation_split")))
                 form.add("dtype", gr.Dropdown(["auto", "bfloat16", "float16", "float32"], value=D.dtype,
                                               label="Weights dtype (LoRA)", info=info("dtype")))
+                form.add("logging_steps", gr.Number(value=D.logging_steps, precision=0, minimum=1,
+                                                    label="Log every N steps", info=info("logging_steps")))
                 form.add("output_dir", gr.Textbox(value=D.output_dir, label="Runs folder", info=info("output_dir")))
     lora_math = gr.Markdown()
     with gr.Row():

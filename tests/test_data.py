@@ -1,0 +1,99 @@
+"""Reading, detecting and tokenizing data with the embedded model's real tokenizer and chat template."""
+
+import json
+
+import pytest
+
+from core.data import load_conversations, tokenize_conversation, tokenize_report
+from core.errors import DataError
+from core.model import load_tokenizer
+from tests.conftest import ASSETS
+
+
+@pytest.fixture(scope="module")
+def tokenizer(embedded_path):
+    return load_tokenizer(embedded_path)
+
+
+@pytest.mark.parametrize("name,fmt", [("humaneval_alpaca.jsonl", "alpaca"), ("humaneval_alpaca.csv", "alpaca"),
+                                      ("humaneval_messages.jsonl", "messages")])
+def test_samples_load_all_164_rows(name, fmt):
+    report = load_conversations(str(ASSETS / name))
+    assert report.dataset_format == fmt
+    assert report.rows_read == 164 and len(report.conversations) == 164 and report.dropped == []
+    assert list(report.preview.columns) == ["row", "system", "user", "assistant", "turns"]
+    assert report.conversations[0][-1]["role"] == "assistant"
+
+
+def test_alpaca_csv_and_jsonl_normalise_identically():
+    a = load_conversations(str(ASSETS / "humaneval_alpaca.jsonl")).conversations
+    b = load_conversations(str(ASSETS / "humaneval_alpaca.csv")).conversations
+    assert a == b
+
+
+def test_bad_rows_are_listed_by_number_not_fatal(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [{"instruction": "Say hi", "output": "hi"}, {"instruction": "", "output": "x"},
+            {"instruction": "Empty answer", "output": "  "}, {"instruction": "Add", "input": "1+1", "output": "2"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    report = load_conversations(str(path))
+    assert len(report.conversations) == 2 and report.row_numbers == [1, 4]
+    assert report.dropped == [(2, "instruction is empty"), (3, "output is empty")]
+    assert report.conversations[1][0]["content"] == "Add\n\n1+1"
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": \n', "line 2 is not valid JSON"),
+    ('[{"instruction": "a"', "not valid JSON"),
+    ('{"question": "a", "answer": "b"}\n', "Cannot tell the format from the columns ['answer', 'question']"),
+    ('', "has no rows"),
+])
+def test_unusable_files_say_what_is_wrong(tmp_path, content, message):
+    path = tmp_path / ("d.json" if content.startswith("[") else "d.jsonl")
+    path.write_text(content)
+    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_conversations(str(path))
+
+
+def test_wrong_extension_and_missing_file(tmp_path):
+    (tmp_path / "d.txt").write_text("hello")
+    with pytest.raises(DataError, match="unsupported file type .txt"):
+        load_conversations(str(tmp_path / "d.txt"))
+    with pytest.raises(DataError, match="file not found"):
+        load_conversations(str(tmp_path / "nope.jsonl"))
+
+
+def test_messages_with_bad_roles_are_dropped_with_reason(tmp_path):
+    path = tmp_path / "chat.jsonl"
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    bad = {"messages": [{"role": "human", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    no_answer = {"messages": [{"role": "user", "content": "hi"}]}
+    path.write_text("\n".join(json.dumps(r) for r in (good, bad, no_answer)))
+    report = load_conversations(str(path))
+    assert report.row_numbers == [1]
+    assert report.dropped[0][0] == 2 and "role 'human'" in report.dropped[0][1]
+    assert report.dropped[1] == (3, "no assistant message to learn from")
+
+
+def test_labels_cover_the_answer_and_its_end_of_turn_token(tokenizer):
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id  # SmolLM2: pad == eos == <|im_end|>
+    msgs = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"},
+            {"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "6"}]
+    ids, labels = tokenize_conversation(tokenizer, msgs, 512)
+    assert len(ids) == len(labels)
+    trained = tokenizer.decode([t for t, lab in zip(ids, labels) if lab != -100])
+    assert trained.count("<|im_end|>") == 2 and "4" in trained and "6" in trained
+    assert "What is 2+2?" not in trained and "<|im_start|>assistant" not in trained
+    prompt_only = tokenizer.decode([t for t, lab in zip(ids, labels) if lab == -100])
+    assert "What is 2+2?" in prompt_only and "And 3+3?" in prompt_only
+
+
+def test_rows_whose_answer_is_truncated_away_are_dropped(tokenizer):
+    report = load_conversations(str(ASSETS / "humaneval_alpaca.jsonl"))
+    features, dropped = tokenize_report(report, tokenizer, max_length=128)
+    assert len(features) + len(dropped) == 164 and dropped
+    assert all("max_length=128" in why for _, why in dropped)
+    assert all(any(lab != -100 for lab in f["labels"]) for f in features)
+    assert all(len(f["input_ids"]) <= 128 for f in features)
+    with pytest.raises(DataError, match="No row has answer tokens"):
+        tokenize_report(report, tokenizer, max_length=16)
