@@ -13,8 +13,20 @@ from typing import Any
 
 from core.config import TrainingConfig
 from core.errors import ConfigError, JobBusyError, StudioError
-from core.events import (COMPLETED, FAILED, LOADING, SAVING, STOPPING, TRAINING, Failed, Finished, JobSnapshot,
-                         LogLine, Metrics, Progress)
+from core.events import (
+    COMPLETED,
+    FAILED,
+    LOADING,
+    SAVING,
+    STOPPING,
+    TRAINING,
+    Failed,
+    Finished,
+    JobSnapshot,
+    LogLine,
+    Metrics,
+    Progress,
+)
 from core.runs import new_run_dir, write_json_atomic
 
 log = logging.getLogger(__name__)

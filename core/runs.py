@@ -16,7 +16,7 @@ def new_run_dir(output_dir: str | Path, prefix: str = "run") -> Path:
 
     ``os.mkdir`` without exist_ok is atomic, so two jobs started in the same second get different folders.
     """
-    base = Path(output_dir).expanduser()
+    base = Path(output_dir).expanduser().resolve()
     base.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1000):

@@ -41,8 +41,13 @@ def run_training(cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], No
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     from core.callbacks import StudioCallback
-    from core.model import (inspect_model, load_model_for_training, load_tokenizer, resolve_model_path,
-                            target_modules_for)
+    from core.model import (
+        inspect_model,
+        load_model_for_training,
+        load_tokenizer,
+        resolve_model_path,
+        target_modules_for,
+    )
 
     if not cfg.dataset_name:
         raise DataError("No dataset chosen: upload a file in the Data tab or set dataset_name.")

@@ -14,7 +14,7 @@ from core.modelspec import ModelSpec
 from core.presets import default_target_modules
 from ui.forms import ConfigForm
 from ui.tabs import data_tab, estimate_tab, export_tab, model_tab, train_tab
-from ui.views import loss_figure, lora_math_markdown, status_markdown
+from ui.views import lora_math_markdown, loss_figure, status_markdown
 
 TITLE = "LoRA Studio"
 INTRO = ("Fine-tune a language model with **LoRA** or **QLoRA** without writing code: pick a model, add data, check "
@@ -38,7 +38,7 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             with gr.Tab("1. Model"):
                 m = model_tab.render(form)
             with gr.Tab("2. Data"):
-                d = data_tab.render(form)
+                data_tab.render(form)
             with gr.Tab("3. Train"):
                 t = train_tab.render(form)
             with gr.Tab("GPU memory"):

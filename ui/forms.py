@@ -49,7 +49,7 @@ class ConfigForm:
         The wrapper's signature names its parameters after the fields, so the app's HTTP API (gradio_client)
         takes ``lora_r=...``, ``max_steps=...`` like the CLI's config file does.
         """
-        names, n_extra = self.names, len(extra)
+        n_extra = len(extra)
 
         @functools.wraps(fn)
         def handler(*values: Any) -> Any:

@@ -13,7 +13,7 @@ from core.export import MERGED_DTYPES, export_adapter, export_merged
 
 def list_runs(output_dir: str) -> list[str]:
     """Run folders with a saved adapter under ``output_dir``, newest first."""
-    base = Path(output_dir or "runs")
+    base = Path(output_dir or "runs").expanduser().resolve()
     if not base.is_dir():
         return []
     runs = [p for p in base.iterdir() if (p / "adapter" / "adapter_config.json").is_file()]

@@ -1,0 +1,106 @@
+"""The real app on localhost, driven over HTTP with gradio_client: load, validate, start, poll, stop, export."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ASSETS, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, embedded_path):
+    cwd = tmp_path_factory.mktemp("ui-cwd")
+    port = free_port()
+    log = open(cwd / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--port", str(port)], cwd=cwd,
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, (cwd / "server.log").read_text()
+            time.sleep(1)
+    yield url, cwd
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def poll_until(client, done, timeout_s=600):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        status, figure, logs, *_ = client.predict(api_name="/poll")
+        if done(status):
+            return status, figure, logs
+        time.sleep(1)
+    raise AssertionError(f"timed out; last status: {status}")
+
+
+def test_train_poll_reattach_and_export(app_url):
+    from gradio_client import Client
+
+    url, cwd = app_url
+    client = Client(url, verbose=False)
+    facts, targets = client.predict("HuggingFaceTB/SmolLM2-135M-Instruct", api_name="/load_model")
+    assert "LlamaForCausalLM" in facts and "134.52 M" in facts and "q_proj" in facts
+    summary, preview = client.predict(str(ASSETS / "humaneval_messages.jsonl"), "auto", api_name="/validate_data")
+    assert "164 rows read, 164 usable" in summary and "messages" in summary
+    assert len(preview["data"]) == 50
+
+    with pytest.raises(Exception, match="learning_rate"):
+        client.predict(dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), learning_rate=5.0, api_name="/start")
+
+    started = client.predict(dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), max_steps=6, max_length=192,
+                             learning_rate=5e-4, api_name="/start")
+    assert "Started" in started
+    with pytest.raises(Exception, match="already"):  # one job at a time
+        client.predict(dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), api_name="/start")
+    status, figure, logs = poll_until(client, lambda s: "COMPLETED" in s or "FAILED" in s)
+    assert "COMPLETED" in status and "step 6/6" in status, status
+    assert "trainable params: 2,442,240" in logs
+    plot = figure["plot"] if isinstance(figure, dict) else figure
+    assert "train loss" in str(plot)
+
+    # a new browser session (a refreshed page) sees the same finished job
+    again = Client(url, verbose=False).predict(api_name="/poll")[0]
+    run_dir = status.split("Run folder: `")[1].rstrip("`").strip()
+    assert run_dir in again and (Path(run_dir) / "adapter" / "adapter_model.safetensors").is_file()
+
+    message, download = client.predict(run_dir, "auto", api_name="/export_merged")
+    assert "Verified" in message, message
+    assert Path(download).name == "merged.zip" and Path(download).stat().st_size > 100e6
+    assert (Path(run_dir) / "merged" / "model.safetensors").is_file()
+    message, download = client.predict(run_dir, api_name="/export_adapter")
+    assert "PeftModel.from_pretrained" in message and Path(download).name == "adapter-export.zip"
+
+
+def test_stop_ends_at_the_next_step_and_keeps_the_adapter(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url[0], verbose=False)
+    client.predict(dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), max_steps=500, max_length=128,
+                   per_device_train_batch_size=1, api_name="/start")
+    poll_until(client, lambda s: "TRAINING" in s and "step 0/" not in s)
+    assert "Stopping" in client.predict(api_name="/stop")
+    status, _, _ = poll_until(client, lambda s: "STOPPED" in s or "FAILED" in s or "COMPLETED" in s)
+    assert "STOPPED" in status, status
+    step = int(status.split("step ")[1].split("/")[0])
+    assert 1 <= step < 500
+    run_dir = status.split("Run folder: `")[1].rstrip("`").strip()
+    assert (Path(run_dir) / "adapter" / "adapter_config.json").is_file()
+    assert "Nothing is running" in client.predict(api_name="/stop")
