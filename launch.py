@@ -56,11 +56,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         job.stop()
         snap = job.wait()
     losses = [h["loss"] for h in snap.history if "loss" in h]
-    result: dict[str, Any] = {"run_dir": snap.run_dir, "status": snap.status, "steps": snap.step,
-                              "final_loss": losses[-1] if losses else None,
-                              "first_loss": losses[0] if losses else None, "message": snap.message,
-                              "trainable_params": snap.info.get("trainable_params"),
-                              "total_params": snap.info.get("total_params")}
+    result: dict[str, Any] = {
+        "run_dir": snap.run_dir,
+        "status": snap.status,
+        "steps": snap.step,
+        "final_loss": losses[-1] if losses else None,
+        "first_loss": losses[0] if losses else None,
+        "message": snap.message,
+        "trainable_params": snap.info.get("trainable_params"),
+        "total_params": snap.info.get("total_params"),
+    }
     if args.json:
         print(json.dumps(result))
     else:
@@ -73,7 +78,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from core.export import export_adapter, export_merged
 
     try:
-        result = export_merged(args.run_dir, args.out, args.dtype) if args.merged else export_adapter(args.run_dir, args.out)
+        result = (
+            export_merged(args.run_dir, args.out, args.dtype)
+            if args.merged
+            else export_adapter(args.run_dir, args.out)
+        )
     except StudioError as exc:
         return _fail(str(exc), 1, args.json)
     except FileExistsError as exc:
@@ -96,9 +105,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from ui.views import estimate_text
 
     problems = [] if args.gpu_gib > 0 else [f"--gpu-gib: {args.gpu_gib} must be > 0."]
-    overrides = {"model_name_or_path": args.model, "max_length": args.max_length, "lora_r": args.lora_r,
-                 "per_device_train_batch_size": args.per_device_train_batch_size,
-                 "gradient_checkpointing": args.gradient_checkpointing}
+    overrides = {
+        "model_name_or_path": args.model,
+        "max_length": args.max_length,
+        "lora_r": args.lora_r,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_checkpointing": args.gradient_checkpointing,
+    }
     try:
         cfg = TrainingConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
     except ConfigError as exc:
@@ -112,10 +125,24 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     estimates = estimate_all(spec, cfg)
     rec = recommend(estimates, args.gpu_gib)
     if args.json:
-        print(json.dumps({"model": args.model, "gpu_gib": args.gpu_gib, "recommendation": rec.method,
-                          "reason": rec.reason,
-                          "estimates": {m: {"total_gib": e.total_gib, "components_gib": e.components_gib,
-                                            "trainable_params": e.trainable_params} for m, e in estimates.items()}}))
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "gpu_gib": args.gpu_gib,
+                    "recommendation": rec.method,
+                    "reason": rec.reason,
+                    "estimates": {
+                        m: {
+                            "total_gib": e.total_gib,
+                            "components_gib": e.components_gib,
+                            "trainable_params": e.trainable_params,
+                        }
+                        for m, e in estimates.items()
+                    },
+                }
+            )
+        )
     else:
         print(estimate_text(spec, cfg, estimates))
         print(f"\nRecommendation for {args.gpu_gib:g} GiB: {rec.method.upper()} - {rec.reason}")
@@ -137,7 +164,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="launch.py", description="LoRA Studio: no-code LoRA / QLoRA fine-tuning.")
-    p.add_argument("--host", default=UI_DEFAULT_HOST, help="UI address (default 127.0.0.1; 0.0.0.0 to share on the LAN)")
+    p.add_argument(
+        "--host", default=UI_DEFAULT_HOST, help="UI address (default 127.0.0.1; 0.0.0.0 to share on the LAN)"
+    )
     p.add_argument("--port", type=int, default=UI_DEFAULT_PORT, help="UI port (default 7860)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -150,8 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     kind.add_argument("--merged", action="store_true", help="merge into a 16-bit base, save, verify")
     kind.add_argument("--adapter", action="store_true", help="copy the LoRA adapter only")
     e.add_argument("--out", default=None, help="destination folder (must not exist)")
-    e.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
-                   help="merged weights dtype (auto: the base's 16-bit dtype)")
+    e.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="merged weights dtype (auto: the base's 16-bit dtype)",
+    )
     e.add_argument("--json", action="store_true")
     s = sub.add_parser("estimate", help="estimate GPU memory for full / LoRA / QLoRA")
     s.add_argument("--model", required=True)
@@ -159,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-length", dest="max_length", type=int)
     s.add_argument("--lora-r", dest="lora_r", type=int)
     s.add_argument("--batch-size", dest="per_device_train_batch_size", type=int)
-    s.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
+    s.add_argument(
+        "--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None
+    )
     s.add_argument("--json", action="store_true")
     return p
 

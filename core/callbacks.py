@@ -32,7 +32,9 @@ class StudioCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         elapsed = time.monotonic() - self.t0
-        eta = elapsed / state.global_step * (state.max_steps - state.global_step) if state.global_step else None
+        eta = (
+            elapsed / state.global_step * (state.max_steps - state.global_step) if state.global_step else None
+        )
         self.publish(Progress(state.global_step, state.max_steps, float(state.epoch or 0.0), elapsed, eta))
         if self.stop_event.is_set():
             control.should_training_stop = True

@@ -39,7 +39,9 @@ class TrainingConfig:
 
     model_name_or_path: str = field(
         default=DEFAULT_MODEL,
-        metadata=_help("Hugging Face hub id or local model folder. The default works offline (packaged copy)."),
+        metadata=_help(
+            "Hugging Face hub id or local model folder. The default works offline (packaged copy)."
+        ),
     )
     dataset_name: str = field(
         default="", metadata=_help("Path to a CSV / JSON / JSONL file, or a hub dataset id.")
@@ -64,16 +66,22 @@ class TrainingConfig:
     )
     dtype: str = field(
         default="auto",
-        metadata=_help("Weights dtype for LoRA: auto = bfloat16 on a bf16 GPU, float16 on older GPUs, float32 on CPU."),
+        metadata=_help(
+            "Weights dtype for LoRA: auto = bfloat16 on a bf16 GPU, float16 on older GPUs, float32 on CPU."
+        ),
     )
-    lora_r: int = field(default=8, metadata=_help("LoRA rank r: trainable params per matrix = r x (in + out)."))
+    lora_r: int = field(
+        default=8, metadata=_help("LoRA rank r: trainable params per matrix = r x (in + out).")
+    )
     lora_alpha: int = field(default=16, metadata=_help("LoRA alpha: the update is scaled by alpha / r."))
     lora_dropout: float = field(default=0.05, metadata=_help("Dropout on the LoRA input, 0..1."))
     lora_target_modules: tuple[str, ...] = field(
         default=(), metadata=_help("Linear module names to adapt; empty = the model family's default.")
     )
     learning_rate: float = field(default=2e-4, metadata=_help("Peak AdamW learning rate."))
-    num_train_epochs: float = field(default=1.0, metadata=_help("Passes over the data (ignored if max_steps > 0)."))
+    num_train_epochs: float = field(
+        default=1.0, metadata=_help("Passes over the data (ignored if max_steps > 0).")
+    )
     max_steps: int = field(default=-1, metadata=_help("Optimizer steps; -1 = use num_train_epochs."))
     per_device_train_batch_size: int = field(default=2, metadata=_help("Rows per micro-batch."))
     gradient_accumulation_steps: int = field(default=1, metadata=_help("Micro-batches per optimizer step."))
@@ -98,32 +106,69 @@ class TrainingConfig:
             if not cond:
                 p.append(msg)
 
-        need(bool(self.model_name_or_path.strip()), "model_name_or_path: empty; give a hub id or a model folder.")
-        need(self.dataset_format in DATASET_FORMATS, f"dataset_format: {self.dataset_format!r} is not one of {DATASET_FORMATS}.")
+        need(
+            bool(self.model_name_or_path.strip()),
+            "model_name_or_path: empty; give a hub id or a model folder.",
+        )
+        need(
+            self.dataset_format in DATASET_FORMATS,
+            f"dataset_format: {self.dataset_format!r} is not one of {DATASET_FORMATS}.",
+        )
         need(bool(self.output_dir.strip()), "output_dir: empty; give a folder for run folders.")
-        need(self.bnb_4bit_quant_type in QUANT_TYPES, f"bnb_4bit_quant_type: {self.bnb_4bit_quant_type!r} is not one of {QUANT_TYPES}.")
-        need(self.bnb_4bit_compute_dtype in COMPUTE_DTYPES, f"bnb_4bit_compute_dtype: {self.bnb_4bit_compute_dtype!r} is not one of {COMPUTE_DTYPES}.")
+        need(
+            self.bnb_4bit_quant_type in QUANT_TYPES,
+            f"bnb_4bit_quant_type: {self.bnb_4bit_quant_type!r} is not one of {QUANT_TYPES}.",
+        )
+        need(
+            self.bnb_4bit_compute_dtype in COMPUTE_DTYPES,
+            f"bnb_4bit_compute_dtype: {self.bnb_4bit_compute_dtype!r} is not one of {COMPUTE_DTYPES}.",
+        )
         need(self.dtype in DTYPES, f"dtype: {self.dtype!r} is not one of {DTYPES}.")
-        need(1 <= self.lora_r <= 1024, f"lora_r: {self.lora_r} must be between 1 and 1024 (the seed suggests 4-64).")
+        need(
+            1 <= self.lora_r <= 1024,
+            f"lora_r: {self.lora_r} must be between 1 and 1024 (the seed suggests 4-64).",
+        )
         need(1 <= self.lora_alpha <= 4096, f"lora_alpha: {self.lora_alpha} must be between 1 and 4096.")
         need(0.0 <= self.lora_dropout < 1.0, f"lora_dropout: {self.lora_dropout} must be in [0, 1).")
-        need(all(isinstance(m, str) and m.strip() for m in self.lora_target_modules),
-             f"lora_target_modules: {list(self.lora_target_modules)} must be non-empty module names.")
-        need(math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1.0,
-             f"learning_rate: {self.learning_rate} must be in (0, 1]; LoRA usually uses 1e-4..3e-4.")
-        need(math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0,
-             f"num_train_epochs: {self.num_train_epochs} must be > 0.")
-        need(self.max_steps == -1 or self.max_steps >= 1, f"max_steps: {self.max_steps} must be -1 (use epochs) or >= 1.")
-        need(1 <= self.per_device_train_batch_size <= 1024,
-             f"per_device_train_batch_size: {self.per_device_train_batch_size} must be between 1 and 1024.")
-        need(1 <= self.gradient_accumulation_steps <= 1024,
-             f"gradient_accumulation_steps: {self.gradient_accumulation_steps} must be between 1 and 1024.")
-        need(16 <= self.max_length <= 131072, f"max_length: {self.max_length} must be between 16 and 131072 tokens.")
+        need(
+            all(isinstance(m, str) and m.strip() for m in self.lora_target_modules),
+            f"lora_target_modules: {list(self.lora_target_modules)} must be non-empty module names.",
+        )
+        need(
+            math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1.0,
+            f"learning_rate: {self.learning_rate} must be in (0, 1]; LoRA usually uses 1e-4..3e-4.",
+        )
+        need(
+            math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0,
+            f"num_train_epochs: {self.num_train_epochs} must be > 0.",
+        )
+        need(
+            self.max_steps == -1 or self.max_steps >= 1,
+            f"max_steps: {self.max_steps} must be -1 (use epochs) or >= 1.",
+        )
+        need(
+            1 <= self.per_device_train_batch_size <= 1024,
+            f"per_device_train_batch_size: {self.per_device_train_batch_size} must be between 1 and 1024.",
+        )
+        need(
+            1 <= self.gradient_accumulation_steps <= 1024,
+            f"gradient_accumulation_steps: {self.gradient_accumulation_steps} must be between 1 and 1024.",
+        )
+        need(
+            16 <= self.max_length <= 131072,
+            f"max_length: {self.max_length} must be between 16 and 131072 tokens.",
+        )
         need(self.warmup_steps >= 0, f"warmup_steps: {self.warmup_steps} must be >= 0.")
-        need(self.lr_scheduler_type in SCHEDULERS, f"lr_scheduler_type: {self.lr_scheduler_type!r} is not one of {SCHEDULERS}.")
+        need(
+            self.lr_scheduler_type in SCHEDULERS,
+            f"lr_scheduler_type: {self.lr_scheduler_type!r} is not one of {SCHEDULERS}.",
+        )
         need(self.logging_steps >= 1, f"logging_steps: {self.logging_steps} must be >= 1.")
         need(0 <= self.seed < 2**32, f"seed: {self.seed} must be in [0, 2**32).")
-        need(0.0 <= self.validation_split < 0.5, f"validation_split: {self.validation_split} must be in [0, 0.5).")
+        need(
+            0.0 <= self.validation_split < 0.5,
+            f"validation_split: {self.validation_split} must be in [0, 0.5).",
+        )
         return p
 
     # ------------------------------------------------------------------ conversion
@@ -193,7 +238,9 @@ class TrainingConfig:
         except FileNotFoundError:
             raise ConfigError([f"{path}: file not found."]) from None
         except json.JSONDecodeError as exc:
-            raise ConfigError([f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."]) from None
+            raise ConfigError(
+                [f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."]
+            ) from None
         return cls.from_dict(raw)
 
 

@@ -60,8 +60,10 @@ class DatasetReport:
 
     def summary(self) -> str:
         """One paragraph: format, counts, and the first few dropped rows with reasons."""
-        text = (f"{self.source}: {self.dataset_format} format, {self.rows_read} rows read, "
-                f"{len(self.conversations)} usable, {len(self.dropped)} dropped.")
+        text = (
+            f"{self.source}: {self.dataset_format} format, {self.rows_read} rows read, "
+            f"{len(self.conversations)} usable, {len(self.dropped)} dropped."
+        )
         for row, reason in self.dropped[:5]:
             text += f"\n  row {row}: {reason}"
         if len(self.dropped) > 5:
@@ -86,7 +88,9 @@ def read_records(source: str) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path.name}: not UTF-8 text (byte {exc.start}); save it as UTF-8 and upload again.") from None
+        raise DataError(
+            f"{path.name}: not UTF-8 text (byte {exc.start}); save it as UTF-8 and upload again."
+        ) from None
     if suffix == ".csv":
         return _read_csv(path, text)
     if suffix == ".jsonl" or (suffix == ".json" and not text.lstrip().startswith("[")):
@@ -97,15 +101,21 @@ def read_records(source: str) -> list[dict[str, Any]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path.name}: line {lineno} is not valid JSON ({exc.msg}, column {exc.colno}).") from None
+                raise DataError(
+                    f"{path.name}: line {lineno} is not valid JSON ({exc.msg}, column {exc.colno})."
+                ) from None
             if not isinstance(obj, dict):
-                raise DataError(f"{path.name}: line {lineno} is a {type(obj).__name__}, expected a JSON object.")
+                raise DataError(
+                    f"{path.name}: line {lineno} is a {type(obj).__name__}, expected a JSON object."
+                )
             records.append(obj)
         return records
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).") from None
+        raise DataError(
+            f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
+        ) from None
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise DataError(f"{path.name}: expected a JSON array of objects (one per row).")
     return data
@@ -130,12 +140,14 @@ def _read_hub(dataset_id: str) -> list[dict[str, Any]]:
 
         ds = datasets.load_dataset(dataset_id, split="train")
     except Exception as exc:
-        raise DataError(f"{dataset_id}: could not load this hub dataset ({exc}). Give a file path instead.") from None
+        raise DataError(
+            f"{dataset_id}: could not load this hub dataset ({exc}). Give a file path instead."
+        ) from None
     return [dict(r) for r in ds]
 
 
 def detect_format(records: list[dict[str, Any]]) -> str:
-    """"messages" if rows have a ``messages`` list, "alpaca" if they have instruction + output; else DataError."""
+    """ "messages" if rows have a ``messages`` list, "alpaca" if they have instruction + output; else DataError."""
     keys = set().union(*(r.keys() for r in records[:100])) if records else set()
     if "messages" in keys:
         return "messages"
@@ -209,8 +221,9 @@ def load_conversations(source: str, dataset_format: str = "auto") -> DatasetRepo
             numbers.append(i)
         except ValueError as exc:
             dropped.append((i, str(exc)))
-    report = DatasetReport(Path(source).name if Path(source).exists() else source, fmt, len(records),
-                           convs, numbers, dropped)
+    report = DatasetReport(
+        Path(source).name if Path(source).exists() else source, fmt, len(records), convs, numbers, dropped
+    )
     if not convs:
         raise DataError(f"No usable rows. {report.summary()}")
     report.preview = preview_frame(convs, numbers)
@@ -224,11 +237,18 @@ def preview_frame(convs: list[list[Message]], numbers: list[int], limit: int = 5
     def join(msgs: list[Message], role: str) -> str:
         return "\n---\n".join(m["content"] for m in msgs if m["role"] == role)
 
-    return pd.DataFrame([
-        {"row": n, "system": join(c, "system"), "user": join(c, "user"), "assistant": join(c, "assistant"),
-         "turns": len(c)}
-        for c, n in zip(convs[:limit], numbers[:limit])
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "row": n,
+                "system": join(c, "system"),
+                "user": join(c, "user"),
+                "assistant": join(c, "assistant"),
+                "turns": len(c),
+            }
+            for c, n in zip(convs[:limit], numbers[:limit])
+        ]
+    )
 
 
 def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
@@ -239,8 +259,9 @@ def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
     return False
 
 
-def tokenize_conversation(tokenizer: PreTrainedTokenizerBase, messages: list[Message],
-                          max_length: int) -> tuple[list[int], list[int]]:
+def tokenize_conversation(
+    tokenizer: PreTrainedTokenizerBase, messages: list[Message], max_length: int
+) -> tuple[list[int], list[int]]:
     """Token ids and labels for one conversation; labels are -100 outside assistant turns.
 
     Each assistant turn's span is the text between the prompt rendered with ``add_generation_prompt=True`` and
@@ -264,8 +285,9 @@ def tokenize_conversation(tokenizer: PreTrainedTokenizerBase, messages: list[Mes
         if not through.startswith(before) or not full.startswith(through):
             raise ValueError("the chat template changes earlier turns; cannot locate the answer tokens")
         spans.append((len(before), len(through)))
-    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
-                    max_length=max_length)
+    enc = tokenizer(
+        full, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=max_length
+    )
     labels = [
         tok if any(s <= start < e for s, e in spans) else -100
         for tok, (start, _end) in zip(enc["input_ids"], enc["offset_mapping"])
@@ -273,8 +295,9 @@ def tokenize_conversation(tokenizer: PreTrainedTokenizerBase, messages: list[Mes
     return list(enc["input_ids"]), labels
 
 
-def tokenize_report(report: DatasetReport, tokenizer: PreTrainedTokenizerBase,
-                    max_length: int) -> tuple[list[dict[str, list[int]]], list[tuple[int, str]]]:
+def tokenize_report(
+    report: DatasetReport, tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> tuple[list[dict[str, list[int]]], list[tuple[int, str]]]:
     """Tokenize every usable conversation; rows whose answer is truncated away are dropped and listed.
 
     Returns:
@@ -297,6 +320,8 @@ def tokenize_report(report: DatasetReport, tokenizer: PreTrainedTokenizerBase,
             continue
         features.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
     if not features:
-        raise DataError("No row has answer tokens within max_length. "
-                        + "; ".join(f"row {r}: {why}" for r, why in dropped[:3]))
+        raise DataError(
+            "No row has answer tokens within max_length. "
+            + "; ".join(f"row {r}: {why}" for r, why in dropped[:3])
+        )
     return features, dropped

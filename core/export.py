@@ -60,12 +60,16 @@ class ExportResult:
         """One line for the UI / CLI."""
         size = f"{self.size_bytes / 2**20:,.1f} MiB"
         if self.kind == "merged":
-            return (f"Merged model saved to {self.path} ({size}). Verified on a probe prompt: reloaded logits match "
-                    f"base+adapter (mean |Δ| = {self.mean_abs_diff_vs_reference:.4f} x std, tolerance "
-                    f"{self.tolerance:.4f}; same top-1 token at {100 * (self.top1_agreement or 0):.1f}% of positions) "
-                    f"and differ from the base (mean |Δ| = {self.mean_abs_diff_vs_base:.4f} x std).")
-        return (f"Adapter saved to {self.path} ({size}); it loads with PeftModel.from_pretrained "
-                f"(max |B| = {self.mean_abs_diff_vs_base:.4g}).")
+            return (
+                f"Merged model saved to {self.path} ({size}). Verified on a probe prompt: reloaded logits match "
+                f"base+adapter (mean |Δ| = {self.mean_abs_diff_vs_reference:.4f} x std, tolerance "
+                f"{self.tolerance:.4f}; same top-1 token at {100 * (self.top1_agreement or 0):.1f}% of positions) "
+                f"and differ from the base (mean |Δ| = {self.mean_abs_diff_vs_base:.4f} x std)."
+            )
+        return (
+            f"Adapter saved to {self.path} ({size}); it loads with PeftModel.from_pretrained "
+            f"(max |B| = {self.mean_abs_diff_vs_base:.4g})."
+        )
 
 
 def unique_path(path: Path) -> Path:
@@ -118,8 +122,10 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     max_b = max((float(t.abs().max()) for k, t in weights.items() if "lora_B" in k), default=0.0)
     if max_b == 0.0:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ExportError("The adapter's B matrices are all zero (no optimizer step was taken), so it changes "
-                          "nothing; train for at least one step.")
+        raise ExportError(
+            "The adapter's B matrices are all zero (no optimizer step was taken), so it changes "
+            "nothing; train for at least one step."
+        )
     publish_dir(tmp, final)
     result = ExportResult("adapter", str(final), str(_zip(final)), None, max_b, None, None, _size(final))
     return result
@@ -164,8 +170,12 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
         dtype = stored_dtype if stored_dtype in ("bfloat16", "float16") else "bfloat16"
     save_dtype = getattr(torch, dtype)
     tolerance = MERGE_TOLERANCE_EPS * torch.finfo(save_dtype).eps / 2  # finfo.eps is 2x the relative step
-    probe = tokenizer.apply_chat_template([{"role": "user", "content": PROBE_PROMPT}], add_generation_prompt=True,
-                                          return_tensors="pt", return_dict=True)["input_ids"].to(device)
+    probe = tokenizer.apply_chat_template(
+        [{"role": "user", "content": PROBE_PROMPT}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"].to(device)
 
     def logits(model: Any) -> torch.Tensor:
         with torch.no_grad():
@@ -174,7 +184,8 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
     # Reference: base + adapter unmerged, in float32 (exact W x + (alpha/r) B A x up to fp32 rounding).
     log.info("Computing base and base+adapter reference logits in float32")
     ref_model = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32, device_map={"": device}), adapter)
+        AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32, device_map={"": device}), adapter
+    )
     ref_model.eval()
     ref = logits(ref_model)
     with ref_model.disable_adapter():
@@ -201,18 +212,29 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
         diff_base = float((got - base).abs().mean()) / std
         top1 = float((got.argmax(-1) == ref.argmax(-1)).float().mean())
         if diff_ref > tolerance:
-            raise ExportError(f"Merged model does not match base+adapter: mean |Δlogit| = {diff_ref:.4f} x std, "
-                              f"more than the {dtype} rounding bound {tolerance:.4f}. Nothing was written.")
+            raise ExportError(
+                f"Merged model does not match base+adapter: mean |Δlogit| = {diff_ref:.4f} x std, "
+                f"more than the {dtype} rounding bound {tolerance:.4f}. Nothing was written."
+            )
         if diff_base <= diff_ref:
-            raise ExportError(f"The adapter's effect (mean |Δlogit| vs base {diff_base:.4g} x std) is lost in {dtype} "
-                              f"rounding ({diff_ref:.4g} x std). Export with dtype float32, or train for more steps.")
+            raise ExportError(
+                f"The adapter's effect (mean |Δlogit| vs base {diff_base:.4g} x std) is lost in {dtype} "
+                f"rounding ({diff_ref:.4g} x std). Export with dtype float32, or train for more steps."
+            )
         result = ExportResult("merged", str(final), "", diff_ref, diff_base, top1, tolerance, _size(tmp))
-        write_json_atomic(tmp / "lora_studio_export.json", {**asdict(result), "run_dir": str(run_dir),
-                                                             "base": cfg["model_name_or_path"],
-                                                             "dtype": str(save_dtype).replace("torch.", "")})
+        write_json_atomic(
+            tmp / "lora_studio_export.json",
+            {
+                **asdict(result),
+                "run_dir": str(run_dir),
+                "base": cfg["model_name_or_path"],
+                "dtype": str(save_dtype).replace("torch.", ""),
+            },
+        )
         publish_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult("merged", str(final), str(_zip(final)), diff_ref, diff_base, top1, tolerance,
-                        _size(final))
+    return ExportResult(
+        "merged", str(final), str(_zip(final)), diff_ref, diff_base, top1, tolerance, _size(final)
+    )

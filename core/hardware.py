@@ -37,18 +37,23 @@ def detect_gpus() -> list[DetectedGpu]:
     for i in range(torch.cuda.device_count()):
         free, total = torch.cuda.mem_get_info(i)
         major, minor = torch.cuda.get_device_capability(i)
-        gpus.append(DetectedGpu(i, torch.cuda.get_device_name(i), total / 2**30, free / 2**30,
-                                major >= 8, (major, minor)))
+        gpus.append(
+            DetectedGpu(
+                i, torch.cuda.get_device_name(i), total / 2**30, free / 2**30, major >= 8, (major, minor)
+            )
+        )
     return gpus
 
 
 def cpu_summary() -> str:
     """One line describing what trains on this machine when there is no CUDA GPU."""
     cores = os.cpu_count() or 1
-    return (f"No CUDA GPU found: training runs on the CPU ({cores} cores) in float32 with LoRA. "
-            "QLoRA 4-bit also runs on the CPU through bitsandbytes but is several times slower and saves "
-            "no GPU memory, so LoRA is what will actually run; use a small model such as the embedded "
-            "SmolLM2-135M.")
+    return (
+        f"No CUDA GPU found: training runs on the CPU ({cores} cores) in float32 with LoRA. "
+        "QLoRA 4-bit also runs on the CPU through bitsandbytes but is several times slower and saves "
+        "no GPU memory, so LoRA is what will actually run; use a small model such as the embedded "
+        "SmolLM2-135M."
+    )
 
 
 def resolve_dtype(requested: str, has_cuda: bool, bf16_ok: bool) -> str:

@@ -62,14 +62,21 @@ class TrainingJob:
             raise ConfigError(problems)
         with self._lock:
             if self._snap.is_active:
-                raise JobBusyError(f"A run is already {self._snap.status} in {self._snap.run_dir}; stop it first.")
+                raise JobBusyError(
+                    f"A run is already {self._snap.status} in {self._snap.run_dir}; stop it first."
+                )
             run_dir = new_run_dir(cfg.output_dir)
             write_json_atomic(run_dir / "config.json", cfg.to_dict())
             self._stop.clear()
-            self._snap = JobSnapshot(status=LOADING, run_dir=str(run_dir), message="Loading data and model...",
-                                     info={"config": cfg.to_dict(), "started_at": time.time()})
-            self._thread = threading.Thread(target=self._run, args=(cfg, run_dir), name="lora-studio-train",
-                                            daemon=True)
+            self._snap = JobSnapshot(
+                status=LOADING,
+                run_dir=str(run_dir),
+                message="Loading data and model...",
+                info={"config": cfg.to_dict(), "started_at": time.time()},
+            )
+            self._thread = threading.Thread(
+                target=self._run, args=(cfg, run_dir), name="lora-studio-train", daemon=True
+            )
             self._thread.start()
         return run_dir
 
@@ -127,9 +134,16 @@ class TrainingJob:
             snap = self._snap
             if isinstance(event, Progress):
                 status = STOPPING if self._stop.is_set() else TRAINING
-                self._snap = replace(snap, status=status, step=event.step, max_steps=event.max_steps,
-                                     epoch=event.epoch, elapsed_s=event.elapsed_s, eta_s=event.eta_s,
-                                     message=f"Training step {event.step}/{event.max_steps}")
+                self._snap = replace(
+                    snap,
+                    status=status,
+                    step=event.step,
+                    max_steps=event.max_steps,
+                    epoch=event.epoch,
+                    elapsed_s=event.elapsed_s,
+                    eta_s=event.eta_s,
+                    message=f"Training step {event.step}/{event.max_steps}",
+                )
             elif isinstance(event, Metrics):
                 row = {"step": event.step, **event.values}
                 with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
@@ -149,14 +163,25 @@ class TrainingJob:
             snap = self._snap
             if isinstance(outcome, Finished):
                 loss = outcome.final_loss
-                msg = (f"Training {outcome.status} after {snap.step} steps"
-                       + (f", final loss {loss:.4f}." if loss is not None else ".") + " Adapter saved.")
+                msg = (
+                    f"Training {outcome.status} after {snap.step} steps"
+                    + (f", final loss {loss:.4f}." if loss is not None else ".")
+                    + " Adapter saved."
+                )
                 status = outcome.status
             else:
                 msg, status, loss = f"Training failed: {outcome.error}", FAILED, None
             logs = (snap.logs + (f"{time.strftime('%H:%M:%S')} {msg}",))[-MAX_LOG_LINES:]
-            self._snap = replace(snap, status=status, message=msg, logs=logs, eta_s=0.0 if status == COMPLETED else None)
-            result = {"status": status, "steps": snap.step, "final_loss": loss, "message": msg,
-                      "run_dir": str(run_dir), "adapter": str(run_dir / "adapter") if status != FAILED else None,
-                      **{k: v for k, v in snap.info.items() if k != "config"}}
+            self._snap = replace(
+                snap, status=status, message=msg, logs=logs, eta_s=0.0 if status == COMPLETED else None
+            )
+            result = {
+                "status": status,
+                "steps": snap.step,
+                "final_loss": loss,
+                "message": msg,
+                "run_dir": str(run_dir),
+                "adapter": str(run_dir / "adapter") if status != FAILED else None,
+                **{k: v for k, v in snap.info.items() if k != "config"},
+            }
         write_json_atomic(run_dir / "result.json", result)

@@ -73,7 +73,9 @@ def embedded_model_path() -> Path:
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
+            gguf.parent,
+            gguf_file=gguf.name,
+            dtype=torch.bfloat16,
             quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True),
         )
         # The weights are plain bf16 now; drop the GGUF marker so save_pretrained writes safetensors.
@@ -120,8 +122,10 @@ def resolve_model_path(model_name_or_path: str) -> str:
         if name == DEFAULT_MODEL:
             log.info("Hub unreachable (%s); using the packaged copy", type(exc).__name__)
             return str(embedded_model_path())
-        raise ModelError(f"Could not download {name!r} from the Hugging Face hub: {exc}. Check the id, your "
-                         "network and (for gated models) `huggingface-cli login`, or give a local folder.") from exc
+        raise ModelError(
+            f"Could not download {name!r} from the Hugging Face hub: {exc}. Check the id, your "
+            "network and (for gated models) `huggingface-cli login`, or give a local folder."
+        ) from exc
 
 
 def inspect_model(model_name_or_path: str) -> ModelSpec:
@@ -163,7 +167,9 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
         architecture=(config.architectures or [type(model).__name__])[0],
         model_type=config.model_type,
         num_params=num_params,
-        dtype=str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32").replace("torch.", ""),
+        dtype=str(
+            getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32"
+        ).replace("torch.", ""),
         max_position_embeddings=int(getattr(text_cfg, "max_position_embeddings", 0) or 0),
         has_chat_template=has_template,
         hidden_size=text_cfg.hidden_size,
@@ -191,8 +197,10 @@ def target_modules_for(cfg: TrainingConfig, spec: ModelSpec) -> tuple[str, ...]:
         return default_target_modules(spec.model_type, spec.linear_names)
     missing = [m for m in cfg.lora_target_modules if m not in spec.linear_names]
     if missing:
-        raise ModelError(f"lora_target_modules: {missing} are not Linear modules of this model; "
-                         f"choose from {spec.linear_names}.")
+        raise ModelError(
+            f"lora_target_modules: {missing} are not Linear modules of this model; "
+            f"choose from {spec.linear_names}."
+        )
     return cfg.lora_target_modules
 
 
@@ -237,8 +245,9 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_model_for_training(cfg: TrainingConfig, path: str, device: str, dtype_name: str,
-                            target_modules: tuple[str, ...]) -> PreTrainedModel:
+def load_model_for_training(
+    cfg: TrainingConfig, path: str, device: str, dtype_name: str, target_modules: tuple[str, ...]
+) -> PreTrainedModel:
     """Load the base (16/32-bit, or 4-bit for QLoRA), prepare it, and wrap it in a fresh LoRA adapter.
 
     Args:

@@ -19,8 +19,9 @@ from core.runs import publish_dir, staging_dir
 log = logging.getLogger(__name__)
 
 
-def run_training(cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], None],
-                 stop_event: threading.Event) -> Finished:
+def run_training(
+    cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], None], stop_event: threading.Event
+) -> Finished:
     """Load data and model, train, and save ``run_dir/adapter``. Blocking; the job runs it on a thread.
 
     Args:
@@ -62,7 +63,11 @@ def run_training(cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], No
     tokenizer = load_tokenizer(path)
     features, too_long = tokenize_report(report, tokenizer, cfg.max_length)
     if too_long:
-        publish(LogLine(f"{len(too_long)} rows left out after tokenization, e.g. row {too_long[0][0]}: {too_long[0][1]}"))
+        publish(
+            LogLine(
+                f"{len(too_long)} rows left out after tokenization, e.g. row {too_long[0][0]}: {too_long[0][1]}"
+            )
+        )
 
     has_cuda = torch.cuda.is_available()
     if cfg.load_in_4bit and not has_cuda:
@@ -71,14 +76,30 @@ def run_training(cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], No
     dtype_name = resolve_dtype(cfg.dtype, has_cuda, bf16_ok)
     compute = cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else dtype_name
     device = "cuda" if has_cuda else "cpu"
-    publish(LogLine(f"Loading {spec.architecture} on {device} ({'4-bit ' + cfg.bnb_4bit_quant_type if cfg.load_in_4bit else dtype_name})"))
+    publish(
+        LogLine(
+            f"Loading {spec.architecture} on {device} ({'4-bit ' + cfg.bnb_4bit_quant_type if cfg.load_in_4bit else dtype_name})"
+        )
+    )
     model = load_model_for_training(cfg, path, device, dtype_name, targets)
     trainable, total = model.get_nb_trainable_parameters()
-    publish({"trainable_params": trainable, "total_params": total, "device": device,
-             "dtype": compute, "rows": len(features), "target_modules": list(targets),
-             "lora_scaling": cfg.lora_scaling})
-    publish(LogLine(f"trainable params: {trainable:,} || all params: {total:,} || "
-                    f"trainable%: {100 * trainable / total:.4f}"))
+    publish(
+        {
+            "trainable_params": trainable,
+            "total_params": total,
+            "device": device,
+            "dtype": compute,
+            "rows": len(features),
+            "target_modules": list(targets),
+            "lora_scaling": cfg.lora_scaling,
+        }
+    )
+    publish(
+        LogLine(
+            f"trainable params: {trainable:,} || all params: {total:,} || "
+            f"trainable%: {100 * trainable / total:.4f}"
+        )
+    )
 
     data = datasets.Dataset.from_list(features)
     eval_data = None
@@ -113,10 +134,17 @@ def run_training(cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], No
         gradient_checkpointing=False,  # enabled on the model in core.model (k-bit aware)
         disable_tqdm=False,
     )
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100,
-                                      pad_to_multiple_of=8 if has_cuda else None)
-    trainer = Trainer(model=model, args=args, train_dataset=data, eval_dataset=eval_data,
-                      data_collator=collator, callbacks=[StudioCallback(publish, stop_event)])
+    collator = DataCollatorForSeq2Seq(
+        tokenizer, padding=True, label_pad_token_id=-100, pad_to_multiple_of=8 if has_cuda else None
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        eval_dataset=eval_data,
+        data_collator=collator,
+        callbacks=[StudioCallback(publish, stop_event)],
+    )
     try:
         publish(LogLine("Training started"))
         result = trainer.train()

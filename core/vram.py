@@ -18,7 +18,9 @@ GIB = 2**30
 METHODS = ("full", "lora", "qlora")
 
 BF16_BYTES = 2  # bfloat16 / float16 weight and activation element
-FP32_BYTES = 4  # LoRA A/B, their gradients, and each AdamW moment (peft autocasts adapters to fp32 by default)
+FP32_BYTES = (
+    4  # LoRA A/B, their gradients, and each AdamW moment (peft autocasts adapters to fp32 by default)
+)
 # NF4 data: 4 bits per weight. Block scales: fp32 absmax per 64 weights = 4/64 B/param; with double quantization
 # an 8-bit absmax per 64 weights plus one fp32 per 256 blocks = 1/64 + 4/(64*256) B/param (QLoRA paper, sec. 2).
 NF4_BYTES = 0.5
@@ -72,8 +74,11 @@ def _activation_bytes_per_token_layer(spec: ModelSpec, cfg: TrainingConfig, lora
     saved = 4 * h + (h + 2 * kv) + 2 * h + 2 * h + 4 * i
     if lora and cfg.lora_dropout > 0:
         targets = set(_targets(spec, cfg))
-        saved += sum(g.in_features * (g.count // max(spec.num_hidden_layers, 1)) for g in spec.linear_groups
-                     if g.name in targets)
+        saved += sum(
+            g.in_features * (g.count // max(spec.num_hidden_layers, 1))
+            for g in spec.linear_groups
+            if g.name in targets
+        )
     return saved * BF16_BYTES
 
 
@@ -110,8 +115,10 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
         c["trainable params"] = 0.0  # the weights themselves
         c["gradients"] = n * BF16_BYTES
         c["optimizer states"] = n * ADAM_STATES * BF16_BYTES
-        notes.append("Full fine-tuning in pure bf16: weights 2 B + gradients 2 B + AdamW 2x2 B per parameter "
-                     "(the seed's 7B example: 14 + 14 + 28 GB).")
+        notes.append(
+            "Full fine-tuning in pure bf16: weights 2 B + gradients 2 B + AdamW 2x2 B per parameter "
+            "(the seed's 7B example: 14 + 14 + 28 GB)."
+        )
     else:
         trainable = spec.lora_params(cfg.lora_r, _targets(spec, cfg))
         if method == "lora":
@@ -122,8 +129,10 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
             # peft.prepare_model_for_kbit_training upcasts every non-quantized parameter (embeddings, norms,
             # lm_head) to fp32, which dominates small models with large vocabularies.
             c["weights"] = packed * (NF4_BYTES + scale) + (n - packed) * FP32_BYTES
-            notes.append(f"NF4 base: {packed / 1e6:,.1f} M packed linear weights at "
-                         f"{(NF4_BYTES + scale) * 8:.3f} bit; {(n - packed) / 1e6:,.1f} M others upcast to fp32.")
+            notes.append(
+                f"NF4 base: {packed / 1e6:,.1f} M packed linear weights at "
+                f"{(NF4_BYTES + scale) * 8:.3f} bit; {(n - packed) / 1e6:,.1f} M others upcast to fp32."
+            )
         c["trainable params"] = trainable * FP32_BYTES
         c["gradients"] = trainable * FP32_BYTES
         c["optimizer states"] = trainable * ADAM_STATES * FP32_BYTES
@@ -170,13 +179,25 @@ def recommend(estimates: dict[str, VramEstimate], gpu_gib: float) -> Recommendat
     lora, qlora = estimates["lora"].total_gib, estimates["qlora"].total_gib
     full = estimates["full"].total_gib
     if lora <= budget:
-        extra = f" Full fine-tuning would need {full:.1f} GiB." if full > budget else (
-            f" Full fine-tuning would also fit ({full:.1f} GiB), but LoRA trains far fewer parameters.")
-        return Recommendation("lora", f"LoRA needs about {lora:.1f} GiB of your {gpu_gib:.0f} GiB "
-                                      f"(limit {budget:.1f} GiB at 90%), so the 16-bit base fits.{extra}")
+        extra = (
+            f" Full fine-tuning would need {full:.1f} GiB."
+            if full > budget
+            else (f" Full fine-tuning would also fit ({full:.1f} GiB), but LoRA trains far fewer parameters.")
+        )
+        return Recommendation(
+            "lora",
+            f"LoRA needs about {lora:.1f} GiB of your {gpu_gib:.0f} GiB "
+            f"(limit {budget:.1f} GiB at 90%), so the 16-bit base fits.{extra}",
+        )
     if qlora <= budget:
-        return Recommendation("qlora", f"LoRA would need {lora:.1f} GiB, more than 90% of {gpu_gib:.0f} GiB; "
-                                       f"QLoRA's 4-bit base brings it to about {qlora:.1f} GiB.")
-    return Recommendation("none", f"Even QLoRA needs about {qlora:.1f} GiB, more than 90% of {gpu_gib:.0f} GiB. "
-                                  "Lower max_length or per_device_train_batch_size, turn on gradient "
-                                  "checkpointing, or pick a smaller model.")
+        return Recommendation(
+            "qlora",
+            f"LoRA would need {lora:.1f} GiB, more than 90% of {gpu_gib:.0f} GiB; "
+            f"QLoRA's 4-bit base brings it to about {qlora:.1f} GiB.",
+        )
+    return Recommendation(
+        "none",
+        f"Even QLoRA needs about {qlora:.1f} GiB, more than 90% of {gpu_gib:.0f} GiB. "
+        "Lower max_length or per_device_train_batch_size, turn on gradient "
+        "checkpointing, or pick a smaller model.",
+    )

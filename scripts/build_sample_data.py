@@ -27,7 +27,9 @@ def main() -> None:
     rows = []
     for p in problems:
         prompt = p["prompt"].strip("\n")
-        rows.append({"instruction": INSTRUCTION, "input": prompt, "output": p["canonical_solution"].rstrip("\n")})
+        rows.append(
+            {"instruction": INSTRUCTION, "input": prompt, "output": p["canonical_solution"].rstrip("\n")}
+        )
     with open(assets / "humaneval_alpaca.jsonl", "w", encoding="utf-8") as fh:
         for r in rows:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -37,8 +39,10 @@ def main() -> None:
         writer.writerows(rows)
     with open(assets / "humaneval_messages.jsonl", "w", encoding="utf-8") as fh:
         for r in rows:
-            msgs = [{"role": "user", "content": f"{r['instruction']}\n\n{r['input']}"},
-                    {"role": "assistant", "content": r["output"]}]
+            msgs = [
+                {"role": "user", "content": f"{r['instruction']}\n\n{r['input']}"},
+                {"role": "assistant", "content": r["output"]},
+            ]
             fh.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
     print(f"wrote {len(rows)} rows of each sample to {assets}")
 

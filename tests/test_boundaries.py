@@ -18,15 +18,20 @@ def test_core_never_imports_gradio():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}:{node.lineno} {n}" for n in names
-                          if n.split(".")[0] in ("gradio", "gradio_client", "ui")]
+            offenders += [
+                f"{path.name}:{node.lineno} {n}"
+                for n in names
+                if n.split(".")[0] in ("gradio", "gradio_client", "ui")
+            ]
     assert offenders == []
     assert len(list((ROOT / "core").glob("*.py"))) >= 10  # the walk really saw the engine
 
 
 def test_light_modules_do_not_import_torch():
-    code = ("import sys; import core.config, core.vram, core.presets, core.modelspec, core.events, ui.views; "
-            "heavy = [m for m in ('torch', 'transformers', 'peft', 'gradio', 'bitsandbytes') if m in sys.modules]; "
-            "print(heavy)")
+    code = (
+        "import sys; import core.config, core.vram, core.presets, core.modelspec, core.events, ui.views; "
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'gradio', 'bitsandbytes') if m in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -8,7 +8,9 @@ from tests.conftest import ROOT
 
 
 def run_cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "launch.py", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "launch.py", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_train_with_bad_config_exits_2_listing_every_problem(tmp_path):

@@ -15,8 +15,14 @@ def tokenizer(embedded_path):
     return load_tokenizer(embedded_path)
 
 
-@pytest.mark.parametrize("name,fmt", [("humaneval_alpaca.jsonl", "alpaca"), ("humaneval_alpaca.csv", "alpaca"),
-                                      ("humaneval_messages.jsonl", "messages")])
+@pytest.mark.parametrize(
+    "name,fmt",
+    [
+        ("humaneval_alpaca.jsonl", "alpaca"),
+        ("humaneval_alpaca.csv", "alpaca"),
+        ("humaneval_messages.jsonl", "messages"),
+    ],
+)
 def test_samples_load_all_164_rows(name, fmt):
     report = load_conversations(str(ASSETS / name))
     assert report.dataset_format == fmt
@@ -33,8 +39,12 @@ def test_alpaca_csv_and_jsonl_normalise_identically():
 
 def test_bad_rows_are_listed_by_number_not_fatal(tmp_path):
     path = tmp_path / "d.jsonl"
-    rows = [{"instruction": "Say hi", "output": "hi"}, {"instruction": "", "output": "x"},
-            {"instruction": "Empty answer", "output": "  "}, {"instruction": "Add", "input": "1+1", "output": "2"}]
+    rows = [
+        {"instruction": "Say hi", "output": "hi"},
+        {"instruction": "", "output": "x"},
+        {"instruction": "Empty answer", "output": "  "},
+        {"instruction": "Add", "input": "1+1", "output": "2"},
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     report = load_conversations(str(path))
     assert len(report.conversations) == 2 and report.row_numbers == [1, 4]
@@ -42,12 +52,21 @@ def test_bad_rows_are_listed_by_number_not_fatal(tmp_path):
     assert report.conversations[1][0]["content"] == "Add\n\n1+1"
 
 
-@pytest.mark.parametrize("content,message", [
-    ('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": \n', "line 2 is not valid JSON"),
-    ('[{"instruction": "a"', "not valid JSON"),
-    ('{"question": "a", "answer": "b"}\n', "Cannot tell the format from the columns ['answer', 'question']"),
-    ('', "has no rows"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (
+            '{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": \n',
+            "line 2 is not valid JSON",
+        ),
+        ('[{"instruction": "a"', "not valid JSON"),
+        (
+            '{"question": "a", "answer": "b"}\n',
+            "Cannot tell the format from the columns ['answer', 'question']",
+        ),
+        ("", "has no rows"),
+    ],
+)
 def test_unusable_files_say_what_is_wrong(tmp_path, content, message):
     path = tmp_path / ("d.json" if content.startswith("[") else "d.jsonl")
     path.write_text(content)
@@ -77,8 +96,12 @@ def test_messages_with_bad_roles_are_dropped_with_reason(tmp_path):
 
 def test_labels_cover_the_answer_and_its_end_of_turn_token(tokenizer):
     assert tokenizer.pad_token_id == tokenizer.eos_token_id  # SmolLM2: pad == eos == <|im_end|>
-    msgs = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"},
-            {"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "6"}]
+    msgs = [
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "And 3+3?"},
+        {"role": "assistant", "content": "6"},
+    ]
     ids, labels = tokenize_conversation(tokenizer, msgs, 512)
     assert len(ids) == len(labels)
     trained = tokenizer.decode([t for t, lab in zip(ids, labels) if lab != -100])

@@ -26,8 +26,16 @@ def test_ui_and_cli_build_the_same_config(app, tmp_path):
 
     form = app.form
     values = {name: comp.value for name, comp in form.components.items()}
-    values.update({"dataset_name": "assets/humaneval_alpaca.jsonl", "lora_r": 16, "lora_alpha": 32,
-                   "load_in_4bit": True, "lora_target_modules": ["q_proj", "v_proj"], "max_steps": 10})
+    values.update(
+        {
+            "dataset_name": "assets/humaneval_alpaca.jsonl",
+            "lora_r": 16,
+            "lora_alpha": 32,
+            "load_in_4bit": True,
+            "lora_target_modules": ["q_proj", "v_proj"],
+            "max_steps": 10,
+        }
+    )
     ui_cfg = form.to_config(*[values[n] for n in form.names])
     path = tmp_path / "config.json"
     path.write_text(json.dumps(values))

@@ -25,8 +25,13 @@ def app_url(tmp_path_factory, embedded_path):
     cwd = tmp_path_factory.mktemp("ui-cwd")
     port = free_port()
     log = open(cwd / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--port", str(port)], cwd=cwd,
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "launch.py"), "--port", str(port)],
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -58,15 +63,24 @@ def test_train_poll_reattach_and_export(app_url):
     client = Client(url, verbose=False)
     facts, targets = client.predict("HuggingFaceTB/SmolLM2-135M-Instruct", api_name="/load_model")
     assert "LlamaForCausalLM" in facts and "134.52 M" in facts and "q_proj" in facts
-    summary, preview = client.predict(str(ASSETS / "humaneval_messages.jsonl"), "auto", api_name="/validate_data")
+    summary, preview = client.predict(
+        str(ASSETS / "humaneval_messages.jsonl"), "auto", api_name="/validate_data"
+    )
     assert "164 rows read, 164 usable" in summary and "messages" in summary
     assert len(preview["data"]) == 50
 
     with pytest.raises(Exception, match="learning_rate"):
-        client.predict(dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), learning_rate=5.0, api_name="/start")
+        client.predict(
+            dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), learning_rate=5.0, api_name="/start"
+        )
 
-    started = client.predict(dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), max_steps=6, max_length=192,
-                             learning_rate=5e-4, api_name="/start")
+    started = client.predict(
+        dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"),
+        max_steps=6,
+        max_length=192,
+        learning_rate=5e-4,
+        api_name="/start",
+    )
     assert "Started" in started
     with pytest.raises(Exception, match="already"):  # one job at a time
         client.predict(dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), api_name="/start")
@@ -93,8 +107,13 @@ def test_stop_ends_at_the_next_step_and_keeps_the_adapter(app_url):
     from gradio_client import Client
 
     client = Client(app_url[0], verbose=False)
-    client.predict(dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), max_steps=500, max_length=128,
-                   per_device_train_batch_size=1, api_name="/start")
+    client.predict(
+        dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"),
+        max_steps=500,
+        max_length=128,
+        per_device_train_batch_size=1,
+        api_name="/start",
+    )
     poll_until(client, lambda s: "TRAINING" in s and "step 0/" not in s)
     assert "Stopping" in client.predict(api_name="/stop")
     status, _, _ = poll_until(client, lambda s: "STOPPED" in s or "FAILED" in s or "COMPLETED" in s)

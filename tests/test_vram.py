@@ -10,9 +10,18 @@ from core.vram import GIB, NF4_DQ_SCALE_BYTES, estimate_all, estimate_vram, reco
 
 # meta-llama/Llama-2-7b-hf config.json (the seed chapter's example model), shape fields only.
 LLAMA2_7B = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008,
-    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32, "vocab_size": 32000,
-    "max_position_embeddings": 4096, "rms_norm_eps": 1e-05, "tie_word_embeddings": False, "torch_dtype": "float16",
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 32,
+    "vocab_size": 32000,
+    "max_position_embeddings": 4096,
+    "rms_norm_eps": 1e-05,
+    "tie_word_embeddings": False,
+    "torch_dtype": "float16",
 }
 
 
@@ -28,7 +37,15 @@ def test_spec_matches_the_seed_print_trainable_parameters(llama7b):
     trainable = llama7b.lora_params(8, ["q_proj", "v_proj"])
     assert trainable == 4_194_304
     assert llama7b.num_params + trainable == 6_742_609_920
-    assert llama7b.linear_names == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert llama7b.linear_names == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
     per_module = llama7b.lora_params_by_module(8, ["q_proj", "down_proj"])
     assert per_module == {"q_proj": 32 * 8 * (4096 + 4096), "down_proj": 32 * 8 * (11008 + 4096)}
     assert llama7b.has_chat_template is False and llama7b.max_position_embeddings == 4096
@@ -38,7 +55,9 @@ def test_full_finetuning_is_weights_gradients_and_adam(llama7b):
     est = estimate_vram(llama7b, TrainingConfig(), "full")
     c = est.components_gib
     # seed 26.1.1: 2 B weights + 2 B gradients + 4 B Adam = 8 B per parameter (56 GB for "7B")
-    assert (c["weights"] + c["gradients"] + c["optimizer states"]) * GIB == pytest.approx(llama7b.num_params * 8)
+    assert (c["weights"] + c["gradients"] + c["optimizer states"]) * GIB == pytest.approx(
+        llama7b.num_params * 8
+    )
     assert est.trainable_params == llama7b.num_params
 
 
@@ -47,15 +66,22 @@ def test_qlora_weights_are_nf4_plus_fp32_rest(llama7b):
     q = estimate_vram(llama7b, cfg, "qlora").components_gib["weights"] * GIB
     packed = llama7b.linear_params
     assert q == pytest.approx(packed * (0.5 + NF4_DQ_SCALE_BYTES) + (llama7b.num_params - packed) * 4)
-    no_dq = estimate_vram(llama7b, cfg.replace(bnb_4bit_use_double_quant=False), "qlora").components_gib["weights"]
+    no_dq = estimate_vram(llama7b, cfg.replace(bnb_4bit_use_double_quant=False), "qlora").components_gib[
+        "weights"
+    ]
     assert no_dq * GIB > q  # double quantization saves ~0.37 bit per packed weight
     assert (no_dq * GIB - q) / packed == pytest.approx(4 / 64 - NF4_DQ_SCALE_BYTES)
 
 
 def test_totals_land_in_the_seed_table_ranges(llama7b):
     # seed 26.6.3: LoRA (fp16) 7B needs 16-20 GB, QLoRA 6-8 GB (short sequences, batch 1, checkpointing)
-    cfg = TrainingConfig(max_length=512, per_device_train_batch_size=1, gradient_checkpointing=True, lora_r=8,
-                         lora_target_modules=("q_proj", "v_proj"))
+    cfg = TrainingConfig(
+        max_length=512,
+        per_device_train_batch_size=1,
+        gradient_checkpointing=True,
+        lora_r=8,
+        lora_target_modules=("q_proj", "v_proj"),
+    )
     est = estimate_all(llama7b, cfg)
     assert 14 <= est["lora"].total_gib <= 20
     assert 5 <= est["qlora"].total_gib <= 8
@@ -75,9 +101,9 @@ def test_activations_scale_with_tokens_and_checkpointing_cuts_them(llama7b):
 def test_recommendation_follows_the_seed_table(llama7b):
     cfg = TrainingConfig(max_length=512, per_device_train_batch_size=1, gradient_checkpointing=True)
     est = estimate_all(llama7b, cfg)
-    assert recommend(est, 80).method == "lora"     # 80 GB, 7B -> LoRA
-    assert recommend(est, 40).method == "lora"     # 40 GB, 7B -> LoRA
-    assert recommend(est, 16).method == "qlora"    # 16 GB -> only 4-bit fits
+    assert recommend(est, 80).method == "lora"  # 80 GB, 7B -> LoRA
+    assert recommend(est, 40).method == "lora"  # 40 GB, 7B -> LoRA
+    assert recommend(est, 16).method == "qlora"  # 16 GB -> only 4-bit fits
     rec = recommend(est, 4)
     assert rec.method == "none" and "max_length" in rec.reason
 

@@ -17,8 +17,10 @@ from ui.tabs import data_tab, estimate_tab, export_tab, model_tab, train_tab
 from ui.views import lora_math_markdown, loss_figure, status_markdown
 
 TITLE = "LoRA Studio"
-INTRO = ("Fine-tune a language model with **LoRA** or **QLoRA** without writing code: pick a model, add data, check "
-         "that it fits your GPU, train while watching the loss, then export merged weights.")
+INTRO = (
+    "Fine-tune a language model with **LoRA** or **QLoRA** without writing code: pick a model, add data, check "
+    "that it fits your GPU, train while watching the loss, then export merged weights."
+)
 GPU_QUEUE = "gpu"  # one concurrency id for everything that loads a model, so heavy work stays serial
 
 
@@ -48,16 +50,31 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
 
         # ---- model facts -> state, target module choices
         load_outputs = [spec_state, m["facts"], t["targets"]]
-        m["load"].click(model_tab.load_model_info, m["path"], load_outputs, api_name="load_model",
-                        concurrency_id=GPU_QUEUE, concurrency_limit=1)
-        demo.load(model_tab.load_model_info, m["path"], load_outputs, api_visibility="private",
-                  concurrency_id=GPU_QUEUE, concurrency_limit=1)
+        m["load"].click(
+            model_tab.load_model_info,
+            m["path"],
+            load_outputs,
+            api_name="load_model",
+            concurrency_id=GPU_QUEUE,
+            concurrency_limit=1,
+        )
+        demo.load(
+            model_tab.load_model_info,
+            m["path"],
+            load_outputs,
+            api_visibility="private",
+            concurrency_id=GPU_QUEUE,
+            concurrency_limit=1,
+        )
 
         # ---- live LoRA arithmetic
         def lora_math(spec: ModelSpec | None, r: float, alpha: float, targets: list[str]) -> str:
             cfg = TrainingConfig(lora_r=max(1, int(r or 1)), lora_alpha=max(1, int(alpha or 1)))
-            chosen = tuple(targets) if targets else (
-                default_target_modules(spec.model_type, spec.linear_names) if spec else ())
+            chosen = (
+                tuple(targets)
+                if targets
+                else (default_target_modules(spec.model_type, spec.linear_names) if spec else ())
+            )
             return lora_math_markdown(spec, cfg, chosen)
 
         math_inputs = [spec_state, form.components["lora_r"], form.components["lora_alpha"], t["targets"]]
@@ -65,7 +82,9 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             comp.change(lora_math, math_inputs, t["lora_math"], api_visibility="private")
 
         # ---- VRAM estimate
-        def run_estimate(spec: ModelSpec | None, gpu: str, custom: float | None, *values: Any) -> tuple[Any, ...]:
+        def run_estimate(
+            spec: ModelSpec | None, gpu: str, custom: float | None, *values: Any
+        ) -> tuple[Any, ...]:
             try:
                 cfg = form.to_config(*values)
                 if spec is not None:
@@ -101,12 +120,20 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             snap = job.snapshot()
             n = len(snap.history)
             figure = loss_figure(snap.history) if n != seen or seen == -1 else gr.update()
-            return (status_markdown(snap), figure, "\n".join(snap.logs[-60:]),
-                    gr.update(interactive=not snap.is_active), gr.update(interactive=snap.is_active), n)
+            return (
+                status_markdown(snap),
+                figure,
+                "\n".join(snap.logs[-60:]),
+                gr.update(interactive=not snap.is_active),
+                gr.update(interactive=snap.is_active),
+                n,
+            )
 
         seen = gr.State(-1)
         poll_outputs = [t["status"], t["loss"], t["logs"], t["start"], t["stop"], seen]
-        t["start"].click(start, form.inputs, t["status"], api_name="start", concurrency_id=GPU_QUEUE, concurrency_limit=1)
+        t["start"].click(
+            start, form.inputs, t["status"], api_name="start", concurrency_id=GPU_QUEUE, concurrency_limit=1
+        )
         t["stop"].click(stop, None, t["status"], api_name="stop")
         t["timer"].tick(poll, seen, poll_outputs, api_name="poll", show_progress="hidden")
         demo.load(lambda: poll(-1), None, poll_outputs, api_visibility="private")
@@ -119,18 +146,38 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
 
         for trigger in (x["refresh"].click, demo.load, export_page.select):
             trigger(refresh_runs, form.components["output_dir"], x["run"], api_visibility="private")
-        x["merged"].click(lambda run_dir, dtype, p=gr.Progress(track_tqdm=True): export_tab.do_export(run_dir, True, dtype, p),
-                          [x["run"], x["dtype"]],
-                          [x["result"], x["download"]], api_name="export_merged", concurrency_id=GPU_QUEUE, concurrency_limit=1)
-        x["adapter"].click(lambda run_dir, p=gr.Progress(): export_tab.do_export(run_dir, False, "auto", p), x["run"],
-                           [x["result"], x["download"]], api_name="export_adapter", concurrency_id=GPU_QUEUE, concurrency_limit=1)
+        x["merged"].click(
+            lambda run_dir, dtype, p=gr.Progress(track_tqdm=True): export_tab.do_export(
+                run_dir, True, dtype, p
+            ),
+            [x["run"], x["dtype"]],
+            [x["result"], x["download"]],
+            api_name="export_merged",
+            concurrency_id=GPU_QUEUE,
+            concurrency_limit=1,
+        )
+        x["adapter"].click(
+            lambda run_dir, p=gr.Progress(): export_tab.do_export(run_dir, False, "auto", p),
+            x["run"],
+            [x["result"], x["download"]],
+            api_name="export_adapter",
+            concurrency_id=GPU_QUEUE,
+            concurrency_limit=1,
+        )
     demo.form = form  # type: ignore[attr-defined]  # exposed for tests: the field -> component mapping
     return demo
 
 
-def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-               **kwargs: Any) -> Any:
+def launch_app(
+    demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs: Any
+) -> Any:
     """Queue and launch ``demo``; uploads are capped at 200 MB with a readable error."""
     demo.queue(default_concurrency_limit=4)
-    return demo.launch(server_name=host, server_port=port, share=share, max_file_size="200mb",
-                       theme=gr.themes.Soft(), **kwargs)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size="200mb",
+        theme=gr.themes.Soft(),
+        **kwargs,
+    )

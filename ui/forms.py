@@ -60,8 +60,9 @@ class ConfigForm:
 
     def signature(self, extra: tuple[str, ...] = ()) -> inspect.Signature:
         """Signature with parameters ``extra`` then every field name (names the HTTP API's parameters)."""
-        return inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                                  for n in (*extra, *self.names)])
+        return inspect.Signature(
+            [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in (*extra, *self.names)]
+        )
 
     def to_config(self, *values: Any) -> TrainingConfig:
         """Build a validated TrainingConfig. Raises ConfigError listing every problem."""

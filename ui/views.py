@@ -39,7 +39,9 @@ def fmt_duration(seconds: float | None) -> str:
 
 def model_facts_markdown(spec: ModelSpec) -> str:
     """Markdown table of architecture, parameters, dtype, context, chat template and Linear modules."""
-    groups = "<br>".join(f"`{g.name}` {g.out_features}x{g.in_features} x{g.count}" for g in spec.linear_groups)
+    groups = "<br>".join(
+        f"`{g.name}` {g.out_features}x{g.in_features} x{g.count}" for g in spec.linear_groups
+    )
     return (
         "| | |\n|---|---|\n"
         f"| Architecture | {spec.architecture} (`{spec.model_type}`) |\n"
@@ -54,8 +56,10 @@ def model_facts_markdown(spec: ModelSpec) -> str:
 
 def lora_math_markdown(spec: ModelSpec | None, cfg: TrainingConfig, targets: tuple[str, ...]) -> str:
     """Live LoRA arithmetic: W' = W + (alpha/r) B A, r x (N + D) per matrix, share of the model."""
-    head = (f"**W' = W + (α/r)·B·A** with r = {cfg.lora_r}, α = {cfg.lora_alpha}: scale α/r = "
-            f"**{cfg.lora_scaling:.3g}**. B (N×r) starts at zero, so training starts from the unchanged model.")
+    head = (
+        f"**W' = W + (α/r)·B·A** with r = {cfg.lora_r}, α = {cfg.lora_alpha}: scale α/r = "
+        f"**{cfg.lora_scaling:.3g}**. B (N×r) starts at zero, so training starts from the unchanged model."
+    )
     if spec is None:
         return head + "\n\nLoad a model in the Model tab to see trainable parameters."
     rows = ["| module | N x D | per matrix r·(N+D) | matrices | trainable |", "|---|---|---|---|---|"]
@@ -65,12 +69,18 @@ def lora_math_markdown(spec: ModelSpec | None, cfg: TrainingConfig, targets: tup
             continue
         per = cfg.lora_r * (g.in_features + g.out_features)
         total += per * g.count
-        rows.append(f"| `{g.name}` | {g.out_features}x{g.in_features} | {per:,} ({100 * per / (g.in_features * g.out_features):.2f}% of N·D) "
-                    f"| {g.count} | {per * g.count:,} |")
+        rows.append(
+            f"| `{g.name}` | {g.out_features}x{g.in_features} | {per:,} ({100 * per / (g.in_features * g.out_features):.2f}% of N·D) "
+            f"| {g.count} | {per * g.count:,} |"
+        )
     share = 100 * total / max(spec.num_params, 1)
-    return (head + "\n\n" + "\n".join(rows) +
-            f"\n\n**Trainable: {total:,}** of {spec.num_params:,} parameters (**{share:.3f}%**); "
-            f"adapter file ≈ {total * 4 / 2**20:,.1f} MiB in fp32.")
+    return (
+        head
+        + "\n\n"
+        + "\n".join(rows)
+        + f"\n\n**Trainable: {total:,}** of {spec.num_params:,} parameters (**{share:.3f}%**); "
+        f"adapter file ≈ {total * 4 / 2**20:,.1f} MiB in fp32."
+    )
 
 
 def estimate_frame(estimates: dict[str, VramEstimate]) -> pd.DataFrame:
@@ -80,17 +90,21 @@ def estimate_frame(estimates: dict[str, VramEstimate]) -> pd.DataFrame:
     components = list(next(iter(estimates.values())).components_gib)
     data: dict[str, list[Any]] = {"component (GiB)": components + ["TOTAL", "trainable params"]}
     for m, e in estimates.items():
-        data[METHOD_LABELS[m]] = ([round(e.components_gib[c], 2) for c in components]
-                                  + [round(e.total_gib, 2), fmt_count(e.trainable_params)])
+        data[METHOD_LABELS[m]] = [round(e.components_gib[c], 2) for c in components] + [
+            round(e.total_gib, 2),
+            fmt_count(e.trainable_params),
+        ]
     return pd.DataFrame(data)
 
 
 def estimate_text(spec: ModelSpec, cfg: TrainingConfig, estimates: dict[str, VramEstimate]) -> str:
     """Plain-text estimate table for the CLI."""
     frame = estimate_frame(estimates)
-    head = (f"{spec.model_name_or_path}: {fmt_count(spec.num_params)} params, max_length {cfg.max_length}, "
-            f"batch {cfg.per_device_train_batch_size}, r {cfg.lora_r}, gradient checkpointing "
-            f"{'on' if cfg.gradient_checkpointing else 'off'}")
+    head = (
+        f"{spec.model_name_or_path}: {fmt_count(spec.num_params)} params, max_length {cfg.max_length}, "
+        f"batch {cfg.per_device_train_batch_size}, r {cfg.lora_r}, gradient checkpointing "
+        f"{'on' if cfg.gradient_checkpointing else 'off'}"
+    )
     return head + "\n" + frame.to_string(index=False)
 
 
@@ -104,8 +118,13 @@ def estimate_figure(estimates: dict[str, VramEstimate], gpu_gib: float | None) -
         fig.add_bar(name=comp, x=methods, y=[e.components_gib[comp] for e in estimates.values()])
     if gpu_gib:
         fig.add_hline(y=gpu_gib, line_dash="dash", line_color="red", annotation_text=f"GPU {gpu_gib:g} GiB")
-    fig.update_layout(barmode="stack", yaxis_title="GiB", height=380, margin={"l": 40, "r": 20, "t": 30, "b": 40},
-                      legend={"orientation": "h", "y": -0.15})
+    fig.update_layout(
+        barmode="stack",
+        yaxis_title="GiB",
+        height=380,
+        margin={"l": 40, "r": 20, "t": 30, "b": 40},
+        legend={"orientation": "h", "y": -0.15},
+    )
     return fig
 
 
@@ -120,15 +139,21 @@ def loss_figure(history: tuple[dict[str, float], ...] | list[dict[str, float]]) 
         steps, losses = zip(*train)
         fig.add_scatter(x=steps, y=losses, mode="lines+markers", name="train loss", opacity=0.5)
         window = max(1, min(10, len(losses) // 4))
-        smooth = [sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1])
-                  for i in range(len(losses))]
+        smooth = [
+            sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+            for i in range(len(losses))
+        ]
         fig.add_scatter(x=steps, y=smooth, mode="lines", name=f"moving average ({window})", line={"width": 3})
     if evals:
         steps, losses = zip(*evals)
         fig.add_scatter(x=steps, y=losses, mode="lines+markers", name="eval loss")
-    fig.update_layout(xaxis_title="optimizer step", yaxis_title="loss", height=360,
-                      margin={"l": 40, "r": 20, "t": 30, "b": 40},
-                      title=None if train else "The loss appears here once training logs its first step")
+    fig.update_layout(
+        xaxis_title="optimizer step",
+        yaxis_title="loss",
+        height=360,
+        margin={"l": 40, "r": 20, "t": 30, "b": 40},
+        title=None if train else "The loss appears here once training logs its first step",
+    )
     return fig
 
 
@@ -148,5 +173,7 @@ def status_markdown(snap: JobSnapshot) -> str:
         parts.append(f"loss {losses[-1]:.4f} (first {losses[0]:.4f})")
     info = snap.info
     if "trainable_params" in info:
-        parts.append(f"trainable {fmt_count(info['trainable_params'])} on {info.get('device')} ({info.get('dtype')})")
+        parts.append(
+            f"trainable {fmt_count(info['trainable_params'])} on {info.get('device')} ({info.get('dtype')})"
+        )
     return " · ".join(parts) + f"\n\n{snap.message}\n\nRun folder: `{snap.run_dir}`"

@@ -50,8 +50,9 @@ def on_upload(file: str | None) -> str:
     return keep_upload(file)
 
 
-def validate(dataset_name: str, dataset_format: str,
-             progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+def validate(
+    dataset_name: str, dataset_format: str, progress: gr.Progress = gr.Progress()
+) -> tuple[Any, ...]:
     """Read and normalise the dataset; returns (summary markdown, preview table)."""
     if not dataset_name:
         return "Upload a file or pick a sample.", None
@@ -60,8 +61,10 @@ def validate(dataset_name: str, dataset_format: str,
         report = load_conversations(dataset_name, dataset_format)
     except StudioError as exc:
         return f"**This data cannot be used.** {exc}", None
-    lines = [f"**{report.rows_read} rows read, {len(report.conversations)} usable**, format "
-             f"`{report.dataset_format}`" + (f", {len(report.dropped)} dropped:" if report.dropped else ".")]
+    lines = [
+        f"**{report.rows_read} rows read, {len(report.conversations)} usable**, format "
+        f"`{report.dataset_format}`" + (f", {len(report.dropped)} dropped:" if report.dropped else ".")
+    ]
     lines += [f"- row {r}: {why}" for r, why in report.dropped[:20]]
     if len(report.dropped) > 20:
         lines.append(f"- ... and {len(report.dropped) - 20} more")
@@ -71,17 +74,32 @@ def validate(dataset_name: str, dataset_format: str,
 def render(form: ConfigForm) -> dict[str, Any]:
     """Build the tab; registers ``dataset_name`` and ``dataset_format``."""
     with gr.Row():
-        upload = gr.File(label="Upload CSV, JSON or JSONL", file_types=list(SUPPORTED_SUFFIXES), type="filepath")
+        upload = gr.File(
+            label="Upload CSV, JSON or JSONL", file_types=list(SUPPORTED_SUFFIXES), type="filepath"
+        )
         with gr.Column():
             sample = gr.Dropdown(choices=list(SAMPLES), value=None, label="...or use a sample dataset")
-            name = form.add("dataset_name", gr.Textbox(label="Dataset file (or hub dataset id)",
-                                                       info=info("dataset_name")))
-            fmt = form.add("dataset_format", gr.Radio(["auto", "alpaca", "messages"], value="auto",
-                                                      label="Format", info=info("dataset_format")))
+            name = form.add(
+                "dataset_name",
+                gr.Textbox(label="Dataset file (or hub dataset id)", info=info("dataset_name")),
+            )
+            fmt = form.add(
+                "dataset_format",
+                gr.Radio(
+                    ["auto", "alpaca", "messages"], value="auto", label="Format", info=info("dataset_format")
+                ),
+            )
     summary = gr.Markdown("Upload a file or pick a sample.")
     preview = gr.Dataframe(label="Preview (normalised rows)", wrap=True, max_height=420)
     upload.upload(on_upload, upload, name, api_visibility="private")
     sample.change(lambda s: str(SAMPLES[s]) if s else gr.update(), sample, name, api_visibility="private")
     name.change(validate, [name, fmt], [summary, preview], api_name="validate_data")
     fmt.change(validate, [name, fmt], [summary, preview], api_visibility="private")
-    return {"upload": upload, "sample": sample, "name": name, "format": fmt, "summary": summary, "preview": preview}
+    return {
+        "upload": upload,
+        "sample": sample,
+        "name": name,
+        "format": fmt,
+        "summary": summary,
+        "preview": preview,
+    }

@@ -37,7 +37,9 @@ def gpu_gib_for(choice: str, custom_gib: float | None) -> float:
     return gpu.memory_gib
 
 
-def estimate(spec: ModelSpec | None, cfg: TrainingConfig, choice: str, custom_gib: float | None) -> tuple[Any, ...]:
+def estimate(
+    spec: ModelSpec | None, cfg: TrainingConfig, choice: str, custom_gib: float | None
+) -> tuple[Any, ...]:
     """(recommendation markdown, table, figure) for the current model, settings and GPU."""
     if spec is None:
         return "Load a model in the Model tab first.", None, None
@@ -66,8 +68,16 @@ def render() -> dict[str, Any]:
         table = gr.Dataframe(label="Estimated peak memory by component (GiB)", scale=1)
         figure = gr.Plot(label="Memory by component", scale=1)
     with gr.Accordion("The textbook's rule of thumb (chapter 26.9.4)", open=False):
-        gr.Markdown("| GPU | model | method |\n|---|---|---|\n"
-                    + "\n".join(f"| {g} GB | {m} | {meth} |" for g, m, meth in SEED_GUIDANCE)
-                    + "\n\nThe estimate above refines this table with your model, max_length, batch size and rank.")
-    return {"gpu": gpu, "custom": custom, "go": go, "recommendation": recommendation, "table": table,
-            "figure": figure}
+        gr.Markdown(
+            "| GPU | model | method |\n|---|---|---|\n"
+            + "\n".join(f"| {g} GB | {m} | {meth} |" for g, m, meth in SEED_GUIDANCE)
+            + "\n\nThe estimate above refines this table with your model, max_length, batch size and rank."
+        )
+    return {
+        "gpu": gpu,
+        "custom": custom,
+        "go": go,
+        "recommendation": recommendation,
+        "table": table,
+        "figure": figure,
+    }

@@ -20,8 +20,12 @@ def list_runs(output_dir: str) -> list[str]:
     return [str(p) for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
-def do_export(run_dir: str | None, merged: bool, dtype: str = "auto",
-              progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Any, ...]:
+def do_export(
+    run_dir: str | None,
+    merged: bool,
+    dtype: str = "auto",
+    progress: gr.Progress = gr.Progress(track_tqdm=True),
+) -> tuple[Any, ...]:
     """Run an export; returns (summary markdown, zip path for download)."""
     if not run_dir:
         raise gr.Error("Pick a run folder first (train one in the Train tab).")
@@ -38,13 +42,26 @@ def render() -> dict[str, Any]:
     with gr.Row():
         run = gr.Dropdown(choices=[], label="Run folder", scale=4, allow_custom_value=True)
         refresh = gr.Button("Refresh", scale=1)
-    dtype = gr.Radio(list(MERGED_DTYPES), value="auto", label="Merged weights dtype",
-                     info="auto = the base's 16-bit dtype. float32 keeps tiny adapters exact at twice the size.")
+    dtype = gr.Radio(
+        list(MERGED_DTYPES),
+        value="auto",
+        label="Merged weights dtype",
+        info="auto = the base's 16-bit dtype. float32 keeps tiny adapters exact at twice the size.",
+    )
     with gr.Row():
         merged = gr.Button("Export merged weights", variant="primary")
         adapter = gr.Button("Export adapter only")
-    result = gr.Markdown("Merged export reloads the base in 16-bit (never 4-bit), merges W + (α/r)·B·A, saves "
-                         "safetensors + tokenizer + chat template, and checks the result against base+adapter.")
+    result = gr.Markdown(
+        "Merged export reloads the base in 16-bit (never 4-bit), merges W + (α/r)·B·A, saves "
+        "safetensors + tokenizer + chat template, and checks the result against base+adapter."
+    )
     download = gr.File(label="Download", interactive=False)
-    return {"run": run, "refresh": refresh, "dtype": dtype, "merged": merged, "adapter": adapter, "result": result,
-            "download": download}
+    return {
+        "run": run,
+        "refresh": refresh,
+        "dtype": dtype,
+        "merged": merged,
+        "adapter": adapter,
+        "result": result,
+        "download": download,
+    }

@@ -14,7 +14,9 @@ from ui.forms import ConfigForm, info
 from ui.views import model_facts_markdown
 
 
-def load_model_info(model_name_or_path: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[Any, ...]:
+def load_model_info(
+    model_name_or_path: str, progress: gr.Progress = gr.Progress(track_tqdm=True)
+) -> tuple[Any, ...]:
     """Inspect a model (config only; the embedded default is converted once, with a progress bar)."""
     progress(0, desc=f"Reading {model_name_or_path}")
     try:
@@ -28,10 +30,21 @@ def load_model_info(model_name_or_path: str, progress: gr.Progress = gr.Progress
 def render(form: ConfigForm) -> dict[str, Any]:
     """Build the tab; registers ``model_name_or_path``. Returns its components."""
     with gr.Row():
-        preset = gr.Dropdown(choices=[(p.label, p.model_name_or_path) for p in MODEL_PRESETS], value=DEFAULT_MODEL,
-                             label="Preset", scale=2)
-        path = form.add("model_name_or_path", gr.Textbox(value=DEFAULT_MODEL, label="Hub id or local model folder",
-                                                         info=info("model_name_or_path"), scale=3))
+        preset = gr.Dropdown(
+            choices=[(p.label, p.model_name_or_path) for p in MODEL_PRESETS],
+            value=DEFAULT_MODEL,
+            label="Preset",
+            scale=2,
+        )
+        path = form.add(
+            "model_name_or_path",
+            gr.Textbox(
+                value=DEFAULT_MODEL,
+                label="Hub id or local model folder",
+                info=info("model_name_or_path"),
+                scale=3,
+            ),
+        )
     load = gr.Button("Load model info", variant="primary")
     facts = gr.Markdown("Loading the embedded model's facts...")
     preset.change(lambda p: p, preset, path, api_visibility="private")

@@ -17,57 +17,171 @@ def render(form: ConfigForm) -> dict[str, Any]:
     with gr.Row():
         with gr.Column(scale=1):
             gr.Markdown("#### LoRA")
-            form.add("lora_r", gr.Slider(1, 256, value=D.lora_r, step=1, label="LoRA rank (r)", info=info("lora_r")))
-            form.add("lora_alpha", gr.Slider(1, 512, value=D.lora_alpha, step=1, label="LoRA alpha (α)",
-                                             info=info("lora_alpha")))
-            form.add("lora_dropout", gr.Slider(0.0, 0.5, value=D.lora_dropout, step=0.01, label="LoRA dropout",
-                                               info=info("lora_dropout")))
-            targets = form.add("lora_target_modules", gr.CheckboxGroup(
-                choices=[], value=[], label="Target modules", info=info("lora_target_modules")))
-            form.add("load_in_4bit", gr.Radio([("LoRA (16-bit base)", False), ("QLoRA (4-bit base)", True)],
-                                              value=False, label="Method", info=info("load_in_4bit")))
+            form.add(
+                "lora_r",
+                gr.Slider(1, 256, value=D.lora_r, step=1, label="LoRA rank (r)", info=info("lora_r")),
+            )
+            form.add(
+                "lora_alpha",
+                gr.Slider(
+                    1, 512, value=D.lora_alpha, step=1, label="LoRA alpha (α)", info=info("lora_alpha")
+                ),
+            )
+            form.add(
+                "lora_dropout",
+                gr.Slider(
+                    0.0, 0.5, value=D.lora_dropout, step=0.01, label="LoRA dropout", info=info("lora_dropout")
+                ),
+            )
+            targets = form.add(
+                "lora_target_modules",
+                gr.CheckboxGroup(
+                    choices=[], value=[], label="Target modules", info=info("lora_target_modules")
+                ),
+            )
+            form.add(
+                "load_in_4bit",
+                gr.Radio(
+                    [("LoRA (16-bit base)", False), ("QLoRA (4-bit base)", True)],
+                    value=False,
+                    label="Method",
+                    info=info("load_in_4bit"),
+                ),
+            )
             with gr.Accordion("QLoRA quantization", open=False):
-                form.add("bnb_4bit_quant_type", gr.Dropdown(list(QUANT_TYPES), value=D.bnb_4bit_quant_type,
-                                                            label="4-bit type", info=info("bnb_4bit_quant_type")))
-                form.add("bnb_4bit_use_double_quant", gr.Checkbox(value=D.bnb_4bit_use_double_quant,
-                                                                  label="Double quantization",
-                                                                  info=info("bnb_4bit_use_double_quant")))
-                form.add("bnb_4bit_compute_dtype", gr.Dropdown(list(COMPUTE_DTYPES), value=D.bnb_4bit_compute_dtype,
-                                                               label="Compute dtype",
-                                                               info=info("bnb_4bit_compute_dtype")))
+                form.add(
+                    "bnb_4bit_quant_type",
+                    gr.Dropdown(
+                        list(QUANT_TYPES),
+                        value=D.bnb_4bit_quant_type,
+                        label="4-bit type",
+                        info=info("bnb_4bit_quant_type"),
+                    ),
+                )
+                form.add(
+                    "bnb_4bit_use_double_quant",
+                    gr.Checkbox(
+                        value=D.bnb_4bit_use_double_quant,
+                        label="Double quantization",
+                        info=info("bnb_4bit_use_double_quant"),
+                    ),
+                )
+                form.add(
+                    "bnb_4bit_compute_dtype",
+                    gr.Dropdown(
+                        list(COMPUTE_DTYPES),
+                        value=D.bnb_4bit_compute_dtype,
+                        label="Compute dtype",
+                        info=info("bnb_4bit_compute_dtype"),
+                    ),
+                )
         with gr.Column(scale=1):
             gr.Markdown("#### Training")
-            form.add("learning_rate", gr.Number(value=D.learning_rate, label="Learning rate", minimum=0,
-                                                info=info("learning_rate")))
+            form.add(
+                "learning_rate",
+                gr.Number(
+                    value=D.learning_rate, label="Learning rate", minimum=0, info=info("learning_rate")
+                ),
+            )
             with gr.Row():
-                form.add("num_train_epochs", gr.Number(value=D.num_train_epochs, label="Epochs", minimum=0,
-                                                       info=info("num_train_epochs")))
-                form.add("max_steps", gr.Number(value=20, label="Max steps", precision=0, minimum=-1,
-                                                info=info("max_steps")))
-            form.add("per_device_train_batch_size", gr.Slider(1, 64, value=D.per_device_train_batch_size, step=1,
-                                                              label="Batch size",
-                                                              info=info("per_device_train_batch_size")))
-            form.add("gradient_accumulation_steps", gr.Slider(1, 64, value=D.gradient_accumulation_steps, step=1,
-                                                              label="Gradient accumulation",
-                                                              info=info("gradient_accumulation_steps")))
-            form.add("max_length", gr.Slider(64, 8192, value=256, step=64, label="Max length (tokens)",
-                                             info=info("max_length")))
+                form.add(
+                    "num_train_epochs",
+                    gr.Number(
+                        value=D.num_train_epochs, label="Epochs", minimum=0, info=info("num_train_epochs")
+                    ),
+                )
+                form.add(
+                    "max_steps",
+                    gr.Number(value=20, label="Max steps", precision=0, minimum=-1, info=info("max_steps")),
+                )
+            form.add(
+                "per_device_train_batch_size",
+                gr.Slider(
+                    1,
+                    64,
+                    value=D.per_device_train_batch_size,
+                    step=1,
+                    label="Batch size",
+                    info=info("per_device_train_batch_size"),
+                ),
+            )
+            form.add(
+                "gradient_accumulation_steps",
+                gr.Slider(
+                    1,
+                    64,
+                    value=D.gradient_accumulation_steps,
+                    step=1,
+                    label="Gradient accumulation",
+                    info=info("gradient_accumulation_steps"),
+                ),
+            )
+            form.add(
+                "max_length",
+                gr.Slider(64, 8192, value=256, step=64, label="Max length (tokens)", info=info("max_length")),
+            )
             form.add("seed", gr.Number(value=D.seed, label="Seed", precision=0, minimum=0, info=info("seed")))
             with gr.Accordion("Advanced", open=False):
-                form.add("warmup_steps", gr.Number(value=D.warmup_steps, precision=0, minimum=0,
-                                                   label="Warm-up steps", info=info("warmup_steps")))
-                form.add("lr_scheduler_type", gr.Dropdown(list(SCHEDULERS), value=D.lr_scheduler_type,
-                                                          label="LR schedule", info=info("lr_scheduler_type")))
-                form.add("gradient_checkpointing", gr.Checkbox(value=D.gradient_checkpointing,
-                                                               label="Gradient checkpointing",
-                                                               info=info("gradient_checkpointing")))
-                form.add("validation_split", gr.Slider(0.0, 0.3, value=D.validation_split, step=0.05,
-                                                       label="Validation split", info=info("validation_split")))
-                form.add("dtype", gr.Dropdown(["auto", "bfloat16", "float16", "float32"], value=D.dtype,
-                                              label="Weights dtype (LoRA)", info=info("dtype")))
-                form.add("logging_steps", gr.Number(value=D.logging_steps, precision=0, minimum=1,
-                                                    label="Log every N steps", info=info("logging_steps")))
-                form.add("output_dir", gr.Textbox(value=D.output_dir, label="Runs folder", info=info("output_dir")))
+                form.add(
+                    "warmup_steps",
+                    gr.Number(
+                        value=D.warmup_steps,
+                        precision=0,
+                        minimum=0,
+                        label="Warm-up steps",
+                        info=info("warmup_steps"),
+                    ),
+                )
+                form.add(
+                    "lr_scheduler_type",
+                    gr.Dropdown(
+                        list(SCHEDULERS),
+                        value=D.lr_scheduler_type,
+                        label="LR schedule",
+                        info=info("lr_scheduler_type"),
+                    ),
+                )
+                form.add(
+                    "gradient_checkpointing",
+                    gr.Checkbox(
+                        value=D.gradient_checkpointing,
+                        label="Gradient checkpointing",
+                        info=info("gradient_checkpointing"),
+                    ),
+                )
+                form.add(
+                    "validation_split",
+                    gr.Slider(
+                        0.0,
+                        0.3,
+                        value=D.validation_split,
+                        step=0.05,
+                        label="Validation split",
+                        info=info("validation_split"),
+                    ),
+                )
+                form.add(
+                    "dtype",
+                    gr.Dropdown(
+                        ["auto", "bfloat16", "float16", "float32"],
+                        value=D.dtype,
+                        label="Weights dtype (LoRA)",
+                        info=info("dtype"),
+                    ),
+                )
+                form.add(
+                    "logging_steps",
+                    gr.Number(
+                        value=D.logging_steps,
+                        precision=0,
+                        minimum=1,
+                        label="Log every N steps",
+                        info=info("logging_steps"),
+                    ),
+                )
+                form.add(
+                    "output_dir", gr.Textbox(value=D.output_dir, label="Runs folder", info=info("output_dir"))
+                )
     lora_math = gr.Markdown()
     with gr.Row():
         start = gr.Button("Start training", variant="primary")
@@ -76,5 +190,13 @@ def render(form: ConfigForm) -> dict[str, Any]:
     loss = gr.Plot(label="Loss")
     logs = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
     timer = gr.Timer(1.0)
-    return {"targets": targets, "lora_math": lora_math, "start": start, "stop": stop, "status": status,
-            "loss": loss, "logs": logs, "timer": timer}
+    return {
+        "targets": targets,
+        "lora_math": lora_math,
+        "start": start,
+        "stop": stop,
+        "status": status,
+        "loss": loss,
+        "logs": logs,
+        "timer": timer,
+    }
