@@ -43,4 +43,5 @@ class StudioCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
         if values:
+            values["elapsed_s"] = time.monotonic() - self.t0
             self.publish(Metrics(state.global_step, values))

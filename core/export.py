@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 # also differ from the base by more than the merge's own rounding, else the adapter's effect is lost in rounding.
 MERGE_TOLERANCE_EPS = 16
 MERGED_DTYPES = ("auto", "bfloat16", "float16", "float32")
+ZIP_LIMIT_BYTES = (
+    8 * 2**30
+)  # larger exports are offered as a folder; a browser download of >8 GiB is impractical
 PROBE_PROMPT = "Write a Python function that returns the sum of the squares of a list of numbers."
 
 
@@ -39,7 +42,7 @@ class ExportResult:
     Attributes:
         kind: "merged" or "adapter".
         path: the export folder.
-        zip_path: a zip of that folder, for download.
+        zip_path: a zip of that folder, for download ("" when the folder is over ZIP_LIMIT_BYTES).
         mean_abs_diff_vs_reference: mean |merged - (base+adapter)| logit difference / logit std (merged only).
         mean_abs_diff_vs_base: mean |merged - base| logit difference / logit std (merged), or max |B| (adapter).
         top1_agreement: share of probe positions where merged and base+adapter pick the same next token.
@@ -91,12 +94,34 @@ def _run_info(run_dir: Path) -> tuple[dict[str, Any], Path]:
     return json.loads(cfg_path.read_text(encoding="utf-8")), adapter
 
 
-def _zip(folder: Path) -> Path:
-    """Zip ``folder`` next to itself (``folder.zip``), written under a temporary name first."""
+def _zip(folder: Path) -> str:
+    """Zip ``folder`` next to itself (``folder.zip``, stored uncompressed: safetensors barely compress), written
+    under a temporary name first. Returns "" for folders over ZIP_LIMIT_BYTES (use the folder itself)."""
+    import zipfile
+
+    if _size(folder) > ZIP_LIMIT_BYTES:
+        return ""
     final = folder.with_name(folder.name + ".zip")
-    tmp = shutil.make_archive(str(folder.with_name(f".{folder.name}.zip-partial")), "zip", folder)
-    Path(tmp).replace(final)
-    return final
+    partial = folder.with_name(f".{folder.name}.zip-partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder))
+    partial.replace(final)
+    return str(final)
+
+
+def _reference_dtype(num_params: int, device: str) -> Any:
+    """float32 for the base+adapter reference when it fits in 60% of free memory, else bfloat16."""
+    import os
+
+    import torch
+
+    if device == "cuda":
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return torch.float32 if num_params * 4 < 0.6 * free else torch.bfloat16
 
 
 def _size(folder: Path) -> int:
@@ -127,7 +152,7 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
             "nothing; train for at least one step."
         )
     publish_dir(tmp, final)
-    result = ExportResult("adapter", str(final), str(_zip(final)), None, max_b, None, None, _size(final))
+    result = ExportResult("adapter", str(final), _zip(final), None, max_b, None, None, _size(final))
     return result
 
 
@@ -151,7 +176,7 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
     from transformers import AutoModelForCausalLM
 
     from core.data import ensure_chat_template
-    from core.model import load_tokenizer, resolve_model_path
+    from core.model import inspect_model, load_tokenizer, resolve_model_path
 
     if dtype not in MERGED_DTYPES:
         raise ExportError(f"dtype {dtype!r} is not one of {MERGED_DTYPES}.")
@@ -183,8 +208,9 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
 
     # Reference: base + adapter unmerged, in float32 (exact W x + (alpha/r) B A x up to fp32 rounding).
     log.info("Computing base and base+adapter reference logits in float32")
+    ref_dtype = _reference_dtype(inspect_model(base_path).num_params, device)
     ref_model = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32, device_map={"": device}), adapter
+        AutoModelForCausalLM.from_pretrained(base_path, dtype=ref_dtype, device_map={"": device}), adapter
     )
     ref_model.eval()
     ref = logits(ref_model)
@@ -203,7 +229,7 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
         tokenizer.padding_side = "left"  # what generation wants
         tokenizer.save_pretrained(tmp)
         del merged
-        reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, device_map={"": device})
+        reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=ref_dtype, device_map={"": device})
         reloaded.eval()
         got = logits(reloaded)
         del reloaded
@@ -235,6 +261,4 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(
-        "merged", str(final), str(_zip(final)), diff_ref, diff_base, top1, tolerance, _size(final)
-    )
+    return ExportResult("merged", str(final), _zip(final), diff_ref, diff_base, top1, tolerance, _size(final))

@@ -34,7 +34,12 @@ def do_export(
         result = export_merged(run_dir, dtype=dtype) if merged else export_adapter(run_dir)
     except (StudioError, FileExistsError) as exc:
         return f"**Export failed.** {exc}", None
-    return f"✅ {result.summary()}\n\nZip: `{result.zip_path}`", result.zip_path
+    where = (
+        f"Zip: `{result.zip_path}`"
+        if result.zip_path
+        else "Too large to zip for a browser download: use the folder."
+    )
+    return f"✅ {result.summary()}\n\n{where}", result.zip_path or None
 
 
 def render() -> dict[str, Any]:
