@@ -61,8 +61,9 @@ def test_train_poll_reattach_and_export(app_url):
 
     url, cwd = app_url
     client = Client(url, verbose=False)
-    facts, targets = client.predict("HuggingFaceTB/SmolLM2-135M-Instruct", api_name="/load_model")
+    facts, targets, lr = client.predict("HuggingFaceTB/SmolLM2-135M-Instruct", api_name="/load_model")
     assert "LlamaForCausalLM" in facts and "134.52 M" in facts and "q_proj" in facts
+    assert lr == 5e-4 and "Suggested learning rate for this size: 0.0005" in facts
     summary, preview = client.predict(
         str(ASSETS / "humaneval_messages.jsonl"), "auto", api_name="/validate_data"
     )

@@ -49,7 +49,7 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
                 x = export_tab.render()
 
         # ---- model facts -> state, target module choices
-        load_outputs = [spec_state, m["facts"], t["targets"]]
+        load_outputs = [spec_state, m["facts"], t["targets"], form.components["learning_rate"]]
         m["load"].click(
             model_tab.load_model_info,
             m["path"],

@@ -170,7 +170,10 @@ def status_markdown(snap: JobSnapshot) -> str:
         if snap.is_active:
             parts.append(f"ETA {fmt_duration(snap.eta_s)}")
     if losses:
-        parts.append(f"loss {losses[-1]:.4f} (first {losses[0]:.4f})")
+        k = min(5, len(losses))
+        parts.append(
+            f"loss {losses[-1]:.4f} (mean of last {k}: {sum(losses[-k:]) / k:.4f}, first {k}: {sum(losses[:k]) / k:.4f})"
+        )
     seen = [h for h in snap.history if "num_input_tokens_seen" in h and h.get("elapsed_s")]
     if seen:
         parts.append(f"{seen[-1]['num_input_tokens_seen'] / seen[-1]['elapsed_s']:,.0f} tokens/s")

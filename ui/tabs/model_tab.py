@@ -9,7 +9,7 @@ import gradio as gr
 from core.config import DEFAULT_MODEL
 from core.errors import StudioError
 from core.model import inspect_model
-from core.presets import MODEL_PRESETS, default_target_modules
+from core.presets import MODEL_PRESETS, default_target_modules, suggested_learning_rate
 from ui.forms import ConfigForm, info
 from ui.views import model_facts_markdown
 
@@ -22,9 +22,14 @@ def load_model_info(
     try:
         spec = inspect_model(model_name_or_path)
     except StudioError as exc:
-        return None, f"**Cannot use this model.** {exc}", gr.update(choices=[], value=[])
+        return None, f"**Cannot use this model.** {exc}", gr.update(choices=[], value=[]), gr.update()
     targets = list(default_target_modules(spec.model_type, spec.linear_names))
-    return spec, model_facts_markdown(spec), gr.update(choices=spec.linear_names, value=targets)
+    lr = suggested_learning_rate(spec.num_params)
+    facts = (
+        model_facts_markdown(spec)
+        + f"\nSuggested learning rate for this size: {lr:g} (set in the Train tab)."
+    )
+    return spec, facts, gr.update(choices=spec.linear_names, value=targets), lr
 
 
 def render(form: ConfigForm) -> dict[str, Any]:
