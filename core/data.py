@@ -274,14 +274,17 @@ def tokenize_conversation(
     Raises:
         ValueError: the chat template rewrites earlier turns, so spans cannot be located.
     """
-    render = tokenizer.apply_chat_template
-    full = render(messages, tokenize=False)
+
+    def render(msgs: list[Message], **kwargs: Any) -> str:
+        return str(tokenizer.apply_chat_template(msgs, tokenize=False, **kwargs))
+
+    full = render(messages)
     spans = []
     for k, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        before = render(messages[:k], tokenize=False, add_generation_prompt=True) if k else ""
-        through = render(messages[: k + 1], tokenize=False)
+        before = render(messages[:k], add_generation_prompt=True) if k else ""
+        through = render(messages[: k + 1])
         if not through.startswith(before) or not full.startswith(through):
             raise ValueError("the chat template changes earlier turns; cannot locate the answer tokens")
         spans.append((len(before), len(through)))

@@ -195,12 +195,13 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
         dtype = stored_dtype if stored_dtype in ("bfloat16", "float16") else "bfloat16"
     save_dtype = getattr(torch, dtype)
     tolerance = MERGE_TOLERANCE_EPS * torch.finfo(save_dtype).eps / 2  # finfo.eps is 2x the relative step
-    probe = tokenizer.apply_chat_template(
+    encoded: Any = tokenizer.apply_chat_template(
         [{"role": "user", "content": PROBE_PROMPT}],
         add_generation_prompt=True,
         return_tensors="pt",
         return_dict=True,
-    )["input_ids"].to(device)
+    )
+    probe = encoded["input_ids"].to(device)
 
     def logits(model: Any) -> torch.Tensor:
         with torch.no_grad():

@@ -22,8 +22,8 @@ from core.modelspec import LinearGroup, ModelSpec
 from core.presets import default_target_modules
 
 if TYPE_CHECKING:
-    from peft import LoraConfig
-    from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
+    from peft import LoraConfig, PeftModel
+    from transformers import BitsAndBytesConfig, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def embedded_model_path() -> Path:
         # The weights are plain bf16 now; drop the GGUF marker so save_pretrained writes safetensors.
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as always set
         model.config.name_or_path = DEFAULT_MODEL
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -247,7 +247,7 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
 
 def load_model_for_training(
     cfg: TrainingConfig, path: str, device: str, dtype_name: str, target_modules: tuple[str, ...]
-) -> PreTrainedModel:
+) -> PeftModel:
     """Load the base (16/32-bit, or 4-bit for QLoRA), prepare it, and wrap it in a fresh LoRA adapter.
 
     Args:

@@ -81,7 +81,7 @@ def run_training(
         )
     )
     model = load_model_for_training(cfg, path, device, dtype_name, targets)
-    trainable, total = model.get_nb_trainable_parameters()
+    trainable, total = model.get_nb_trainable_parameters()  # type: ignore[operator]  # PeftModel method
     publish(
         {
             "trainable_params": trainable,
@@ -105,8 +105,10 @@ def run_training(
     eval_data: Any = None
     if cfg.validation_split > 0 and len(features) >= 10:
         n_eval = max(1, round(len(features) * cfg.validation_split))
-        split = torch.utils.data.random_split(
-            features, [len(features) - n_eval, n_eval], generator=torch.Generator().manual_seed(cfg.seed)
+        split: list[Any] = torch.utils.data.random_split(
+            features,  # type: ignore[arg-type]  # a list is a map-style dataset
+            [len(features) - n_eval, n_eval],
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
         data, eval_data = split[0], split[1]
     elif cfg.validation_split > 0:
@@ -158,7 +160,7 @@ def run_training(
         publish(LogLine(f"Training {status} after {trainer.state.global_step} steps; saving the adapter"))
         final = run_dir / "adapter"
         tmp = staging_dir(final)
-        model.save_pretrained(tmp)
+        model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(tmp)
         publish_dir(tmp, final)
         publish(LogLine(f"Adapter saved to {final}"))
