@@ -11,8 +11,10 @@ Exit codes: 0 success, 1 the run / export failed, 2 bad arguments or config (eve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import math
 import sys
 from typing import Any
 
@@ -20,10 +22,25 @@ UI_DEFAULT_HOST = "127.0.0.1"
 UI_DEFAULT_PORT = 7860
 
 
+def _json(obj: Any) -> str:
+    """Strict JSON (NaN / inf become null, which every JSON parser accepts)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(obj), allow_nan=False)
+
+
 def _fail(message: str, code: int, as_json: bool = False) -> int:
     print(message, file=sys.stderr)
     if as_json:
-        print(json.dumps({"status": "failed" if code == 1 else "invalid", "error": message}))
+        print(_json({"status": "failed" if code == 1 else "invalid", "error": message}))
     return code
 
 
@@ -43,31 +60,37 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _fail(str(exc), 2, args.json)
     print(f"Run folder: {run_dir}", file=sys.stderr)
     seen = 0
-    try:
-        while True:
-            snap = job.wait(timeout_s=1.0)
-            for line in snap.logs[seen:]:
-                print(line, file=sys.stderr)
-            seen = len(snap.logs)
-            if not job.is_running():
-                break
-    except KeyboardInterrupt:
-        print("Stopping after the current step (Ctrl-C again to abort)...", file=sys.stderr)
-        job.stop()
-        snap = job.wait()
+    # With --json, stdout carries only the final JSON line: the Trainer's own log prints go to stderr.
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+        try:
+            while True:
+                snap = job.wait(timeout_s=1.0)
+                new = snap.log_total - seen
+                for line in snap.logs[len(snap.logs) - min(new, len(snap.logs)) :] if new else ():
+                    print(line, file=sys.stderr)
+                seen = snap.log_total
+                if not job.is_running():
+                    break
+        except KeyboardInterrupt:
+            print("Stopping after the current step (Ctrl-C again to abort)...", file=sys.stderr)
+            job.stop()
+            snap = job.wait()
     losses = [h["loss"] for h in snap.history if "loss" in h]
+    monitor = [h["eval_train_sample_loss"] for h in snap.history if "eval_train_sample_loss" in h]
     result: dict[str, Any] = {
         "run_dir": snap.run_dir,
         "status": snap.status,
         "steps": snap.step,
-        "final_loss": losses[-1] if losses else None,
+        "final_loss": snap.info.get("final_loss"),
         "first_loss": losses[0] if losses else None,
+        "monitor_loss_start": monitor[0] if monitor else None,
+        "monitor_loss_end": monitor[-1] if monitor else None,
         "message": snap.message,
         "trainable_params": snap.info.get("trainable_params"),
         "total_params": snap.info.get("total_params"),
     }
     if args.json:
-        print(json.dumps(result))
+        print(_json(result))
     else:
         print(snap.message)
     return 0 if snap.status in ("completed", "stopped") else 1
@@ -85,12 +108,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     except StudioError as exc:
         return _fail(str(exc), 1, args.json)
-    except FileExistsError as exc:
-        return _fail(str(exc), 2, args.json)
+    except OSError as exc:
+        return _fail(f"Export failed: {exc}", 1, args.json)
     if args.json:
         from dataclasses import asdict
 
-        print(json.dumps(asdict(result)))
+        print(_json(asdict(result)))
     else:
         print(result.summary())
         print(f"Zip: {result.zip_path}")
@@ -104,7 +127,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from core.vram import estimate_all, recommend
     from ui.views import estimate_text
 
-    problems = [] if args.gpu_gib > 0 else [f"--gpu-gib: {args.gpu_gib} must be > 0."]
+    ok = math.isfinite(args.gpu_gib) and 0 < args.gpu_gib <= 4096
+    problems = [] if ok else [f"--gpu-gib: {args.gpu_gib} must be a size in GiB between 0 and 4096."]
     overrides = {
         "model_name_or_path": args.model,
         "max_length": args.max_length,
@@ -126,7 +150,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     rec = recommend(estimates, args.gpu_gib)
     if args.json:
         print(
-            json.dumps(
+            _json(
                 {
                     "model": args.model,
                     "gpu_gib": args.gpu_gib,
@@ -202,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for (
+        handler
+    ) in logging.getLogger().handlers:  # the engine logs INFO to each run's train.log, not the console
+        handler.setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "export": cmd_export, "estimate": cmd_estimate, None: cmd_ui}
     return handlers[args.command](args)

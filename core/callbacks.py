@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ class StudioCallback(TrainerCallback):
         self.publish = publish
         self.stop_event = stop_event
         self.t0 = time.monotonic()
+        self.diverged_at: int | None = None  # first step whose loss or grad norm was NaN / inf
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0 = time.monotonic()
@@ -42,6 +44,12 @@ class StudioCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        if any(not math.isfinite(values[k]) for k in ("loss", "grad_norm") if k in values):
+            # A NaN loss poisons the adapter; stop now instead of "completing" a run that learned nothing.
+            self.diverged_at = self.diverged_at or state.global_step
+            control.should_training_stop = True
+            values = {k: v for k, v in values.items() if math.isfinite(v)}
         if values:
             values["elapsed_s"] = time.monotonic() - self.t0
             self.publish(Metrics(state.global_step, values))
+        return control

@@ -93,6 +93,12 @@ class TrainingConfig:
     )
     logging_steps: int = field(default=1, metadata=_help("Log loss every this many optimizer steps."))
     seed: int = field(default=42, metadata=_help("Random seed for LoRA init, shuffling and dropout."))
+    monitor_rows: int = field(
+        default=8,
+        metadata=_help(
+            "Training rows whose loss is re-measured ~5 times during the run: a smooth curve (0 = off)."
+        ),
+    )
     validation_split: float = field(
         default=0.0, metadata=_help("Fraction of rows held out for evaluation loss (0 = none).")
     )
@@ -164,6 +170,7 @@ class TrainingConfig:
             f"lr_scheduler_type: {self.lr_scheduler_type!r} is not one of {SCHEDULERS}.",
         )
         need(self.logging_steps >= 1, f"logging_steps: {self.logging_steps} must be >= 1.")
+        need(0 <= self.monitor_rows <= 256, f"monitor_rows: {self.monitor_rows} must be between 0 and 256.")
         need(0 <= self.seed < 2**32, f"seed: {self.seed} must be in [0, 2**32).")
         need(
             0.0 <= self.validation_split < 0.5,
@@ -222,21 +229,26 @@ class TrainingConfig:
                 values[name] = _coerce(raw[name], f.default, name)
             except (TypeError, ValueError) as exc:
                 problems.append(f"{name}: {exc}")
+        # Validate what could be read too (fields that failed above keep their defaults), so every problem is
+        # reported in one go.
+        problems += cls(**values).validate()
         if problems:
             raise ConfigError(problems)
-        cfg = cls(**values)
-        problems = cfg.validate()
-        if problems:
-            raise ConfigError(problems)
-        return cfg
+        return cls(**values)
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> TrainingConfig:
         """Read a JSON file of field names. Raises ConfigError (bad JSON, unknown keys, bad values)."""
         try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+            raw = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # a BOM is fine
         except FileNotFoundError:
             raise ConfigError([f"{path}: file not found."]) from None
+        except IsADirectoryError:
+            raise ConfigError([f"{path}: is a folder; give the path of a JSON file."]) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8."]) from None
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot be read ({exc.strerror})."]) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 [f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."]

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 Message = dict[str, str]
 ROLES = ("system", "user", "assistant")
 SUPPORTED_SUFFIXES = (".csv", ".json", ".jsonl")
+ROW_ERROR = "__row_error__"  # key of a placeholder record for a row the reader could not split into fields
 # Used only when a tokenizer has no chat template (base models): the Alpaca prompt format (Taori et al. 2023).
 FALLBACK_CHAT_TEMPLATE = (
     "{% for m in messages %}"
@@ -82,6 +83,8 @@ def read_records(source: str) -> list[dict[str, Any]]:
         if source.count("/") == 1 and not source.startswith((".", "/", "~")) and not path.suffix:
             return _read_hub(source)
         raise DataError(f"{source}: file not found.")
+    if path.is_dir():
+        raise DataError(f"{source}: is a folder; choose a CSV, JSON or JSONL file.")
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DataError(f"{path.name}: unsupported file type {suffix or '(none)'}; use CSV, JSON or JSONL.")
@@ -93,45 +96,80 @@ def read_records(source: str) -> list[dict[str, Any]]:
         ) from None
     if suffix == ".csv":
         return _read_csv(path, text)
-    if suffix == ".jsonl" or (suffix == ".json" and not text.lstrip().startswith("[")):
-        records = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
+    if suffix == ".json":
+        try:
+            return _json_rows(path, json.loads(text))
+        except json.JSONDecodeError as exc:
+            if text.lstrip().startswith("["):
                 raise DataError(
-                    f"{path.name}: line {lineno} is not valid JSON ({exc.msg}, column {exc.colno})."
+                    f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
                 ) from None
-            if not isinstance(obj, dict):
-                raise DataError(
-                    f"{path.name}: line {lineno} is a {type(obj).__name__}, expected a JSON object."
-                )
-            records.append(obj)
-        return records
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+            # not one JSON document: maybe JSON Lines saved as .json
+    records = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path.name}: line {lineno} is not valid JSON ({exc.msg}, column {exc.colno})."
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path.name}: line {lineno} is a {type(obj).__name__}, expected a JSON object.")
+        records.append(obj)
+    return records
+
+
+def _json_rows(path: Path, data: Any) -> list[dict[str, Any]]:
+    """Rows from a parsed JSON document: an array of objects, or an object of equal-length arrays (columns)."""
+    if isinstance(data, list):
+        bad = next((i for i, r in enumerate(data, start=1) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise DataError(
+                f"{path.name}: element {bad} of the array is a {type(data[bad - 1]).__name__}, "
+                "expected an object (one per row)."
+            )
+        return data
+    if isinstance(data, dict):
+        columns = {k: v for k, v in data.items() if isinstance(v, list)}
+        lengths = {len(v) for v in columns.values()}
+        if columns and len(columns) == len(data) and len(lengths) == 1:
+            n = lengths.pop()
+            return [{k: v[i] for k, v in columns.items()} for i in range(n)]
         raise DataError(
-            f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
-        ) from None
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise DataError(f"{path.name}: expected a JSON array of objects (one per row).")
-    return data
+            f"{path.name}: a JSON object with keys {sorted(data)[:8]}; expected an array of row objects "
+            "or an object whose values are equal-length column arrays."
+        )
+    raise DataError(f"{path.name}: expected a JSON array of objects (one per row).")
 
 
 def _read_csv(path: Path, text: str) -> list[dict[str, Any]]:
+    """Rows of a CSV (quoted fields may hold commas and newlines). A row with the wrong number of fields becomes
+    an ``{ROW_ERROR: reason}`` placeholder, so it is reported by row number instead of shifting columns."""
+    import csv
     import io
 
-    import pandas as pd
-
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except Exception as exc:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
         raise DataError(f"{path.name}: cannot parse as CSV ({exc}).") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame.to_dict(orient="records")
+    rows = [r for r in rows if any(f.strip() for f in r)]
+    if not rows:
+        return []
+    header = ["".join(ch for ch in h if ch.isprintable()).strip() for h in rows[0]]
+    records: list[dict[str, Any]] = []
+    for fields in rows[1:]:
+        if len(fields) != len(header):
+            records.append(
+                {
+                    ROW_ERROR: f"has {len(fields)} fields but the header has {len(header)}; put text that "
+                    "contains commas in double quotes"
+                }
+            )
+        else:
+            records.append(dict(zip(header, fields)))
+    return records
 
 
 def _read_hub(dataset_id: str) -> list[dict[str, Any]]:
@@ -148,7 +186,7 @@ def _read_hub(dataset_id: str) -> list[dict[str, Any]]:
 
 def detect_format(records: list[dict[str, Any]]) -> str:
     """ "messages" if rows have a ``messages`` list, "alpaca" if they have instruction + output; else DataError."""
-    keys = set().union(*(r.keys() for r in records[:100])) if records else set()
+    keys = set().union(*(r.keys() for r in records[:100] if ROW_ERROR not in r)) if records else set()
     if "messages" in keys:
         return "messages"
     if {"instruction", "output"} <= keys:
@@ -167,8 +205,32 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _content_text(content: Any, j: int) -> str:
+    """Message content as text: a string, or OpenAI-style parts [{"type": "text", "text": ...}] joined.
+    Raises ValueError for non-text parts (images, audio) or other structures."""
+    if isinstance(content, (dict, list)):
+        parts = content if isinstance(content, list) else [content]
+        texts = []
+        for part in parts:
+            if isinstance(part, str):
+                texts.append(part)
+            elif (
+                isinstance(part, dict)
+                and part.get("type", "text") == "text"
+                and isinstance(part.get("text"), str)
+            ):
+                texts.append(part["text"])
+            else:
+                kind = part.get("type", "unknown") if isinstance(part, dict) else type(part).__name__
+                raise ValueError(f"message {j} has a {kind!r} part; only text can be trained on")
+        return "\n".join(texts)
+    return _text(content)
+
+
 def normalise_row(record: dict[str, Any], dataset_format: str) -> list[Message]:
     """One record as a list of messages. Raises ValueError with the field at fault."""
+    if ROW_ERROR in record:
+        raise ValueError(record[ROW_ERROR])
     if dataset_format == "alpaca":
         instruction, inp, out = (_text(record.get(k)).strip() for k in ("instruction", "input", "output"))
         if not instruction:
@@ -196,9 +258,14 @@ def normalise_row(record: dict[str, Any], dataset_format: str) -> list[Message]:
         role = _text(m["role"]).strip().lower()
         if role not in ROLES:
             raise ValueError(f"message {j} has role {m['role']!r}; use system, user or assistant")
-        if not _text(m["content"]).strip():
+        content = _content_text(m["content"], j)
+        if not content.strip():
             raise ValueError(f"message {j} ({role}) is empty")
-        msgs.append({"role": role, "content": _text(m["content"])})
+        msgs.append({"role": role, "content": content})
+    if msgs[0]["role"] == "assistant":
+        raise ValueError(
+            "the conversation starts with an assistant turn; start with a user (or system) message"
+        )
     if not any(m["role"] == "assistant" for m in msgs):
         raise ValueError("no assistant message to learn from")
     return msgs

@@ -64,9 +64,10 @@ class JobSnapshot:
         epoch: fractional epoch.
         elapsed_s / eta_s: seconds since start / estimated seconds left.
         history: every Metrics.values dict with its "step", oldest first.
-        logs: the last log lines.
+        logs: the last log lines (at most 200).
+        log_total: how many lines were ever logged (to print only new ones when ``logs`` is capped).
         message: the latest status sentence (error text when failed).
-        info: facts fixed at start: trainable_params, total_params, device, dtype, rows, etc.
+        info: facts fixed at start (trainable_params, total_params, device, dtype, rows ...) and final_loss.
     """
 
     status: str = IDLE
@@ -78,6 +79,7 @@ class JobSnapshot:
     eta_s: float | None = None
     history: tuple[dict[str, float], ...] = ()
     logs: tuple[str, ...] = ()
+    log_total: int = 0
     message: str = "No training has run in this session."
     info: dict[str, Any] = field(default_factory=dict)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 # bfloat16); a wrong merge (scale, missing module, wrong base) moves logits by whole units. The merged model must
 # also differ from the base by more than the merge's own rounding, else the adapter's effect is lost in rounding.
 MERGE_TOLERANCE_EPS = 16
+MERGE_TOLERANCE_FLOOR = 1e-4  # float32 merged vs unmerged differ by ~2e-6 x std (summation order), never 0
 MERGED_DTYPES = ("auto", "bfloat16", "float16", "float32")
 ZIP_LIMIT_BYTES = (
     8 * 2**30
@@ -101,14 +104,37 @@ def _zip(folder: Path) -> str:
 
     if _size(folder) > ZIP_LIMIT_BYTES:
         return ""
-    final = folder.with_name(folder.name + ".zip")
     partial = folder.with_name(f".{folder.name}.zip-partial")
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 zf.write(path, path.relative_to(folder))
-    partial.replace(final)
+    n = 1
+    while True:  # os.link refuses an existing name, so a user's file of the same name is never replaced
+        final = folder.with_name(folder.name + (f"-{n}" if n > 1 else "") + ".zip")
+        try:
+            os.link(partial, final)
+            break
+        except FileExistsError:
+            n += 1
+    partial.unlink()
     return str(final)
+
+
+def _destination(run_dir: Path, out: str | Path | None, default_name: str) -> Path:
+    """The export folder: ``out`` or a free ``RUN_DIR/default_name[-n]``. Raises ExportError if it is taken or
+    lies inside the run's adapter folder (which it would copy into itself)."""
+    final = Path(out).expanduser().resolve() if out else unique_path(run_dir / default_name)
+    if final.exists():
+        raise ExportError(f"{final} already exists; exports are never overwritten. Choose another folder.")
+    adapter = (run_dir / "adapter").resolve()
+    if final == adapter or adapter in final.parents:
+        raise ExportError(f"{final} is inside the run's adapter folder; choose a folder outside {adapter}.")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"Cannot create {final.parent}: {exc.strerror}. Choose another folder.") from None
+    return final
 
 
 def _reference_dtype(num_params: int, device: str) -> Any:
@@ -136,11 +162,9 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     """
     from safetensors.torch import load_file
 
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()
     _, adapter = _run_info(run_dir)
-    final = Path(out) if out else unique_path(run_dir / "adapter-export")
-    if final.exists():
-        raise ExportError(f"{final} already exists; exports are never overwritten. Choose another folder.")
+    final = _destination(run_dir, out, "adapter-export")
     tmp = staging_dir(final)
     shutil.copytree(adapter, tmp, dirs_exist_ok=True)
     weights = load_file(str(tmp / "adapter_model.safetensors"))
@@ -180,11 +204,9 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
 
     if dtype not in MERGED_DTYPES:
         raise ExportError(f"dtype {dtype!r} is not one of {MERGED_DTYPES}.")
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()
     cfg, adapter = _run_info(run_dir)
-    final = Path(out) if out else unique_path(run_dir / "merged")
-    if final.exists():
-        raise ExportError(f"{final} already exists; exports are never overwritten. Choose another folder.")
+    final = _destination(run_dir, out, "merged")
     base_path = resolve_model_path(cfg["model_name_or_path"])
     tokenizer = load_tokenizer(base_path)
     ensure_chat_template(tokenizer)
@@ -194,7 +216,8 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
         stored_dtype = stored.get("dtype") or stored.get("torch_dtype")
         dtype = stored_dtype if stored_dtype in ("bfloat16", "float16") else "bfloat16"
     save_dtype = getattr(torch, dtype)
-    tolerance = MERGE_TOLERANCE_EPS * torch.finfo(save_dtype).eps / 2  # finfo.eps is 2x the relative step
+    # finfo.eps is 2x the relative step; the floor covers float32 re-association (merged vs unmerged matmuls).
+    tolerance = max(MERGE_TOLERANCE_EPS * torch.finfo(save_dtype).eps / 2, MERGE_TOLERANCE_FLOOR)
     encoded: Any = tokenizer.apply_chat_template(
         [{"role": "user", "content": PROBE_PROMPT}],
         add_generation_prompt=True,
@@ -238,6 +261,11 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
         diff_ref = float((got - ref).abs().mean()) / std
         diff_base = float((got - base).abs().mean()) / std
         top1 = float((got.argmax(-1) == ref.argmax(-1)).float().mean())
+        if not all(math.isfinite(v) for v in (diff_ref, diff_base, std)):
+            raise ExportError(
+                "The merged model's logits are not finite (NaN/inf): the adapter holds NaN weights, "
+                "usually from a diverged run (learning rate too high). Nothing was written."
+            )
         if diff_ref > tolerance:
             raise ExportError(
                 f"Merged model does not match base+adapter: mean |Δlogit| = {diff_ref:.4f} x std, "

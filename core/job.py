@@ -33,6 +33,24 @@ log = logging.getLogger(__name__)
 MAX_LOG_LINES = 200
 
 
+def _metrics_line(row: dict[str, float], max_steps: int) -> str:
+    """A log line for one Trainer log: 'step 3/20 · loss 1.2345 · lr 2.0e-04 · grad norm 0.41' (or eval losses)."""
+    parts = [f"step {int(row['step'])}/{max_steps}"]
+    names = {
+        "loss": "loss",
+        "eval_train_sample_loss": "loss on fixed rows",
+        "eval_validation_loss": "validation loss",
+    }
+    parts += [f"{label} {row[key]:.4f}" for key, label in names.items() if key in row]
+    if len(parts) == 1:
+        return ""
+    if "learning_rate" in row:
+        parts.append(f"lr {row['learning_rate']:.1e}")
+    if "grad_norm" in row:
+        parts.append(f"grad norm {row['grad_norm']:.3f}")
+    return " · ".join(parts)
+
+
 class TrainingJob:
     """One training run at a time, on a daemon thread; ``snapshot()`` is safe to call from any thread.
 
@@ -65,8 +83,16 @@ class TrainingJob:
                 raise JobBusyError(
                     f"A run is already {self._snap.status} in {self._snap.run_dir}; stop it first."
                 )
-            run_dir = new_run_dir(cfg.output_dir)
-            write_json_atomic(run_dir / "config.json", cfg.to_dict())
+            try:
+                run_dir = new_run_dir(cfg.output_dir)
+                write_json_atomic(run_dir / "config.json", cfg.to_dict())
+            except OSError as exc:
+                raise ConfigError(
+                    [
+                        f"output_dir: cannot create a run folder in {cfg.output_dir!r} "
+                        f"({exc.strerror or exc}); choose a writable folder."
+                    ]
+                ) from None
             self._stop.clear()
             self._snap = JobSnapshot(
                 status=LOADING,
@@ -149,14 +175,22 @@ class TrainingJob:
                 with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
                 self._snap = replace(snap, history=snap.history + (row,))
+                line = _metrics_line(row, snap.max_steps)
+                if line:
+                    self._log(line)
             elif isinstance(event, LogLine):
                 log.info(event.text)
-                stamp = time.strftime("%H:%M:%S")
-                logs = (snap.logs + (f"{stamp} {event.text}",))[-MAX_LOG_LINES:]
-                saving = "saving the adapter" in event.text
-                self._snap = replace(snap, logs=logs, status=SAVING if saving else snap.status)
+                self._log(event.text)
+                if "saving the adapter" in event.text:
+                    self._snap = replace(self._snap, status=SAVING)
             elif isinstance(event, dict):
                 self._snap = replace(snap, info={**snap.info, **event})
+
+    def _log(self, text: str) -> None:
+        """Append a timestamped line to the snapshot (caller holds the lock)."""
+        snap = self._snap
+        logs = (snap.logs + (f"{time.strftime('%H:%M:%S')} {text}",))[-MAX_LOG_LINES:]
+        self._snap = replace(snap, logs=logs, log_total=snap.log_total + 1)
 
     def _finish(self, outcome: Finished | Failed, run_dir: Path) -> None:
         with self._lock:
@@ -171,9 +205,14 @@ class TrainingJob:
                 status = outcome.status
             else:
                 msg, status, loss = f"Training failed: {outcome.error}", FAILED, None
-            logs = (snap.logs + (f"{time.strftime('%H:%M:%S')} {msg}",))[-MAX_LOG_LINES:]
+            self._log(msg)
+            snap = self._snap
             self._snap = replace(
-                snap, status=status, message=msg, logs=logs, eta_s=0.0 if status == COMPLETED else None
+                snap,
+                status=status,
+                message=msg,
+                eta_s=0.0 if status == COMPLETED else None,
+                info={**snap.info, "final_loss": loss},
             )
             result = {
                 "status": status,

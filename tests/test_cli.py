@@ -30,7 +30,8 @@ def test_missing_config_file_and_bad_arguments_exit_2(tmp_path):
     assert run_cli("train", str(tmp_path / "none.json")).returncode == 2
     assert run_cli("export", str(tmp_path)).returncode == 2  # neither --merged nor --adapter
     out = run_cli("estimate", "--model", "x/y", "--gpu-gib", "-3")
-    assert out.returncode == 2 and "--gpu-gib: -3.0 must be > 0" in out.stderr
+    assert out.returncode == 2 and "--gpu-gib: -3.0 must be a size in GiB" in out.stderr
+    assert run_cli("estimate", "--model", "x/y", "--gpu-gib", "inf").returncode == 2
 
 
 def test_export_of_a_folder_without_adapter_fails_cleanly(tmp_path):

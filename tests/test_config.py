@@ -85,3 +85,18 @@ def test_bad_json_file_is_a_config_error(tmp_path):
 def test_every_field_has_help_text():
     for name in TrainingConfig.field_names():
         assert len(TrainingConfig.help_for(name)) > 10, name
+
+
+def test_unknown_keys_and_bad_values_are_reported_together(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_dict({"foo": 1, "lora_r": "abc", "lora_alpha": 0})
+    fields = sorted(p.split(":")[0] for p in info.value.problems)
+    assert fields == ["foo", "lora_alpha", "lora_r"]
+    path = tmp_path / "bom.json"
+    path.write_bytes("\ufeff".encode() + json.dumps({"lora_r": 4}).encode())
+    assert TrainingConfig.from_json_file(path).lora_r == 4  # a UTF-8 BOM is fine
+    path.write_text(json.dumps({"lora_r": 4}), encoding="utf-16")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        TrainingConfig.from_json_file(path)
+    with pytest.raises(ConfigError, match="is a folder"):
+        TrainingConfig.from_json_file(tmp_path)

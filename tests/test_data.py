@@ -120,3 +120,55 @@ def test_rows_whose_answer_is_truncated_away_are_dropped(tokenizer):
     assert all(len(f["input_ids"]) <= 128 for f in features)
     with pytest.raises(DataError, match="No row has answer tokens"):
         tokenize_report(report, tokenizer, max_length=16)
+
+
+def test_csv_row_with_an_unquoted_comma_is_reported_not_shifted(tmp_path):
+    path = tmp_path / "extra.csv"
+    path.write_text('instruction,output\nSay hi,"Hello, world"\nAdd 2 and 3,The answer is 5, obviously\n')
+    report = load_conversations(str(path))
+    assert report.row_numbers == [1]
+    assert report.conversations[0][1]["content"] == "Hello, world"
+    assert report.dropped == [
+        (2, "has 3 fields but the header has 2; put text that contains commas in double quotes")
+    ]
+
+
+def test_json_object_of_columns_and_bad_objects(tmp_path):
+    path = tmp_path / "cols.json"
+    path.write_text(json.dumps({"instruction": ["a", "b"], "output": ["1", "2"]}, indent=2))
+    assert len(load_conversations(str(path)).conversations) == 2
+    path.write_text(json.dumps({"data": {"instruction": "a"}}, indent=2))
+    with pytest.raises(DataError, match="expected an array of row objects"):
+        load_conversations(str(path))
+    with pytest.raises(DataError, match="is a folder"):
+        load_conversations(str(tmp_path))
+
+
+def test_openai_content_parts_and_assistant_first(tmp_path):
+    path = tmp_path / "parts.jsonl"
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}]},
+                {"role": "assistant", "content": "4"},
+            ]
+        },
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                {"role": "assistant", "content": "a cat"},
+            ]
+        },
+        {
+            "messages": [
+                {"role": "assistant", "content": "Hi!"},
+                {"role": "user", "content": "hey"},
+                {"role": "assistant", "content": "yes?"},
+            ]
+        },
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    report = load_conversations(str(path))
+    assert report.conversations[0][0]["content"] == "What is 2+2?"
+    assert report.dropped[0] == (2, "message 1 has a 'image_url' part; only text can be trained on")
+    assert report.dropped[1][0] == 3 and "starts with an assistant turn" in report.dropped[1][1]

@@ -41,11 +41,11 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
                 m = model_tab.render(form)
             with gr.Tab("2. Data"):
                 data_tab.render(form)
-            with gr.Tab("3. Train"):
-                t = train_tab.render(form)
-            with gr.Tab("GPU memory"):
+            with gr.Tab("3. GPU memory"):
                 e = estimate_tab.render()
-            with gr.Tab("4. Export") as export_page:
+            with gr.Tab("4. Train"):
+                t = train_tab.render(form)
+            with gr.Tab("5. Export") as export_page:
                 x = export_tab.render()
 
         # ---- model facts -> state, target module choices
@@ -173,6 +173,7 @@ def launch_app(
 ) -> Any:
     """Queue and launch ``demo``; uploads are capped at 200 MB with a readable error."""
     demo.queue(default_concurrency_limit=4)
+    kwargs.setdefault("allowed_paths", [str(export_tab.downloads_dir())])
     return demo.launch(
         server_name=host,
         server_port=port,

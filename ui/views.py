@@ -13,7 +13,12 @@ if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
-METHOD_LABELS = {"full": "Full fine-tuning", "lora": "LoRA (16-bit base)", "qlora": "QLoRA (4-bit base)"}
+SMOOTHING = 5  # steps in the moving average of the per-batch loss
+EVAL_SERIES = {
+    "eval_train_sample_loss": "loss on fixed training rows",
+    "eval_validation_loss": "validation loss",
+}
+METHOD_LABELS = {"full": "Full", "lora": "LoRA", "qlora": "QLoRA"}
 
 
 def fmt_count(n: int) -> str:
@@ -74,12 +79,14 @@ def lora_math_markdown(spec: ModelSpec | None, cfg: TrainingConfig, targets: tup
             f"| {g.count} | {per * g.count:,} |"
         )
     share = 100 * total / max(spec.num_params, 1)
+    peft_share = 100 * total / max(spec.num_params + total, 1)
     return (
         head
         + "\n\n"
         + "\n".join(rows)
-        + f"\n\n**Trainable: {total:,}** of {spec.num_params:,} parameters (**{share:.3f}%**); "
-        f"adapter file ≈ {total * 4 / 2**20:,.1f} MiB in fp32."
+        + f"\n\n**Trainable: {total:,}** = {share:.3f}% of the base model's {spec.num_params:,} parameters "
+        f"(peft's `print_trainable_parameters` counts the adapter in the total: {spec.num_params + total:,}, "
+        f"{peft_share:.4f}%). Adapter file ≈ {total * 4 / 2**20:,.1f} MiB in fp32."
     )
 
 
@@ -88,7 +95,7 @@ def estimate_frame(estimates: dict[str, VramEstimate]) -> pd.DataFrame:
     import pandas as pd
 
     components = list(next(iter(estimates.values())).components_gib)
-    data: dict[str, list[Any]] = {"component (GiB)": components + ["TOTAL", "trainable params"]}
+    data: dict[str, list[Any]] = {"GiB": components + ["TOTAL (GiB)", "trainable parameters"]}
     for m, e in estimates.items():
         data[METHOD_LABELS[m]] = [round(e.components_gib[c], 2) for c in components] + [
             round(e.total_gib, 2),
@@ -133,20 +140,26 @@ def loss_figure(history: tuple[dict[str, float], ...] | list[dict[str, float]]) 
     import plotly.graph_objects as go
 
     train = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
     fig = go.Figure()
     if train:
         steps, losses = zip(*train)
-        fig.add_scatter(x=steps, y=losses, mode="lines+markers", name="train loss", opacity=0.5)
-        window = max(1, min(10, len(losses) // 4))
+        fig.add_scatter(x=steps, y=losses, mode="lines+markers", name="train loss (each batch)", opacity=0.45)
         smooth = [
-            sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+            sum(losses[max(0, i - SMOOTHING + 1) : i + 1]) / len(losses[max(0, i - SMOOTHING + 1) : i + 1])
             for i in range(len(losses))
         ]
-        fig.add_scatter(x=steps, y=smooth, mode="lines", name=f"moving average ({window})", line={"width": 3})
-    if evals:
-        steps, losses = zip(*evals)
-        fig.add_scatter(x=steps, y=losses, mode="lines+markers", name="eval loss")
+        fig.add_scatter(
+            x=steps, y=smooth, mode="lines", name=f"moving average ({SMOOTHING} steps)", line={"width": 3}
+        )
+    for key, label in EVAL_SERIES.items():
+        points = [(h["step"], h[key]) for h in history if key in h]
+        if points:
+            steps, losses = zip(*points)
+            fig.add_scatter(
+                x=steps, y=losses, mode="lines+markers", name=label, line={"width": 3, "dash": "dot"}
+            )
+    fig.update_xaxes(rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero")
     fig.update_layout(
         xaxis_title="optimizer step",
         yaxis_title="loss",
@@ -174,6 +187,9 @@ def status_markdown(snap: JobSnapshot) -> str:
         parts.append(
             f"loss {losses[-1]:.4f} (mean of last {k}: {sum(losses[-k:]) / k:.4f}, first {k}: {sum(losses[:k]) / k:.4f})"
         )
+    fixed = [h["eval_train_sample_loss"] for h in snap.history if "eval_train_sample_loss" in h]
+    if fixed:
+        parts.append(f"loss on fixed rows {fixed[0]:.4f} → {fixed[-1]:.4f}")
     seen = [h for h in snap.history if "num_input_tokens_seen" in h and h.get("elapsed_s")]
     if seen:
         parts.append(f"{seen[-1]['num_input_tokens_seen'] / seen[-1]['elapsed_s']:,.0f} tokens/s")

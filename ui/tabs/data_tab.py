@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 from core.data import SUPPORTED_SUFFIXES, load_conversations
 from core.errors import StudioError
 from core.model import studio_home
 from ui.forms import ConfigForm, info
 
+PREVIEW_COLUMNS = ["row", "system", "user", "assistant", "turns"]
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 SAMPLES = {
     "HumanEval, alpaca JSONL (164 rows, MIT)": ASSETS / "humaneval_alpaca.jsonl",
@@ -41,13 +43,13 @@ def keep_upload(tmp_path: str) -> str:
     return str(dest)
 
 
-def on_upload(file: str | None) -> str:
-    """Keep the uploaded file and return its path for ``dataset_name``."""
+def on_upload(file: str | None) -> tuple[Any, Any]:
+    """Keep the uploaded file; return its path for ``dataset_name`` and clear the sample choice."""
     if not file:
-        return gr.update()
+        return gr.update(), gr.update()
     if Path(file).suffix.lower() not in SUPPORTED_SUFFIXES:
         raise gr.Error(f"{Path(file).name}: use a .csv, .json or .jsonl file.")
-    return keep_upload(file)
+    return keep_upload(file), None  # the upload replaces any sample choice
 
 
 def validate(
@@ -55,14 +57,14 @@ def validate(
 ) -> tuple[Any, ...]:
     """Read and normalise the dataset; returns (summary markdown, preview table)."""
     if not dataset_name:
-        return "Upload a file or pick a sample.", None
+        return "Upload a file or pick a sample.", pd.DataFrame(columns=PREVIEW_COLUMNS)
     progress(0, desc="Reading and checking rows")
     try:
         report = load_conversations(dataset_name, dataset_format)
     except StudioError as exc:
-        return f"**This data cannot be used.** {exc}", None
+        return f"**This data cannot be used.** {exc}", pd.DataFrame(columns=PREVIEW_COLUMNS)
     lines = [
-        f"**{report.rows_read} rows read, {len(report.conversations)} usable**, format "
+        f"`{report.source}`: **{report.rows_read} rows read, {len(report.conversations)} usable**, format "
         f"`{report.dataset_format}`" + (f", {len(report.dropped)} dropped:" if report.dropped else ".")
     ]
     lines += [f"- row {r}: {why}" for r, why in report.dropped[:20]]
@@ -90,8 +92,14 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 ),
             )
     summary = gr.Markdown("Upload a file or pick a sample.")
-    preview = gr.Dataframe(label="Preview (normalised rows)", wrap=True, max_height=420)
-    upload.upload(on_upload, upload, name, api_visibility="private")
+    preview = gr.Dataframe(
+        value=pd.DataFrame(columns=PREVIEW_COLUMNS),
+        label="Preview (normalised rows: what the model will see)",
+        wrap=True,
+        max_height=480,
+        column_widths=["6%", "12%", "41%", "35%", "6%"],
+    )
+    upload.upload(on_upload, upload, [name, sample], api_visibility="private")
     sample.change(lambda s: str(SAMPLES[s]) if s else gr.update(), sample, name, api_visibility="private")
     name.change(validate, [name, fmt], [summary, preview], api_name="validate_data")
     fmt.change(validate, [name, fmt], [summary, preview], api_visibility="private")

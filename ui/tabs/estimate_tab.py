@@ -47,7 +47,8 @@ def estimate(
     estimates = estimate_all(spec, cfg)
     rec = recommend(estimates, gib)
     label = {"lora": "LoRA", "qlora": "QLoRA", "none": "Nothing fits as set"}[rec.method]
-    text = f"### Recommendation for {gib:g} GiB: {label}\n{rec.reason}"
+    name = choice if choice != CUSTOM else "a custom GPU"
+    text = f"### {label} on {name} ({gib:g} GiB usable)\n{rec.reason}"
     notes = [n for e in estimates.values() for n in e.notes]
     if notes:
         text += "\n\n" + "\n".join(f"- {n}" for n in dict.fromkeys(notes))
@@ -61,7 +62,9 @@ def render() -> dict[str, Any]:
     names, default = gpu_choices()
     with gr.Row():
         gpu = gr.Dropdown(choices=names, value=default, label="GPU", scale=3)
-        custom = gr.Number(value=None, label="Custom GPU memory (GiB)", minimum=0, scale=1)
+        custom = gr.Number(
+            value=24, label="Custom size (GiB), used when GPU is 'Custom size'", minimum=0, scale=1
+        )
         go = gr.Button("Estimate", variant="primary", scale=1)
     recommendation = gr.Markdown()
     with gr.Row():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +12,7 @@ import gradio as gr
 
 from core.errors import StudioError
 from core.export import MERGED_DTYPES, export_adapter, export_merged
+from core.model import studio_home
 
 
 def list_runs(output_dir: str) -> list[str]:
@@ -18,6 +22,28 @@ def list_runs(output_dir: str) -> list[str]:
         return []
     runs = [p for p in base.iterdir() if (p / "adapter" / "adapter_config.json").is_file()]
     return [str(p) for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def downloads_dir() -> Path:
+    """Folder the app may serve downloads from (``studio_home()/downloads``), created on demand."""
+    folder = studio_home() / "downloads"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def servable(path: str) -> str:
+    """A path Gradio may serve for ``path``: itself when under the working folder, else a hard link (or copy,
+    across file systems) in downloads_dir(). Gradio refuses to serve files outside its allowed folders."""
+    src = Path(path).resolve()
+    if Path.cwd().resolve() in src.parents:
+        return str(src)
+    dest_dir = Path(tempfile.mkdtemp(dir=downloads_dir()))
+    dest = dest_dir / src.name
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+    return str(dest)
 
 
 def do_export(

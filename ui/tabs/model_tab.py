@@ -18,6 +18,13 @@ def load_model_info(
     model_name_or_path: str, progress: gr.Progress = gr.Progress(track_tqdm=True)
 ) -> tuple[Any, ...]:
     """Inspect a model (config only; the embedded default is converted once, with a progress bar)."""
+    if not (model_name_or_path or "").strip():
+        return (
+            None,
+            "Enter a hub id (owner/name) or a local model folder.",
+            gr.update(choices=[], value=[]),
+            gr.update(),
+        )
     progress(0, desc=f"Reading {model_name_or_path}")
     try:
         spec = inspect_model(model_name_or_path)

@@ -92,7 +92,9 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 )
                 form.add(
                     "max_steps",
-                    gr.Number(value=20, label="Max steps", precision=0, minimum=-1, info=info("max_steps")),
+                    gr.Number(
+                        value=D.max_steps, label="Max steps", precision=0, minimum=-1, info=info("max_steps")
+                    ),
                 )
             form.add(
                 "per_device_train_batch_size",
@@ -118,7 +120,14 @@ def render(form: ConfigForm) -> dict[str, Any]:
             )
             form.add(
                 "max_length",
-                gr.Slider(64, 8192, value=256, step=64, label="Max length (tokens)", info=info("max_length")),
+                gr.Slider(
+                    64,
+                    8192,
+                    value=D.max_length,
+                    step=64,
+                    label="Max length (tokens)",
+                    info=info("max_length"),
+                ),
             )
             form.add("seed", gr.Number(value=D.seed, label="Seed", precision=0, minimum=0, info=info("seed")))
             with gr.Accordion("Advanced", open=False):
@@ -147,6 +156,17 @@ def render(form: ConfigForm) -> dict[str, Any]:
                         value=D.gradient_checkpointing,
                         label="Gradient checkpointing",
                         info=info("gradient_checkpointing"),
+                    ),
+                )
+                form.add(
+                    "monitor_rows",
+                    gr.Slider(
+                        0,
+                        64,
+                        value=D.monitor_rows,
+                        step=1,
+                        label="Fixed rows to track loss on",
+                        info=info("monitor_rows"),
                     ),
                 )
                 form.add(
@@ -188,7 +208,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
         stop = gr.Button("Stop", variant="stop", interactive=False)
     status = gr.Markdown("No training has run in this session.")
     loss = gr.Plot(label="Loss")
-    logs = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
+    logs = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
     timer = gr.Timer(1.0)
     return {
         "targets": targets,
