@@ -210,6 +210,7 @@ def main() -> None:
             max_length=a.max_length,
             lora_dropout=0.05,
             output_dir="/tmp/bench-runs",
+            monitor_rows=0,  # the baseline has no fixed-row evaluation; compare like for like
             seed=0,
         )
         features, _ = tokenize_report(load_conversations(data), load_tokenizer(str(model_dir)), a.max_length)

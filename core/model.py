@@ -8,6 +8,7 @@ is unreachable or ``HF_HUB_OFFLINE=1``; any other hub id is downloaded with hugg
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -42,6 +43,21 @@ def studio_home() -> Path:
 
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the hub's host accepts a TCP connection within ``timeout_s`` (checked once per process), so the
+    offline fallback does not wait for huggingface_hub's own retries and timeouts (~30 s)."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
 
 
 def embedded_model_path() -> Path:
@@ -114,7 +130,7 @@ def resolve_model_path(model_name_or_path: str) -> str:
         return str(local)
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise ModelError(f"{name!r} is neither an existing folder nor a hub id of the form owner/name.")
-    if name == DEFAULT_MODEL and _hub_offline():
+    if name == DEFAULT_MODEL and (_hub_offline() or not _hub_reachable()):
         return str(embedded_model_path())
     from huggingface_hub import snapshot_download
 
