@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from transformers import TrainerCallback  # noqa: E402
 
 from core.config import TrainingConfig  # noqa: E402
-from core.data import load_conversations, tokenize_report  # noqa: E402
+from core.data import load_dataset_report, tokenize_report  # noqa: E402
 from core.model import inspect_model, load_tokenizer  # noqa: E402
 from core.vram import estimate_vram  # noqa: E402
 
@@ -213,7 +213,9 @@ def main() -> None:
             monitor_rows=0,  # the baseline has no fixed-row evaluation; compare like for like
             seed=0,
         )
-        features, _ = tokenize_report(load_conversations(data), load_tokenizer(str(model_dir)), a.max_length)
+        features = tokenize_report(
+            load_dataset_report(data), load_tokenizer(str(model_dir)), a.max_length
+        ).features
         # ABBA order: the first run in a process pays one-time CUDA / bitsandbytes warm-up and the shared host
         # drifts, so each side runs ``repeats`` times interleaved and the medians are compared.
         runs: dict[str, list[dict]] = {"baseline": [], "ours": []}

@@ -22,7 +22,7 @@ QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-DATASET_FORMATS = ("auto", "alpaca", "messages")
+DATASET_FORMATS = ("auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -44,10 +44,36 @@ class TrainingConfig:
         ),
     )
     dataset_name: str = field(
-        default="", metadata=_help("Path to a CSV / JSON / JSONL file, or a hub dataset id.")
+        default="",
+        metadata=_help(
+            "Path to a CSV / TSV / JSON / JSONL / Parquet / XLSX file, or a hub dataset id (owner/name)."
+        ),
     )
     dataset_format: str = field(
-        default="auto", metadata=_help("auto, alpaca (instruction/input/output) or messages (chat).")
+        default="auto",
+        metadata=_help(
+            "auto, alpaca, prompt_completion, messages (chat), sharegpt (conversations) or text (raw)."
+        ),
+    )
+    dataset_column_mapping: tuple[tuple[str, str], ...] = field(
+        default=(),
+        metadata=_help(
+            "Your columns for the format's fields, e.g. instruction=question, output=answer; "
+            "unmapped fields are matched by name, other columns ignored."
+        ),
+    )
+    dataset_split: str = field(default="train", metadata=_help("Hub datasets: the split to train on."))
+    dataset_config: str = field(
+        default="", metadata=_help("Hub datasets: the configuration (subset) name, if any.")
+    )
+    completion_only_loss: bool = field(
+        default=True, metadata=_help("Train on the answers / assistant turns only (off: on the whole text).")
+    )
+    fold_system_message: bool = field(
+        default=False,
+        metadata=_help(
+            "Move a leading system turn into the first user turn (for templates that refuse a system role)."
+        ),
     )
     output_dir: str = field(
         default="runs", metadata=_help("Folder in which a new, never-overwritten run folder is created.")
@@ -100,7 +126,8 @@ class TrainingConfig:
         ),
     )
     validation_split: float = field(
-        default=0.0, metadata=_help("Fraction of rows held out for evaluation loss (0 = none).")
+        default=0.0,
+        metadata=_help("Rows held out for evaluation loss: a fraction (< 1) or a count (>= 1); 0 = none."),
     )
 
     # ------------------------------------------------------------------ validation
@@ -173,8 +200,9 @@ class TrainingConfig:
         need(0 <= self.monitor_rows <= 256, f"monitor_rows: {self.monitor_rows} must be between 0 and 256.")
         need(0 <= self.seed < 2**32, f"seed: {self.seed} must be in [0, 2**32).")
         need(
-            0.0 <= self.validation_split < 0.5,
-            f"validation_split: {self.validation_split} must be in [0, 0.5).",
+            0.0 <= self.validation_split < 0.5
+            or (self.validation_split >= 1 and float(self.validation_split).is_integer()),
+            f"validation_split: {self.validation_split} must be a fraction in [0, 0.5) or a whole count >= 1.",
         )
         return p
 
@@ -188,6 +216,7 @@ class TrainingConfig:
         """JSON-ready dict keyed by field name (tuples become lists)."""
         d = dataclasses.asdict(self)
         d["lora_target_modules"] = list(self.lora_target_modules)
+        d["dataset_column_mapping"] = dict(self.dataset_column_mapping)
         return d
 
     def replace(self, **changes: Any) -> TrainingConfig:
@@ -226,6 +255,9 @@ class TrainingConfig:
             if name not in raw or raw[name] is None:
                 continue
             try:
+                if name == "dataset_column_mapping":
+                    values[name] = _coerce_mapping(raw[name])
+                    continue
                 values[name] = _coerce(raw[name], f.default, name)
             except (TypeError, ValueError) as exc:
                 problems.append(f"{name}: {exc}")
@@ -299,3 +331,26 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
             raise ValueError(f"{value!r} must be text.")
         return value.strip()
     return value
+
+
+def _coerce_mapping(value: Any) -> tuple[tuple[str, str], ...]:
+    """{field: column}, [[field, column], ...] or "field=column, ..." as sorted (field, column) pairs."""
+    if isinstance(value, str):
+        pairs = []
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            if "=" not in part:
+                raise ValueError(f"{part!r} must look like field=column (e.g. instruction=question).")
+            k, v = part.split("=", 1)
+            pairs.append((k, v))
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 for p in value
+    ):
+        pairs = [tuple(p) for p in value]
+    else:
+        raise ValueError(f"{value!r} must be an object {{field: column}} or text like instruction=question.")
+    cleaned = {str(k).strip(): str(v).strip() for k, v in pairs if str(v).strip()}
+    if any(not k for k in cleaned):
+        raise ValueError("every mapping entry needs a field name.")
+    return tuple(sorted(cleaned.items()))

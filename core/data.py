@@ -1,20 +1,31 @@
-"""Read a dataset file, detect its format, normalise rows to chat messages, and tokenize with a label mask.
+"""Load a dataset into normalised Examples with a row-level report, and tokenize it with a label mask.
 
-Formats: alpaca (``instruction`` / optional ``input`` / ``output``, optional ``system``) and chat ``messages``
-(a list of ``{"role", "content"}``). Every row becomes a list of messages; tokenization renders it through the
-model's chat template and trains only on assistant turns (their end-of-turn token included).
-Row numbers in messages are 1-based data rows (the CSV header and JSON brackets are not rows).
+Reading is core.datafiles, formats and column mapping core.formats. Row numbers in every message are 1-based data
+rows (a CSV header, JSON brackets and blank JSONL lines are not rows). Chat rows are rendered through the model's
+real chat template; by default only assistant turns are trained on (their end-of-turn token included, also when it
+doubles as the pad token), ``completion_only_loss=False`` trains on the whole text.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.datafiles import DEFAULT_MAX_BYTES, ROW_ERROR, read_records
 from core.errors import DataError
+from core.formats import (
+    FIELDS,
+    FORMATS,
+    REQUIRED,
+    Example,
+    alternation_problem,
+    check_mapping,
+    detect_format,
+    normalise_row,
+    propose_mapping,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,9 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
-ROLES = ("system", "user", "assistant")
-SUPPORTED_SUFFIXES = (".csv", ".json", ".jsonl")
-ROW_ERROR = "__row_error__"  # key of a placeholder record for a row the reader could not split into fields
 # Used only when a tokenizer has no chat template (base models): the Alpaca prompt format (Taori et al. 2023).
 FALLBACK_CHAT_TEMPLATE = (
     "{% for m in messages %}"
@@ -39,285 +47,200 @@ FALLBACK_CHAT_TEMPLATE = (
 
 @dataclass
 class DatasetReport:
-    """A loaded, normalised dataset and what happened to each row.
+    """A loaded dataset and what happened to each row.
 
     Attributes:
-        source: file path or hub id.
-        dataset_format: "alpaca" or "messages".
-        rows_read: rows in the file.
-        conversations: usable rows, each a list of messages.
-        row_numbers: the 1-based file row of each usable conversation.
-        dropped: (row number, reason) for each row left out.
-        preview: pandas DataFrame of the first normalised rows (for the UI table).
+        source: file name or hub id.
+        kind: file kind read ("csv", "jsonl", "hub", ...).
+        dataset_format: one of core.formats.FORMATS.
+        mapping: {canonical field: column} used.
+        columns: every column seen.
+        rows_read: data rows in the file.
+        examples: usable rows, normalised.
+        row_numbers: the 1-based file row of each example.
+        dropped: (row, reason) for each row left out, at any stage.
+        notes: (row, note) for rows kept but altered or worth a look (truncated, roles not alternating).
+        stages: ordered {stage: row count} (read, usable after normalising, usable after tokenizing ...).
     """
 
     source: str
+    kind: str
     dataset_format: str
+    mapping: dict[str, str]
+    columns: list[str]
     rows_read: int
-    conversations: list[list[Message]]
+    examples: list[Example]
     row_numbers: list[int]
     dropped: list[tuple[int, str]] = field(default_factory=list)
-    preview: Any = None
+    notes: list[tuple[int, str]] = field(default_factory=list)
+    stages: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def conversations(self) -> list[list[Message]]:
+        """The usable chat rows as lists of {role, content} (empty lists for raw-text rows)."""
+        return [e.as_messages() for e in self.examples]
+
+    def dropped_by_reason(self) -> dict[str, int]:
+        """{reason (row-independent part): count}, most common first."""
+        counts: dict[str, int] = {}
+        for _, reason in self.dropped:
+            key = reason.split(";")[0]
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
     def summary(self) -> str:
-        """One paragraph: format, counts, and the first few dropped rows with reasons."""
-        text = (
-            f"{self.source}: {self.dataset_format} format, {self.rows_read} rows read, "
-            f"{len(self.conversations)} usable, {len(self.dropped)} dropped."
-        )
+        """One paragraph: format, counts per stage, and the first few dropped rows."""
+        stages = ", ".join(f"{k}: {v}" for k, v in self.stages.items())
+        text = f"{self.source}: {self.dataset_format} format ({stages}); {len(self.dropped)} dropped."
         for row, reason in self.dropped[:5]:
             text += f"\n  row {row}: {reason}"
         if len(self.dropped) > 5:
             text += f"\n  ... and {len(self.dropped) - 5} more."
         return text
 
+    def issues_frame(self) -> pd.DataFrame:
+        """Every dropped or noted row: row, status (dropped / kept), reason; sorted by row (for the CSV download)."""
+        import pandas as pd
 
-def read_records(source: str) -> list[dict[str, Any]]:
-    """Read a CSV, JSON (array of objects) or JSONL file, or a hub dataset id, into a list of dicts.
+        rows = [(r, "dropped", why) for r, why in self.dropped] + [(r, "kept", why) for r, why in self.notes]
+        return pd.DataFrame(sorted(rows), columns=["row", "status", "reason"])
 
-    Raises:
-        DataError: missing file, unsupported extension, or a line / row that cannot be parsed (named).
-    """
-    path = Path(source).expanduser()
-    if not path.exists():
-        if source.count("/") == 1 and not source.startswith((".", "/", "~")) and not path.suffix:
-            return _read_hub(source)
-        raise DataError(f"{source}: file not found.")
-    if path.is_dir():
-        raise DataError(f"{source}: is a folder; choose a CSV, JSON or JSONL file.")
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise DataError(f"{path.name}: unsupported file type {suffix or '(none)'}; use CSV, JSON or JSONL.")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path.name}: not UTF-8 text (byte {exc.start}); save it as UTF-8 and upload again."
-        ) from None
-    if suffix == ".csv":
-        return _read_csv(path, text)
-    if suffix == ".json":
-        try:
-            return _json_rows(path, json.loads(text))
-        except json.JSONDecodeError as exc:
-            if text.lstrip().startswith("["):
-                raise DataError(
-                    f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
-                ) from None
-            # not one JSON document: maybe JSON Lines saved as .json
-    records = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{path.name}: line {lineno} is not valid JSON ({exc.msg}, column {exc.colno})."
-            ) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path.name}: line {lineno} is a {type(obj).__name__}, expected a JSON object.")
-        records.append(obj)
-    return records
+    def preview(self, limit: int = 50) -> pd.DataFrame:
+        """The first ``limit`` normalised rows: row, system, user, assistant (turns joined), turns / text."""
+        import pandas as pd
 
+        def join(e: Example, role: str) -> str:
+            return "\n---\n".join(c for r, c in e.messages if r == role)
 
-def _json_rows(path: Path, data: Any) -> list[dict[str, Any]]:
-    """Rows from a parsed JSON document: an array of objects, or an object of equal-length arrays (columns)."""
-    if isinstance(data, list):
-        bad = next((i for i, r in enumerate(data, start=1) if not isinstance(r, dict)), None)
-        if bad is not None:
-            raise DataError(
-                f"{path.name}: element {bad} of the array is a {type(data[bad - 1]).__name__}, "
-                "expected an object (one per row)."
+        if self.dataset_format == "text":
+            return pd.DataFrame(
+                [{"row": n, "text": e.text} for e, n in zip(self.examples[:limit], self.row_numbers)]
             )
-        return data
-    if isinstance(data, dict):
-        columns = {k: v for k, v in data.items() if isinstance(v, list)}
-        lengths = {len(v) for v in columns.values()}
-        if columns and len(columns) == len(data) and len(lengths) == 1:
-            n = lengths.pop()
-            return [{k: v[i] for k, v in columns.items()} for i in range(n)]
-        raise DataError(
-            f"{path.name}: a JSON object with keys {sorted(data)[:8]}; expected an array of row objects "
-            "or an object whose values are equal-length column arrays."
-        )
-    raise DataError(f"{path.name}: expected a JSON array of objects (one per row).")
-
-
-def _read_csv(path: Path, text: str) -> list[dict[str, Any]]:
-    """Rows of a CSV (quoted fields may hold commas and newlines). A row with the wrong number of fields becomes
-    an ``{ROW_ERROR: reason}`` placeholder, so it is reported by row number instead of shifting columns."""
-    import csv
-    import io
-
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as exc:
-        raise DataError(f"{path.name}: cannot parse as CSV ({exc}).") from None
-    rows = [r for r in rows if any(f.strip() for f in r)]
-    if not rows:
-        return []
-    header = ["".join(ch for ch in h if ch.isprintable()).strip() for h in rows[0]]
-    records: list[dict[str, Any]] = []
-    for fields in rows[1:]:
-        if len(fields) != len(header):
-            records.append(
+        return pd.DataFrame(
+            [
                 {
-                    ROW_ERROR: f"has {len(fields)} fields but the header has {len(header)}; put text that "
-                    "contains commas in double quotes"
+                    "row": n,
+                    "system": join(e, "system"),
+                    "user": join(e, "user"),
+                    "assistant": join(e, "assistant"),
+                    "turns": len(e.messages),
                 }
-            )
-        else:
-            records.append(dict(zip(header, fields)))
-    return records
-
-
-def _read_hub(dataset_id: str) -> list[dict[str, Any]]:
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(dataset_id, split="train")
-    except Exception as exc:
-        raise DataError(
-            f"{dataset_id}: could not load this hub dataset ({exc}). Give a file path instead."
-        ) from None
-    return [dict(r) for r in ds]
-
-
-def detect_format(records: list[dict[str, Any]]) -> str:
-    """ "messages" if rows have a ``messages`` list, "alpaca" if they have instruction + output; else DataError."""
-    keys = set().union(*(r.keys() for r in records[:100] if ROW_ERROR not in r)) if records else set()
-    if "messages" in keys:
-        return "messages"
-    if {"instruction", "output"} <= keys:
-        return "alpaca"
-    raise DataError(
-        f"Cannot tell the format from the columns {sorted(keys)}. Use alpaca columns instruction / input / output "
-        "or a chat column messages (a list of {role, content})."
-    )
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value != value:  # NaN from pandas
-        return ""
-    return str(value)
-
-
-def _content_text(content: Any, j: int) -> str:
-    """Message content as text: a string, or OpenAI-style parts [{"type": "text", "text": ...}] joined.
-    Raises ValueError for non-text parts (images, audio) or other structures."""
-    if isinstance(content, (dict, list)):
-        parts = content if isinstance(content, list) else [content]
-        texts = []
-        for part in parts:
-            if isinstance(part, str):
-                texts.append(part)
-            elif (
-                isinstance(part, dict)
-                and part.get("type", "text") == "text"
-                and isinstance(part.get("text"), str)
-            ):
-                texts.append(part["text"])
-            else:
-                kind = part.get("type", "unknown") if isinstance(part, dict) else type(part).__name__
-                raise ValueError(f"message {j} has a {kind!r} part; only text can be trained on")
-        return "\n".join(texts)
-    return _text(content)
-
-
-def normalise_row(record: dict[str, Any], dataset_format: str) -> list[Message]:
-    """One record as a list of messages. Raises ValueError with the field at fault."""
-    if ROW_ERROR in record:
-        raise ValueError(record[ROW_ERROR])
-    if dataset_format == "alpaca":
-        instruction, inp, out = (_text(record.get(k)).strip() for k in ("instruction", "input", "output"))
-        if not instruction:
-            raise ValueError("instruction is empty")
-        if not out:
-            raise ValueError("output is empty")
-        msgs: list[Message] = []
-        if _text(record.get("system")).strip():
-            msgs.append({"role": "system", "content": _text(record["system"]).strip()})
-        msgs.append({"role": "user", "content": f"{instruction}\n\n{inp}" if inp else instruction})
-        msgs.append({"role": "assistant", "content": out})
-        return msgs
-    raw = record.get("messages")
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
-            raise ValueError("messages is text that is not a JSON list") from None
-    if not isinstance(raw, list) or not raw:
-        raise ValueError("messages must be a non-empty list of {role, content}")
-    msgs = []
-    for j, m in enumerate(raw, start=1):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise ValueError(f"message {j} needs role and content")
-        role = _text(m["role"]).strip().lower()
-        if role not in ROLES:
-            raise ValueError(f"message {j} has role {m['role']!r}; use system, user or assistant")
-        content = _content_text(m["content"], j)
-        if not content.strip():
-            raise ValueError(f"message {j} ({role}) is empty")
-        msgs.append({"role": role, "content": content})
-    if msgs[0]["role"] == "assistant":
-        raise ValueError(
-            "the conversation starts with an assistant turn; start with a user (or system) message"
+                for e, n in zip(self.examples[:limit], self.row_numbers)
+            ]
         )
-    if not any(m["role"] == "assistant" for m in msgs):
-        raise ValueError("no assistant message to learn from")
-    return msgs
 
 
-def load_conversations(source: str, dataset_format: str = "auto") -> DatasetReport:
-    """Read ``source`` and normalise every row; rows that cannot be used are listed, not fatal.
+def parse_mapping(mapping: dict[str, str] | tuple[tuple[str, str], ...] | None) -> dict[str, str]:
+    """A mapping given as a dict or as (field, column) pairs, with empty columns removed."""
+    pairs = mapping.items() if isinstance(mapping, dict) else (mapping or ())
+    return {str(k).strip(): str(v).strip() for k, v in pairs if str(v).strip()}
+
+
+def load_dataset_report(
+    source: str,
+    dataset_format: str = "auto",
+    mapping: Any = None,
+    *,
+    split: str = "train",
+    config_name: str | None = None,
+    fold_system_message: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> DatasetReport:
+    """Read ``source``, settle format and mapping, and normalise every row; unusable rows are listed, not fatal.
+
+    Args:
+        source: file path or hub dataset id.
+        dataset_format: "auto" or one of FORMATS.
+        mapping: {canonical field: column}; fields left out are proposed from the column names.
+        split / config_name: hub datasets only.
+        fold_system_message: prepend a leading system turn to the first user turn (templates without a system role).
+        max_bytes: refuse larger files with a message.
 
     Raises:
-        DataError: unreadable file, unknown format, or zero usable rows (with the first reasons).
+        DataError: unreadable file, no format fits, a bad mapping, raw text for an instruction format, or zero usable
+            rows (with the first reasons).
     """
-    records = read_records(source)
+    records, kind = read_records(source, split=split, config_name=config_name, max_bytes=max_bytes)
+    name = Path(source).name if Path(source).exists() else source
     if not records:
-        raise DataError(f"{source}: the file has no rows.")
-    fmt = detect_format(records) if dataset_format == "auto" else dataset_format
-    convs, numbers, dropped = [], [], []
+        raise DataError(f"{name}: the file has no rows.")
+    columns = list(dict.fromkeys(k for r in records if ROW_ERROR not in r for k in r))
+    user_map = parse_mapping(mapping)
+    if dataset_format == "auto":
+        fmt, proposed = detect_format(records) if not user_map else _format_for_mapping(records, user_map)
+    elif dataset_format in FORMATS:
+        fmt, proposed = dataset_format, propose_mapping(columns, dataset_format)
+    else:
+        raise DataError(f"dataset_format {dataset_format!r} is not one of auto, {', '.join(FORMATS)}.")
+    used = {**proposed, **user_map}
+    problems = check_mapping(columns, fmt, used)
+    if problems:
+        raise DataError(_explain_mapping(name, fmt, columns, records, problems))
+    examples, numbers, dropped, notes = [], [], [], []
     for i, rec in enumerate(records, start=1):
         try:
-            convs.append(normalise_row(rec, fmt))
-            numbers.append(i)
+            ex = normalise_row(rec, fmt, used, fold_system_message)
         except ValueError as exc:
             dropped.append((i, str(exc)))
+            continue
+        examples.append(ex)
+        numbers.append(i)
+        if ex.messages and (why := alternation_problem(ex)):
+            notes.append((i, why))
     report = DatasetReport(
-        Path(source).name if Path(source).exists() else source, fmt, len(records), convs, numbers, dropped
+        name,
+        kind,
+        fmt,
+        used,
+        columns,
+        len(records),
+        examples,
+        numbers,
+        dropped,
+        notes,
+        {"read": len(records), "usable": len(examples)},
     )
-    if not convs:
+    if not examples:
         raise DataError(f"No usable rows. {report.summary()}")
-    report.preview = preview_frame(convs, numbers)
     return report
 
 
-def preview_frame(convs: list[list[Message]], numbers: list[int], limit: int = 50) -> pd.DataFrame:
-    """Table of the first ``limit`` normalised rows: row, system, user, assistant (turns joined)."""
-    import pandas as pd
-
-    def join(msgs: list[Message], role: str) -> str:
-        return "\n---\n".join(m["content"] for m in msgs if m["role"] == role)
-
-    return pd.DataFrame(
-        [
-            {
-                "row": n,
-                "system": join(c, "system"),
-                "user": join(c, "user"),
-                "assistant": join(c, "assistant"),
-                "turns": len(c),
-            }
-            for c, n in zip(convs[:limit], numbers[:limit])
-        ]
-    )
+def _format_for_mapping(
+    records: list[dict[str, Any]], user_map: dict[str, str]
+) -> tuple[str, dict[str, str]]:
+    """The first format whose fields include every mapped field and whose required fields are then covered."""
+    columns = list(dict.fromkeys(k for r in records[:1000] if ROW_ERROR not in r for k in r))
+    for fmt in FORMATS:
+        if set(user_map) <= set(FIELDS[fmt]):
+            proposed = propose_mapping(columns, fmt)
+            if all({**proposed, **user_map}.get(f) for f in REQUIRED[fmt]):
+                return fmt, proposed
+    return detect_format(records)
 
 
+def _explain_mapping(
+    name: str, fmt: str, columns: list[str], records: list[dict[str, Any]], problems: list[str]
+) -> str:
+    try:
+        found, _ = detect_format(records)
+    except DataError:
+        found = None
+    if fmt != "text" and found == "text":
+        return (
+            f"{name} holds raw text (columns {columns}), not instruction / answer pairs, so {fmt} cannot be "
+            "used: there is no answer to learn. Choose format 'text' for continued pre-training, or a file with "
+            "instruction and output columns."
+        )
+    if fmt == "text" and found not in (None, "text"):
+        return (
+            f"{name} looks like {found} data (columns {columns}). Raw-text training would also learn the "
+            f"prompts and ignore the turn structure; choose format {found!r}, or map one column to 'text' if you "
+            "really want continued pre-training on it."
+        )
+    return f"{name}: cannot use it as {fmt}: " + "; ".join(problems) + "."
+
+
+# ---------------------------------------------------------------------------------------------------- tokenizing
 def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Give a template-less tokenizer the Alpaca-style fallback. Returns True when it had its own."""
     if getattr(tokenizer, "chat_template", None):
@@ -326,72 +249,176 @@ def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
     return False
 
 
-def tokenize_conversation(
-    tokenizer: PreTrainedTokenizerBase, messages: list[Message], max_length: int
-) -> tuple[list[int], list[int]]:
-    """Token ids and labels for one conversation; labels are -100 outside assistant turns.
+def render_example(
+    tokenizer: PreTrainedTokenizerBase, example: Example, completion_only_loss: bool = True
+) -> tuple[str, list[tuple[int, int]]]:
+    """The text to tokenize and the character spans to train on.
 
-    Each assistant turn's span is the text between the prompt rendered with ``add_generation_prompt=True`` and
-    the conversation rendered through that turn, so the template's end-of-turn token (EOS for SmolLM2) is a label
-    even when it doubles as the pad token. Truncates to ``max_length`` tokens.
-
-    Returns:
-        (input_ids, labels), each of length <= max_length.
+    Chat: each assistant turn's span runs from the prompt rendered with ``add_generation_prompt=True`` to the
+    conversation rendered through that turn, so the template's end-of-turn token is inside it. Raw text: the text
+    plus EOS, all trained on. ``completion_only_loss=False`` trains on the whole rendered chat.
 
     Raises:
-        ValueError: the chat template rewrites earlier turns, so spans cannot be located.
+        ValueError: the template refuses the conversation (message names the template's reason) or rewrites
+            earlier turns so spans cannot be located.
     """
+    if example.text is not None:
+        full = example.text + (tokenizer.eos_token or "")
+        return full, [(0, len(full))]
+    msgs = example.as_messages()
 
-    def render(msgs: list[Message], **kwargs: Any) -> str:
-        return str(tokenizer.apply_chat_template(msgs, tokenize=False, **kwargs))
+    def render(part: list[Message], gen: bool = False) -> str:
+        try:
+            return str(tokenizer.apply_chat_template(part, tokenize=False, add_generation_prompt=gen))
+        except Exception as exc:  # jinja2 TemplateError raised by the template itself
+            hint = " (turn on 'fold system message')" if "system" in str(exc).lower() else ""
+            raise ValueError(f"the chat template refuses this conversation: {exc}{hint}") from None
 
-    full = render(messages)
+    full = render(msgs)
+    if not completion_only_loss:
+        return full, [(0, len(full))]
     spans = []
-    for k, m in enumerate(messages):
+    for k, m in enumerate(msgs):
         if m["role"] != "assistant":
             continue
-        before = render(messages[:k], add_generation_prompt=True) if k else ""
-        through = render(messages[: k + 1])
+        before = render(msgs[:k], gen=True)
+        through = full if k == len(msgs) - 1 else render(msgs[: k + 1])
         if not through.startswith(before) or not full.startswith(through):
             raise ValueError("the chat template changes earlier turns; cannot locate the answer tokens")
         spans.append((len(before), len(through)))
-    enc = tokenizer(
-        full, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=max_length
-    )
-    labels = [
-        tok if any(s <= start < e for s, e in spans) else -100
-        for tok, (start, _end) in zip(enc["input_ids"], enc["offset_mapping"])
-    ]
-    return list(enc["input_ids"]), labels
+    return full, spans
+
+
+@dataclass
+class TokenizedData:
+    """Features ready for the Trainer, with per-row statistics for the report.
+
+    Attributes:
+        features: {"input_ids", "attention_mask", "labels"} per kept row.
+        row_numbers: file row of each feature.
+        lengths: token count of every rendered row before truncation (kept rows and rows dropped for length).
+        supervised: trained-on tokens per kept row after truncation.
+        dropped / notes: (row, reason) added at this stage.
+    """
+
+    features: list[dict[str, list[int]]]
+    row_numbers: list[int]
+    lengths: list[int]
+    supervised: list[int]
+    dropped: list[tuple[int, str]]
+    notes: list[tuple[int, str]]
 
 
 def tokenize_report(
-    report: DatasetReport, tokenizer: PreTrainedTokenizerBase, max_length: int
-) -> tuple[list[dict[str, list[int]]], list[tuple[int, str]]]:
-    """Tokenize every usable conversation; rows whose answer is truncated away are dropped and listed.
+    report: DatasetReport,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    completion_only_loss: bool = True,
+    batch_size: int = 1000,
+) -> TokenizedData:
+    """Tokenize every usable example (in batches, through the fast tokenizer) and build label masks.
 
-    Returns:
-        (features, dropped): features are {"input_ids", "attention_mask", "labels"} dicts; dropped is
-        [(row number, reason)].
+    Rows whose answer falls entirely after ``max_length`` have zero labels: they are dropped and listed, never
+    averaged into a NaN loss. Truncated rows are kept and noted. Updates ``report.stages`` / dropped / notes.
 
     Raises:
         DataError: no row keeps a supervised token.
     """
     ensure_chat_template(tokenizer)
-    features, dropped = [], []
-    for conv, row in zip(report.conversations, report.row_numbers):
+    out = TokenizedData([], [], [], [], [], [])
+    rendered: list[tuple[int, str, list[tuple[int, int]]]] = []
+    for ex, row in zip(report.examples, report.row_numbers):
         try:
-            ids, labels = tokenize_conversation(tokenizer, conv, max_length)
+            text, spans = render_example(tokenizer, ex, completion_only_loss)
+            rendered.append((row, text, spans))
         except ValueError as exc:
-            dropped.append((row, str(exc)))
-            continue
-        if all(lab == -100 for lab in labels):
-            dropped.append((row, f"the answer starts after max_length={max_length} tokens; raise max_length"))
-            continue
-        features.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
-    if not features:
+            out.dropped.append((row, str(exc)))
+    for start in range(0, len(rendered), batch_size):
+        chunk = rendered[start : start + batch_size]
+        enc = tokenizer([t for _, t, _ in chunk], add_special_tokens=False, return_offsets_mapping=True)
+        for (row, _text, spans), ids, offsets in zip(chunk, enc["input_ids"], enc["offset_mapping"]):
+            out.lengths.append(len(ids))
+            ids, offsets = ids[:max_length], offsets[:max_length]
+            labels, n_sup = _labels(ids, offsets, spans)
+            if n_sup == 0:
+                out.dropped.append(
+                    (row, f"the answer starts after max_length={max_length} tokens; raise max_length")
+                )
+                continue
+            if out.lengths[-1] > max_length:
+                out.notes.append((row, f"truncated from {out.lengths[-1]} to {max_length} tokens"))
+            out.features.append({"input_ids": list(ids), "attention_mask": [1] * len(ids), "labels": labels})
+            out.row_numbers.append(row)
+            out.supervised.append(n_sup)
+    report.dropped = sorted(report.dropped + out.dropped)
+    report.notes = sorted(report.notes + out.notes)
+    report.stages["after tokenizing"] = len(out.features)
+    report.stages["truncated"] = sum(1 for _, why in out.notes if why.startswith("truncated"))
+    if not out.features:
         raise DataError(
             "No row has answer tokens within max_length. "
-            + "; ".join(f"row {r}: {why}" for r, why in dropped[:3])
+            + "; ".join(f"row {r}: {why}" for r, why in out.dropped[:3])
         )
-    return features, dropped
+    return out
+
+
+def _labels(
+    ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]
+) -> tuple[list[int], int]:
+    """Labels (-100 outside the trained character spans, judged by each token's start offset) and their count."""
+    import numpy as np
+
+    starts = np.fromiter((o[0] for o in offsets), dtype=np.int64, count=len(offsets))
+    keep = np.zeros(len(ids), dtype=bool)
+    for s, e in spans:
+        keep |= (starts >= s) & (starts < e)
+    return np.where(keep, np.asarray(ids, dtype=np.int64), -100).tolist(), int(keep.sum())
+
+
+def tokenize_example(
+    tokenizer: PreTrainedTokenizerBase, example: Example, max_length: int, completion_only_loss: bool = True
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of one example, truncated to ``max_length``; raises ValueError like render_example."""
+    ensure_chat_template(tokenizer)
+    text, spans = render_example(tokenizer, example, completion_only_loss)
+    enc = tokenizer(
+        text, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=max_length
+    )
+    labels, _ = _labels(enc["input_ids"], enc["offset_mapping"], spans)
+    return list(enc["input_ids"]), labels
+
+
+def label_mask_example(
+    tokenizer: PreTrainedTokenizerBase, feature: dict[str, list[int]]
+) -> list[tuple[str, str | None]]:
+    """[(token text, "trained" or None)] for one feature: which tokens the loss is computed on."""
+    return [
+        (str(tokenizer.decode([tok])), "trained" if lab != -100 else None)
+        for tok, lab in zip(feature["input_ids"], feature["labels"])
+    ]
+
+
+def split_train_eval(n: int, validation_split: float, seed: int) -> tuple[list[int], list[int], str]:
+    """Seeded shuffle of ``n`` row indices into train / eval. ``validation_split`` < 1 is a fraction, >= 1 a count.
+
+    Returns:
+        (train indices, eval indices, note). Evaluation is off (empty eval list) with a note when fewer than 10 rows
+        would remain for training or fewer than 2 for evaluation.
+    """
+    import random
+
+    if validation_split <= 0:
+        return list(range(n)), [], ""
+    n_eval = int(validation_split) if validation_split >= 1 else round(n * validation_split)
+    if n_eval < 2 or n - n_eval < 10:
+        return (
+            list(range(n)),
+            [],
+            (
+                f"Evaluation turned off: {n} rows are too few for a validation split of "
+                f"{validation_split:g} (needs >= 2 evaluation rows and >= 10 training rows)."
+            ),
+        )
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return sorted(order[n_eval:]), sorted(order[:n_eval]), f"{n - n_eval} training rows, {n_eval} held out."

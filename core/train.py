@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import TrainingConfig
-from core.data import load_conversations, tokenize_report
+from core.data import DatasetReport, load_dataset_report, split_train_eval, tokenize_report
 from core.errors import ConfigError, DataError, StudioError
 from core.events import Finished, LogLine
 from core.hardware import resolve_dtype
@@ -58,7 +58,7 @@ def run_training(
     if not cfg.dataset_name:
         raise DataError("No dataset chosen: upload a file in the Data tab or set dataset_name.")
     publish(LogLine(f"Reading {cfg.dataset_name}"))
-    report = load_conversations(cfg.dataset_name, cfg.dataset_format)
+    report = load_report_for(cfg)
     publish(LogLine(report.summary()))
 
     publish(LogLine(f"Resolving model {cfg.model_name_or_path}"))
@@ -66,13 +66,12 @@ def run_training(
     spec = inspect_model(path)
     targets = target_modules_for(cfg, spec)
     tokenizer = load_tokenizer(path)
-    features, too_long = tokenize_report(report, tokenizer, cfg.max_length)
-    if too_long:
-        publish(
-            LogLine(
-                f"{len(too_long)} rows left out after tokenization, e.g. row {too_long[0][0]}: {too_long[0][1]}"
-            )
-        )
+    tokenized = tokenize_report(report, tokenizer, cfg.max_length, cfg.completion_only_loss)
+    features = tokenized.features
+    if tokenized.dropped:
+        row, why = tokenized.dropped[0]
+        publish(LogLine(f"{len(tokenized.dropped)} rows left out after tokenization, e.g. row {row}: {why}"))
+    write_report_csv(report, run_dir / "data_report.csv")
 
     has_cuda = torch.cuda.is_available()
     if cfg.load_in_4bit and not has_cuda:
@@ -114,18 +113,11 @@ def run_training(
     )
 
     # A list of feature dicts is a map-style dataset for the Trainer's DataLoader; no Arrow round trip needed.
-    data: Any = features
-    eval_data: Any = None
-    if cfg.validation_split > 0 and len(features) >= 10:
-        n_eval = max(1, round(len(features) * cfg.validation_split))
-        split: list[Any] = torch.utils.data.random_split(
-            features,  # type: ignore[arg-type]  # a list is a map-style dataset
-            [len(features) - n_eval, n_eval],
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
-        data, eval_data = split[0], split[1]
-    elif cfg.validation_split > 0:
-        publish(LogLine(f"Only {len(features)} rows: evaluation turned off (needs at least 10)."))
+    train_idx, eval_idx, note = split_train_eval(len(features), cfg.validation_split, cfg.seed)
+    if note:
+        publish(LogLine(note))
+    data: Any = [features[i] for i in train_idx]
+    eval_data: Any = [features[i] for i in eval_idx] or None
     eval_sets: dict[str, Any] = {"validation": eval_data} if eval_data is not None else {}
     if cfg.monitor_rows > 0:
         # Per-batch training loss is noisy (rows differ in difficulty); the loss on the same few training rows,
@@ -199,3 +191,23 @@ def run_training(
         gc.collect()
         if has_cuda:
             torch.cuda.empty_cache()
+
+
+def load_report_for(cfg: TrainingConfig) -> DatasetReport:
+    """The dataset report for a config's data settings (the same call the Data tab and the CLI make)."""
+    return load_dataset_report(
+        cfg.dataset_name,
+        cfg.dataset_format,
+        cfg.dataset_column_mapping,
+        split=cfg.dataset_split,
+        config_name=cfg.dataset_config or None,
+        fold_system_message=cfg.fold_system_message,
+    )
+
+
+def write_report_csv(report: DatasetReport, path: Path) -> Path:
+    """Every dropped or noted row (row, status, reason) as CSV, written via a temporary file."""
+    tmp = path.with_name(f".{path.name}.partial")
+    report.issues_frame().to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from core.data import load_conversations, tokenize_conversation, tokenize_report
+from core.data import load_dataset_report, tokenize_example, tokenize_report
 from core.errors import DataError
+from core.formats import Example
 from core.model import load_tokenizer
 from tests.conftest import ASSETS
 
@@ -24,16 +25,16 @@ def tokenizer(embedded_path):
     ],
 )
 def test_samples_load_all_164_rows(name, fmt):
-    report = load_conversations(str(ASSETS / name))
+    report = load_dataset_report(str(ASSETS / name))
     assert report.dataset_format == fmt
     assert report.rows_read == 164 and len(report.conversations) == 164 and report.dropped == []
-    assert list(report.preview.columns) == ["row", "system", "user", "assistant", "turns"]
+    assert list(report.preview().columns) == ["row", "system", "user", "assistant", "turns"]
     assert report.conversations[0][-1]["role"] == "assistant"
 
 
 def test_alpaca_csv_and_jsonl_normalise_identically():
-    a = load_conversations(str(ASSETS / "humaneval_alpaca.jsonl")).conversations
-    b = load_conversations(str(ASSETS / "humaneval_alpaca.csv")).conversations
+    a = load_dataset_report(str(ASSETS / "humaneval_alpaca.jsonl")).conversations
+    b = load_dataset_report(str(ASSETS / "humaneval_alpaca.csv")).conversations
     assert a == b
 
 
@@ -46,7 +47,7 @@ def test_bad_rows_are_listed_by_number_not_fatal(tmp_path):
         {"instruction": "Add", "input": "1+1", "output": "2"},
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    report = load_conversations(str(path))
+    report = load_dataset_report(str(path))
     assert len(report.conversations) == 2 and report.row_numbers == [1, 4]
     assert report.dropped == [(2, "instruction is empty"), (3, "output is empty")]
     assert report.conversations[1][0]["content"] == "Add\n\n1+1"
@@ -61,8 +62,8 @@ def test_bad_rows_are_listed_by_number_not_fatal(tmp_path):
         ),
         ('[{"instruction": "a"', "not valid JSON"),
         (
-            '{"question": "a", "answer": "b"}\n',
-            "Cannot tell the format from the columns ['answer', 'question']",
+            '{"foo": "a", "bar": "b"}\n',
+            "Cannot tell the format from the columns ['foo', 'bar']",
         ),
         ("", "has no rows"),
     ],
@@ -71,26 +72,26 @@ def test_unusable_files_say_what_is_wrong(tmp_path, content, message):
     path = tmp_path / ("d.json" if content.startswith("[") else "d.jsonl")
     path.write_text(content)
     with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        load_conversations(str(path))
+        load_dataset_report(str(path))
 
 
 def test_wrong_extension_and_missing_file(tmp_path):
     (tmp_path / "d.txt").write_text("hello")
-    with pytest.raises(DataError, match="unsupported file type .txt"):
-        load_conversations(str(tmp_path / "d.txt"))
+    with pytest.raises(DataError, match="d.txt: cannot tell the file type of .txt"):
+        load_dataset_report(str(tmp_path / "d.txt"))
     with pytest.raises(DataError, match="file not found"):
-        load_conversations(str(tmp_path / "nope.jsonl"))
+        load_dataset_report(str(tmp_path / "nope.jsonl"))
 
 
 def test_messages_with_bad_roles_are_dropped_with_reason(tmp_path):
     path = tmp_path / "chat.jsonl"
     good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
-    bad = {"messages": [{"role": "human", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    bad = {"messages": [{"role": "narrator", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
     no_answer = {"messages": [{"role": "user", "content": "hi"}]}
     path.write_text("\n".join(json.dumps(r) for r in (good, bad, no_answer)))
-    report = load_conversations(str(path))
+    report = load_dataset_report(str(path))
     assert report.row_numbers == [1]
-    assert report.dropped[0][0] == 2 and "role 'human'" in report.dropped[0][1]
+    assert report.dropped[0][0] == 2 and "role 'narrator'" in report.dropped[0][1]
     assert report.dropped[1] == (3, "no assistant message to learn from")
 
 
@@ -102,7 +103,7 @@ def test_labels_cover_the_answer_and_its_end_of_turn_token(tokenizer):
         {"role": "user", "content": "And 3+3?"},
         {"role": "assistant", "content": "6"},
     ]
-    ids, labels = tokenize_conversation(tokenizer, msgs, 512)
+    ids, labels = tokenize_example(tokenizer, Example.from_messages(msgs), 512)
     assert len(ids) == len(labels)
     trained = tokenizer.decode([t for t, lab in zip(ids, labels) if lab != -100])
     assert trained.count("<|im_end|>") == 2 and "4" in trained and "6" in trained
@@ -112,9 +113,11 @@ def test_labels_cover_the_answer_and_its_end_of_turn_token(tokenizer):
 
 
 def test_rows_whose_answer_is_truncated_away_are_dropped(tokenizer):
-    report = load_conversations(str(ASSETS / "humaneval_alpaca.jsonl"))
-    features, dropped = tokenize_report(report, tokenizer, max_length=128)
+    report = load_dataset_report(str(ASSETS / "humaneval_alpaca.jsonl"))
+    tok = tokenize_report(report, tokenizer, max_length=128)
+    features, dropped = tok.features, tok.dropped
     assert len(features) + len(dropped) == 164 and dropped
+    assert report.stages["after tokenizing"] == len(features) and report.stages["read"] == 164
     assert all("max_length=128" in why for _, why in dropped)
     assert all(any(lab != -100 for lab in f["labels"]) for f in features)
     assert all(len(f["input_ids"]) <= 128 for f in features)
@@ -125,7 +128,7 @@ def test_rows_whose_answer_is_truncated_away_are_dropped(tokenizer):
 def test_csv_row_with_an_unquoted_comma_is_reported_not_shifted(tmp_path):
     path = tmp_path / "extra.csv"
     path.write_text('instruction,output\nSay hi,"Hello, world"\nAdd 2 and 3,The answer is 5, obviously\n')
-    report = load_conversations(str(path))
+    report = load_dataset_report(str(path))
     assert report.row_numbers == [1]
     assert report.conversations[0][1]["content"] == "Hello, world"
     assert report.dropped == [
@@ -136,12 +139,12 @@ def test_csv_row_with_an_unquoted_comma_is_reported_not_shifted(tmp_path):
 def test_json_object_of_columns_and_bad_objects(tmp_path):
     path = tmp_path / "cols.json"
     path.write_text(json.dumps({"instruction": ["a", "b"], "output": ["1", "2"]}, indent=2))
-    assert len(load_conversations(str(path)).conversations) == 2
+    assert len(load_dataset_report(str(path)).conversations) == 2
     path.write_text(json.dumps({"data": {"instruction": "a"}}, indent=2))
     with pytest.raises(DataError, match="expected an array of row objects"):
-        load_conversations(str(path))
+        load_dataset_report(str(path))
     with pytest.raises(DataError, match="is a folder"):
-        load_conversations(str(tmp_path))
+        load_dataset_report(str(tmp_path))
 
 
 def test_openai_content_parts_and_assistant_first(tmp_path):
@@ -168,7 +171,7 @@ def test_openai_content_parts_and_assistant_first(tmp_path):
         },
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    report = load_conversations(str(path))
+    report = load_dataset_report(str(path))
     assert report.conversations[0][0]["content"] == "What is 2+2?"
     assert report.dropped[0] == (2, "message 1 has a 'image_url' part; only text can be trained on")
     assert report.dropped[1][0] == 3 and "starts with an assistant turn" in report.dropped[1][1]

@@ -21,12 +21,12 @@ def cli(*args, timeout=900):
 
 
 def mean_loss(model, tokenizer, rows):
-    from core.data import tokenize_conversation
+    from core.data import tokenize_example
 
     losses = []
     with torch.no_grad():
-        for conv in rows:
-            ids, labels = tokenize_conversation(tokenizer, conv, 256)
+        for example in rows:
+            ids, labels = tokenize_example(tokenizer, example, 256)
             out = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
             losses.append(float(out.loss))
     return sum(losses) / len(losses)
@@ -80,11 +80,11 @@ def test_training_lowers_the_loss_on_its_data(trained_run, embedded_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from core.data import load_conversations
+    from core.data import load_dataset_report
     from core.model import load_tokenizer
 
     tokenizer = load_tokenizer(embedded_path)
-    rows = load_conversations(str(ASSETS / "humaneval_alpaca.jsonl")).conversations[:8]
+    rows = load_dataset_report(str(ASSETS / "humaneval_alpaca.jsonl")).examples[:8]
     model = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(embedded_path, dtype=torch.float32),
         Path(trained_run["run_dir"]) / "adapter",

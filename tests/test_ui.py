@@ -64,11 +64,17 @@ def test_train_poll_reattach_and_export(app_url):
     facts, targets, lr = client.predict("HuggingFaceTB/SmolLM2-135M-Instruct", api_name="/load_model")
     assert "LlamaForCausalLM" in facts and "134.52 M" in facts and "q_proj" in facts
     assert lr == 5e-4 and "Suggested learning rate for this size: 0.0005" in facts
-    summary, preview = client.predict(
-        str(ASSETS / "humaneval_messages.jsonl"), "auto", api_name="/validate_data"
+    summary, preview, lengths, example, report_csv, mapping = client.predict(
+        dataset_name=str(ASSETS / "humaneval_messages.jsonl"),
+        dataset_column_mapping="",
+        max_length=512,
+        api_name="/validate_data",
     )
-    assert "164 rows read, 164 usable" in summary and "messages" in summary
-    assert len(preview["data"]) == 50
+    assert "format **messages**" in summary and "read **164**" in summary, summary
+    assert mapping == "messages=messages" and len(preview["data"]) == 50
+    trained = [t["token"] for t in example if t["class_or_confidence"] == "trained"]
+    assert trained and trained[-1] in ("<|im_end|>", "\n")  # the end-of-turn token is a label
+    assert Path(report_csv).read_text().startswith("row,status,reason")
 
     with pytest.raises(Exception, match="learning_rate"):
         client.predict(
@@ -84,7 +90,9 @@ def test_train_poll_reattach_and_export(app_url):
     )
     assert "Started" in started
     with pytest.raises(Exception, match="already"):  # one job at a time
-        client.predict(dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), api_name="/start")
+        client.predict(
+            dataset_column_mapping="", dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), api_name="/start"
+        )
     status, figure, logs = poll_until(client, lambda s: "COMPLETED" in s or "FAILED" in s)
     assert "COMPLETED" in status and "step 6/6" in status, status
     assert "trainable params: 2,442,240" in logs

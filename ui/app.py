@@ -12,6 +12,7 @@ from core.job import TrainingJob
 from core.model import target_modules_for
 from core.modelspec import ModelSpec
 from core.presets import default_target_modules
+from core.train import load_report_for
 from ui.forms import ConfigForm
 from ui.tabs import data_tab, estimate_tab, export_tab, model_tab, train_tab
 from ui.views import lora_math_markdown, loss_figure, status_markdown
@@ -40,7 +41,7 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             with gr.Tab("1. Model"):
                 m = model_tab.render(form)
             with gr.Tab("2. Data"):
-                data_tab.render(form)
+                d = data_tab.render(form)
             with gr.Tab("3. GPU memory"):
                 e = estimate_tab.render()
             with gr.Tab("4. Train"):
@@ -66,6 +67,30 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
         )
+
+        # ---- data validation (uses the model's tokenizer and max_length, so it reads the whole form)
+        def run_validate(*values: Any) -> tuple[Any, ...]:
+            return data_tab.validate(dict(zip(form.names, values)))
+
+        run_validate.__signature__ = form.signature()  # type: ignore[attr-defined]
+        data_outputs = [d["summary"], d["preview"], d["lengths"], d["example"], d["report"], d["mapping"]]
+        d["check"].click(
+            run_validate,
+            form.inputs,
+            data_outputs,
+            api_name="validate_data",
+            concurrency_id=GPU_QUEUE,
+            concurrency_limit=1,
+        )
+        for comp in (d["name"], d["format"]):
+            comp.change(
+                run_validate,
+                form.inputs,
+                data_outputs,
+                api_visibility="private",
+                concurrency_id=GPU_QUEUE,
+                concurrency_limit=1,
+            )
 
         # ---- live LoRA arithmetic
         def lora_math(spec: ModelSpec | None, r: float, alpha: float, targets: list[str]) -> str:
@@ -104,11 +129,17 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
         # ---- training: start / stop / poll
         def start(*values: Any) -> str:
             try:
-                run_dir = form.bind(job.start)(*values)
+                cfg = form.to_config(*values)
+                load_report_for(
+                    cfg
+                )  # zero usable rows blocks Start with the reason, before a run folder exists
+                run_dir = job.start(cfg)
             except ConfigError as exc:
                 raise gr.Error("\n".join(exc.problems), title="Fix these settings") from None
             except JobBusyError as exc:
                 raise gr.Error(str(exc), title="Busy") from None
+            except StudioError as exc:
+                raise gr.Error(str(exc), title="Cannot start") from None
             return f"Started: `{run_dir}`"
 
         start.__signature__ = form.signature()  # type: ignore[attr-defined]

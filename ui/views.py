@@ -135,6 +135,29 @@ def estimate_figure(estimates: dict[str, VramEstimate], gpu_gib: float | None) -
     return fig
 
 
+def token_length_figure(lengths: list[int], max_length: int) -> go.Figure:
+    """Histogram of rendered row lengths in tokens, with the max_length cut marked (rows past it are truncated)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_histogram(x=lengths, nbinsx=40, name="rows")
+    over = sum(1 for n in lengths if n > max_length)
+    fig.add_vline(
+        x=max_length,
+        line_dash="dash",
+        line_color="red",
+        annotation_text=f"max_length {max_length} ({over} rows longer)",
+    )
+    fig.update_layout(
+        xaxis_title="tokens per row (chat template applied)",
+        yaxis_title="rows",
+        height=300,
+        margin={"l": 40, "r": 20, "t": 30, "b": 40},
+        showlegend=False,
+    )
+    return fig
+
+
 def loss_figure(history: tuple[dict[str, float], ...] | list[dict[str, float]]) -> go.Figure:
     """Training loss per step (with a moving average) and eval loss when present."""
     import plotly.graph_objects as go

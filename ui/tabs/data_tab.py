@@ -1,4 +1,4 @@
-"""Data tab: upload or pick a sample, detect the format, preview the normalised rows."""
+"""Data tab: upload or pick a sample, detect the format and column mapping, validate every row, see the tokens."""
 
 from __future__ import annotations
 
@@ -10,18 +10,35 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from core.data import SUPPORTED_SUFFIXES, load_conversations
+from core.config import DATASET_FORMATS, TrainingConfig
+from core.data import label_mask_example, tokenize_report
+from core.datafiles import SUFFIX_KIND
 from core.errors import StudioError
-from core.model import studio_home
+from core.model import load_tokenizer, resolve_model_path, studio_home
+from core.train import load_report_for, write_report_csv
 from ui.forms import ConfigForm, info
+from ui.tabs.export_tab import downloads_dir
+from ui.views import token_length_figure
 
 PREVIEW_COLUMNS = ["row", "system", "user", "assistant", "turns"]
+DATA_FIELDS = (
+    "model_name_or_path",
+    "dataset_name",
+    "dataset_format",
+    "dataset_column_mapping",
+    "dataset_split",
+    "dataset_config",
+    "completion_only_loss",
+    "fold_system_message",
+    "max_length",
+)
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 SAMPLES = {
     "HumanEval, alpaca JSONL (164 rows, MIT)": ASSETS / "humaneval_alpaca.jsonl",
     "HumanEval, chat messages JSONL (164 rows, MIT)": ASSETS / "humaneval_messages.jsonl",
     "HumanEval, alpaca CSV (164 rows, MIT)": ASSETS / "humaneval_alpaca.csv",
 }
+UPLOAD_TYPES = sorted({s for s in SUFFIX_KIND} | {s.upper() for s in SUFFIX_KIND})
 
 
 def keep_upload(tmp_path: str) -> str:
@@ -43,71 +60,139 @@ def keep_upload(tmp_path: str) -> str:
     return str(dest)
 
 
-def on_upload(file: str | None) -> tuple[Any, Any]:
-    """Keep the uploaded file; return its path for ``dataset_name`` and clear the sample choice."""
+def on_upload(file: str | None) -> tuple[Any, Any, Any]:
+    """Keep the uploaded file; return its path for ``dataset_name``, clear the sample choice and the mapping."""
     if not file:
-        return gr.update(), gr.update()
-    if Path(file).suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise gr.Error(f"{Path(file).name}: use a .csv, .json or .jsonl file.")
-    return keep_upload(file), None  # the upload replaces any sample choice
+        return gr.update(), gr.update(), gr.update()
+    return keep_upload(file), None, ""
 
 
-def validate(
-    dataset_name: str, dataset_format: str, progress: gr.Progress = gr.Progress()
-) -> tuple[Any, ...]:
-    """Read and normalise the dataset; returns (summary markdown, preview table)."""
-    if not dataset_name:
-        return "Upload a file or pick a sample.", pd.DataFrame(columns=PREVIEW_COLUMNS)
-    progress(0, desc="Reading and checking rows")
+def validate(form_values: dict[str, Any], progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+    """Read, normalise and tokenize the dataset with the chosen model's tokenizer.
+
+    Returns (summary markdown, preview table, length histogram, label-mask example, report CSV path, mapping text).
+    """
+    empty = pd.DataFrame(columns=PREVIEW_COLUMNS)
+    if not form_values.get("dataset_name"):
+        return "Upload a file or pick a sample.", empty, None, None, None, gr.update()
     try:
-        report = load_conversations(dataset_name, dataset_format)
+        cfg = TrainingConfig.from_dict(
+            {k: form_values[k] for k in DATA_FIELDS if form_values.get(k) not in (None, "")}
+        )
+        progress(0.1, desc="Reading and normalising rows")
+        report = load_report_for(cfg)
+        progress(0.4, desc="Loading the tokenizer")
+        tokenizer = load_tokenizer(resolve_model_path(cfg.model_name_or_path))
+        progress(0.6, desc=f"Tokenizing {len(report.examples):,} rows")
+        tokenized = tokenize_report(report, tokenizer, cfg.max_length, cfg.completion_only_loss)
     except StudioError as exc:
-        return f"**This data cannot be used.** {exc}", pd.DataFrame(columns=PREVIEW_COLUMNS)
+        return f"**This data cannot be used.** {exc}", empty, None, None, None, gr.update()
+    csv_dir = Path(downloads_dir()) / time.strftime("%Y%m%d-%H%M%S-report")
+    csv_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = write_report_csv(report, csv_dir / f"{Path(report.source).stem}-report.csv")
+    stages = " → ".join(f"{k} **{v:,}**" for k, v in report.stages.items())
     lines = [
-        f"`{report.source}`: **{report.rows_read} rows read, {len(report.conversations)} usable**, format "
-        f"`{report.dataset_format}`" + (f", {len(report.dropped)} dropped:" if report.dropped else ".")
+        f"`{report.source}` ({report.kind}): format **{report.dataset_format}**, columns used: "
+        + ", ".join(f"{f} ← `{c}`" for f, c in report.mapping.items()),
+        f"Rows: {stages}. Supervised tokens per kept row: median "
+        f"{sorted(tokenized.supervised)[len(tokenized.supervised) // 2]:,}.",
     ]
-    lines += [f"- row {r}: {why}" for r, why in report.dropped[:20]]
-    if len(report.dropped) > 20:
-        lines.append(f"- ... and {len(report.dropped) - 20} more")
-    return "\n".join(lines), report.preview
+    by_reason = report.dropped_by_reason()
+    if by_reason:
+        lines.append("Dropped: " + "; ".join(f"{n} × {why}" for why, n in list(by_reason.items())[:6]))
+    lines += [f"- row {r}: {why}" for r, why in report.dropped[:10]]
+    if report.notes:
+        lines.append(
+            f"{len(report.notes)} rows kept with a note (truncated, roles not alternating...): see the CSV."
+        )
+    mapping_text = ", ".join(f"{f}={c}" for f, c in report.mapping.items())
+    example = label_mask_example(tokenizer, tokenized.features[0])
+    return (
+        "\n\n".join(lines),
+        report.preview(),
+        token_length_figure(tokenized.lengths, cfg.max_length),
+        example,
+        str(csv_path),
+        mapping_text,
+    )
 
 
 def render(form: ConfigForm) -> dict[str, Any]:
-    """Build the tab; registers ``dataset_name`` and ``dataset_format``."""
+    """Build the tab; registers the dataset fields with ``form``."""
     with gr.Row():
         upload = gr.File(
-            label="Upload CSV, JSON or JSONL", file_types=list(SUPPORTED_SUFFIXES), type="filepath"
+            label="Upload CSV, TSV, JSON, JSONL, Parquet or XLSX", file_types=UPLOAD_TYPES, type="filepath"
         )
         with gr.Column():
             sample = gr.Dropdown(choices=list(SAMPLES), value=None, label="...or use a sample dataset")
             name = form.add(
                 "dataset_name",
-                gr.Textbox(label="Dataset file (or hub dataset id)", info=info("dataset_name")),
+                gr.Textbox(value="", label="Dataset file (or hub dataset id)", info=info("dataset_name")),
             )
-            fmt = form.add(
-                "dataset_format",
-                gr.Radio(
-                    ["auto", "alpaca", "messages"], value="auto", label="Format", info=info("dataset_format")
+            with gr.Row():
+                fmt = form.add(
+                    "dataset_format",
+                    gr.Dropdown(
+                        list(DATASET_FORMATS), value="auto", label="Format", info=info("dataset_format")
+                    ),
+                )
+                mapping = form.add(
+                    "dataset_column_mapping",
+                    gr.Textbox(
+                        value="",
+                        label="Column mapping (field=column, ...)",
+                        info=info("dataset_column_mapping"),
+                    ),
+                )
+    with gr.Accordion("More data options", open=False):
+        with gr.Row():
+            form.add(
+                "completion_only_loss",
+                gr.Checkbox(value=True, label="Train on answers only", info=info("completion_only_loss")),
+            )
+            form.add(
+                "fold_system_message",
+                gr.Checkbox(
+                    value=False, label="Fold system message into user turn", info=info("fold_system_message")
                 ),
             )
+            form.add(
+                "dataset_split", gr.Textbox(value="train", label="Hub split", info=info("dataset_split"))
+            )
+            form.add("dataset_config", gr.Textbox(value="", label="Hub config", info=info("dataset_config")))
+    check = gr.Button("Validate data", variant="primary")
     summary = gr.Markdown("Upload a file or pick a sample.")
+    with gr.Row():
+        lengths = gr.Plot(label="Token lengths")
+        report_csv = gr.File(label="Row report (every dropped or altered row, CSV)", interactive=False)
+    example = gr.HighlightedText(
+        label="First row as the model sees it: highlighted tokens are trained on",
+        color_map={"trained": "green"},
+        show_legend=True,
+    )
     preview = gr.Dataframe(
         value=pd.DataFrame(columns=PREVIEW_COLUMNS),
-        label="Preview (normalised rows: what the model will see)",
+        label="Preview (normalised rows)",
         wrap=True,
         max_height=480,
-        column_widths=["6%", "12%", "41%", "35%", "6%"],
     )
-    upload.upload(on_upload, upload, [name, sample], api_visibility="private")
-    sample.change(lambda s: str(SAMPLES[s]) if s else gr.update(), sample, name, api_visibility="private")
-    name.change(validate, [name, fmt], [summary, preview], api_name="validate_data")
-    fmt.change(validate, [name, fmt], [summary, preview], api_visibility="private")
+    upload.upload(on_upload, upload, [name, sample, mapping], api_visibility="private")
+    sample.change(
+        lambda s: (str(SAMPLES[s]), "") if s else (gr.update(), gr.update()),
+        sample,
+        [name, mapping],
+        api_visibility="private",
+    )
     return {
         "upload": upload,
         "sample": sample,
         "name": name,
         "format": fmt,
+        "mapping": mapping,
+        "check": check,
         "summary": summary,
         "preview": preview,
+        "lengths": lengths,
+        "example": example,
+        "report": report_csv,
     }
