@@ -165,6 +165,9 @@ def load_dataset_report(
     if not records:
         raise DataError(f"{name}: the file has no rows.")
     columns = list(dict.fromkeys(k for r in records if ROW_ERROR not in r for k in r))
+    if not columns:  # every row failed to split into fields
+        reasons = "; ".join(f"row {i}: {r[ROW_ERROR]}" for i, r in enumerate(records[:3], start=1))
+        raise DataError(f"No usable rows in {name}: {reasons}.")
     user_map = parse_mapping(mapping)
     if dataset_format == "auto":
         fmt, proposed = detect_format(records) if not user_map else _format_for_mapping(records, user_map)

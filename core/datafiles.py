@@ -66,7 +66,13 @@ def read_records(
     if not path.exists():
         raise DataError(f"{source}: file not found.")
     if path.is_dir():
-        raise DataError(f"{source}: is a folder; choose a CSV, TSV, JSON, JSONL, Parquet or XLSX file.")
+        if any(
+            p.suffix.lower() in SUFFIX_KIND for p in path.iterdir()
+        ):  # a saved dataset folder (split files)
+            return _read_hub(str(path), split, config_name), "folder"
+        raise DataError(
+            f"{source}: is a folder with no data files; choose a CSV, TSV, JSON, JSONL, Parquet or XLSX file."
+        )
     size = path.stat().st_size
     if size > max_bytes:
         raise DataError(

@@ -43,7 +43,8 @@ def main() -> None:
         page.get_by_role("tab", name="2. Data").click()
         page.get_by_label("...or use a sample dataset").click()
         page.get_by_role("option", name="HumanEval, chat messages JSONL (164 rows, MIT)").click()
-        page.get_by_text("164 rows read").wait_for(timeout=60_000)
+        page.get_by_text("Supervised tokens per kept row").wait_for(timeout=120_000)
+        time.sleep(2)
         page.screenshot(path=out / "2-data.png", full_page=True)
 
         page.get_by_role("tab", name="3. GPU memory").click()

@@ -46,6 +46,17 @@ def app_url(tmp_path_factory, embedded_path):
     proc.wait(timeout=30)
 
 
+@pytest.fixture
+def elsewhere():
+    """A runs folder outside the server's working folder and outside /tmp (which Gradio serves anyway)."""
+    import shutil
+    import uuid
+
+    folder = Path.home() / ".cache" / "lora-studio-test-runs" / uuid.uuid4().hex
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def poll_until(client, done, timeout_s=600):
     deadline = time.time() + timeout_s
     while time.time() < deadline:
@@ -75,6 +86,16 @@ def test_train_poll_reattach_and_export(app_url):
     trained = [t["token"] for t in example if t["class_or_confidence"] == "trained"]
     assert trained and trained[-1] in ("<|im_end|>", "\n")  # the end-of-turn token is a label
     assert Path(report_csv).read_text().startswith("row,status,reason")
+    # the same file gives the same normalised rows in the UI and through the CLI's config path
+    from core.config import TrainingConfig
+    from core.train import load_report_for
+
+    cli_rows = load_report_for(
+        TrainingConfig(dataset_name=str(ASSETS / "humaneval_messages.jsonl"))
+    ).preview()
+    assert [list(map(str, r)) for r in preview["data"]] == [
+        list(map(str, r)) for r in cli_rows.values.tolist()
+    ]
 
     with pytest.raises(Exception, match="learning_rate"):
         client.predict(
@@ -112,7 +133,7 @@ def test_train_poll_reattach_and_export(app_url):
     assert "PeftModel.from_pretrained" in message and Path(download).name == "adapter-export.zip"
 
 
-def test_stop_ends_at_the_next_step_and_keeps_the_adapter(app_url):
+def test_stop_ends_at_the_next_step_and_keeps_the_adapter(app_url, elsewhere):
     from gradio_client import Client
 
     client = Client(app_url[0], verbose=False)
@@ -121,6 +142,7 @@ def test_stop_ends_at_the_next_step_and_keeps_the_adapter(app_url):
         max_steps=500,
         max_length=128,
         per_device_train_batch_size=1,
+        output_dir=str(elsewhere),
         api_name="/start",
     )
     poll_until(client, lambda s: "TRAINING" in s and "step 0/" not in s)
@@ -132,3 +154,6 @@ def test_stop_ends_at_the_next_step_and_keeps_the_adapter(app_url):
     run_dir = status.split("Run folder: `")[1].rstrip("`").strip()
     assert (Path(run_dir) / "adapter" / "adapter_config.json").is_file()
     assert "Nothing is running" in client.predict(api_name="/stop")
+    # the run folder is outside the server's working folder: the download is still served
+    message, download = client.predict(run_dir, api_name="/export_adapter")
+    assert "Done" in message and Path(download).read_bytes()[:2] == b"PK"

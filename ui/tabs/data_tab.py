@@ -175,6 +175,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
         label="Preview (normalised rows)",
         wrap=True,
         max_height=480,
+        column_widths=["6%", "12%", "41%", "35%", "6%"],
     )
     upload.upload(on_upload, upload, [name, sample, mapping], api_visibility="private")
     sample.change(

@@ -60,12 +60,12 @@ def do_export(
         result = export_merged(run_dir, dtype=dtype) if merged else export_adapter(run_dir)
     except (StudioError, FileExistsError) as exc:
         return f"**Export failed.** {exc}", None
-    where = (
-        f"Zip: `{result.zip_path}`"
-        if result.zip_path
-        else "Too large to zip for a browser download: use the folder."
-    )
-    return f"✅ {result.summary()}\n\n{where}", result.zip_path or None
+    if not result.zip_path:
+        return (
+            f"**Done.** {result.summary()}\n\nToo large to zip for a browser download: use the folder.",
+            None,
+        )
+    return f"**Done.** {result.summary()}\n\nZip: `{result.zip_path}`", servable(result.zip_path)
 
 
 def render() -> dict[str, Any]:
