@@ -1,6 +1,7 @@
 """LoRA Studio entry point.
 
     python launch.py [--host 127.0.0.1] [--port 7860] [--share]       open the UI
+    python launch.py validate CONFIG.json [--report CSV] [--json]      check the data before training
     python launch.py train CONFIG.json [--json]                        train headless
     python launch.py export RUN_DIR (--merged | --adapter) [--out DIR] export a run
     python launch.py estimate --model ID_OR_PATH --gpu-gib N [--json]  VRAM estimate
@@ -16,6 +17,7 @@ import json
 import logging
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 UI_DEFAULT_HOST = "127.0.0.1"
@@ -94,6 +96,51 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(snap.message)
     return 0 if snap.status in ("completed", "stopped") else 1
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from core.config import TrainingConfig
+    from core.data import tokenize_report
+    from core.errors import ConfigError, StudioError
+    from core.model import load_tokenizer, resolve_model_path
+    from core.train import load_report_for, write_report_csv
+
+    try:
+        cfg = TrainingConfig.from_json_file(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc), 2, args.json)
+    try:
+        report = load_report_for(cfg)
+        tokenized = tokenize_report(
+            report,
+            load_tokenizer(resolve_model_path(cfg.model_name_or_path)),
+            cfg.max_length,
+            cfg.completion_only_loss,
+        )
+    except StudioError as exc:
+        return _fail(str(exc), 1, args.json)
+    if args.report:
+        write_report_csv(report, Path(args.report))
+    summary = {
+        "source": report.source,
+        "dataset_format": report.dataset_format,
+        "mapping": report.mapping,
+        "stages": report.stages,
+        "dropped_by_reason": report.dropped_by_reason(),
+        "dropped": len(report.dropped),
+        "notes": len(report.notes),
+        "supervised_tokens_total": sum(tokenized.supervised),
+        "report_csv": args.report,
+    }
+    if args.json:
+        print(_json(summary))
+    else:
+        print(report.summary())
+        for why, n in summary["dropped_by_reason"].items():
+            print(f"  {n} x {why}")
+        if args.report:
+            print(f"Every dropped or altered row: {args.report}")
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -197,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train from a JSON config of TrainingConfig field names")
     t.add_argument("config")
     t.add_argument("--json", action="store_true", help="print a JSON summary as the last stdout line")
+    v = sub.add_parser("validate", help="check a config's dataset: counts per stage, dropped rows and why")
+    v.add_argument("config")
+    v.add_argument("--report", default=None, help="write every dropped or altered row to this CSV")
+    v.add_argument("--json", action="store_true")
     e = sub.add_parser("export", help="export a run's adapter or merged weights")
     e.add_argument("run_dir")
     kind = e.add_mutually_exclusive_group(required=True)
@@ -231,7 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     ) in logging.getLogger().handlers:  # the engine logs INFO to each run's train.log, not the console
         handler.setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "export": cmd_export, "estimate": cmd_estimate, None: cmd_ui}
+    handlers = {
+        "validate": cmd_validate,
+        "train": cmd_train,
+        "export": cmd_export,
+        "estimate": cmd_estimate,
+        None: cmd_ui,
+    }
     return handlers[args.command](args)
 
 

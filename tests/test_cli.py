@@ -50,3 +50,18 @@ def test_estimate_json_from_a_local_folder(tiny_llama):
     assert lora["total_gib"] == sum(lora["components_gib"].values())
     text = run_cli("estimate", "--model", str(tiny_llama), "--gpu-gib", "16")
     assert "Recommendation for 16 GiB: LORA" in text.stdout and "logits / loss" in text.stdout
+
+
+def test_validate_reports_stages_and_writes_the_row_csv(tmp_path, embedded_path):
+    data = tmp_path / "d.csv"
+    data.write_text("instruction,output\nSay hi,hello\nAdd 2 and 3,The answer is 5, obviously\n,empty\n")
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"dataset_name": str(data), "max_length": 128}))
+    out = run_cli("validate", str(cfg), "--report", str(tmp_path / "rows.csv"), "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["stages"]["read"] == 3 and summary["stages"]["usable"] == 1
+    assert summary["stages"]["after tokenizing"] == 1 and summary["dropped"] == 2
+    rows = (tmp_path / "rows.csv").read_text().splitlines()
+    assert rows[0] == "row,status,reason" and rows[1].startswith("2,dropped,has 3 fields")
+    assert rows[2] == "3,dropped,instruction is empty"

@@ -143,8 +143,9 @@ def test_json_object_of_columns_and_bad_objects(tmp_path):
     path.write_text(json.dumps({"data": {"instruction": "a"}}, indent=2))
     with pytest.raises(DataError, match="expected an array of row objects"):
         load_dataset_report(str(path))
-    with pytest.raises(DataError, match="is a folder"):
-        load_dataset_report(str(tmp_path))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="is a folder with no data files"):
+        load_dataset_report(str(tmp_path / "empty"))
 
 
 def test_openai_content_parts_and_assistant_first(tmp_path):
@@ -175,3 +176,15 @@ def test_openai_content_parts_and_assistant_first(tmp_path):
     assert report.conversations[0][0]["content"] == "What is 2+2?"
     assert report.dropped[0] == (2, "message 1 has a 'image_url' part; only text can be trained on")
     assert report.dropped[1][0] == 3 and "starts with an assistant turn" in report.dropped[1][1]
+
+
+def test_validation_split_fraction_count_and_tiny_datasets():
+    from core.data import split_train_eval
+
+    train, held, note = split_train_eval(100, 0.1, seed=1)
+    assert len(held) == 10 and len(train) == 90 and not set(train) & set(held)
+    assert split_train_eval(100, 0.1, seed=1) == (train, held, note)  # seeded
+    assert split_train_eval(100, 0.1, seed=2)[1] != held
+    assert len(split_train_eval(100, 7, seed=1)[1]) == 7  # a count
+    train, held, note = split_train_eval(8, 0.2, seed=1)
+    assert held == [] and "Evaluation turned off" in note
