@@ -188,3 +188,30 @@ def test_validation_split_fraction_count_and_tiny_datasets():
     assert len(split_train_eval(100, 7, seed=1)[1]) == 7  # a count
     train, held, note = split_train_eval(8, 0.2, seed=1)
     assert held == [] and "Evaluation turned off" in note
+
+
+def test_template_that_refuses_system_turns_is_reported_with_the_fix(tmp_path, embedded_path):
+    """A Gemma-style template raises on a system role: the row is dropped with the fix; folding keeps it."""
+    tokenizer = load_tokenizer(embedded_path)
+    tokenizer.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    path = tmp_path / "sys.jsonl"
+    rows = [{"system": "Be brief.", "instruction": "Hi", "output": "Hello"}, {"instruction": "Bye", "output": "Ciao"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    report = load_dataset_report(str(path))
+    tok = tokenize_report(report, tokenizer, 128)
+    assert tok.row_numbers == [2]
+    assert tok.dropped[0][0] == 1 and "System role not supported" in tok.dropped[0][1]
+    assert "fold system message" in tok.dropped[0][1]
+    folded = load_dataset_report(str(path), fold_system_message=True)
+    assert tokenize_report(folded, tokenizer, 128).row_numbers == [1, 2]
+    # answers only by default; the switch trains on every token of the rendered chat
+    whole = tokenize_report(load_dataset_report(str(path), fold_system_message=True), tokenizer, 128,
+                            completion_only_loss=False)
+    answers = tokenize_report(load_dataset_report(str(path), fold_system_message=True), tokenizer, 128)
+    assert all(lab != -100 for lab in whole.features[0]["labels"])
+    assert answers.supervised[0] < whole.supervised[0] == len(whole.features[0]["input_ids"])
