@@ -175,7 +175,8 @@ def load_dataset_report(
         fmt, proposed = dataset_format, propose_mapping(columns, dataset_format)
     else:
         raise DataError(f"dataset_format {dataset_format!r} is not one of auto, {', '.join(FORMATS)}.")
-    used = {**proposed, **user_map}
+    # the user's mapping wins; a proposed field whose column the user gave to another field is dropped
+    used = {**{f: c for f, c in proposed.items() if c not in user_map.values()}, **user_map}
     problems = check_mapping(columns, fmt, used)
     if problems:
         raise DataError(_explain_mapping(name, fmt, columns, records, problems))

@@ -169,11 +169,22 @@ def to_text(value: Any) -> Any:
         return str(int(value))
     if isinstance(value, (int, float)):
         return str(value)
-    if isinstance(value, (str, list, dict)):
+    if isinstance(value, str):
         return value
-    if hasattr(value, "tolist"):  # numpy arrays from Parquet list columns
-        return value.tolist()
+    if isinstance(value, (list, dict)) or hasattr(value, "tolist"):
+        return _plain(value)
     return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """Nested numpy arrays / scalars (Parquet list and struct columns) as plain lists, dicts and Python values."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _clean_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -208,6 +219,11 @@ def _json_rows(name: str, data: Any) -> list[dict[str, Any]]:
             )
         return [_clean_row(r) for r in data]
     if isinstance(data, dict):
+        wrapped = [
+            v for v in data.values() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)
+        ]
+        if len(wrapped) == 1:  # {"data": [...rows...]} and similar wrappers
+            return _json_rows(name, wrapped[0])
         columns = {k: v for k, v in data.items() if isinstance(v, list)}
         lengths = {len(v) for v in columns.values()}
         if columns and len(columns) == len(data) and len(lengths) == 1:
@@ -221,18 +237,32 @@ def _json_rows(name: str, data: Any) -> list[dict[str, Any]]:
 
 
 def _read_delimited(name: str, text: str, delimiter: str) -> list[dict[str, Any]]:
-    """CSV / TSV rows (quoted fields may hold delimiters and newlines); a row with the wrong number of fields
-    becomes a ROW_ERROR placeholder."""
+    """CSV / TSV rows. CSV: quoted fields may hold delimiters and newlines, and the delimiter is the header's most
+    frequent of , ; | (European spreadsheets export with ;). TSV: no quoting, as the format defines. A row with the
+    wrong number of fields becomes a ROW_ERROR placeholder; an unclosed quote is an error naming its line."""
+    header_line = text.split("\n", 1)[0]
+    if delimiter == ",":
+        delimiter = max(",;|", key=header_line.count) if any(c in header_line for c in ",;|") else ","
     kind = "TSV" if delimiter == "\t" else "CSV"
+    csv.field_size_limit(2**31 - 1)  # the default 128 KiB refuses long answers
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    rows: list[list[str]] = []
+    line = 1
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        for fields in reader:
+            line = reader.line_num + 1
+            if fields and fields != [""]:  # a blank line is not a row; a row of empty fields is
+                rows.append(fields)
     except csv.Error as exc:
-        raise DataError(f"{name}: cannot parse as {kind} ({exc}).") from None
-    rows = [r for r in rows if any(f.strip() for f in r)]
+        raise DataError(
+            f"{name}: cannot parse as {kind} at line {line} ({exc}); a quote is probably opened and "
+            'never closed: write a quote inside a quoted field as two quotes ("").'
+        ) from None
     if not rows:
         return []
-    header = [clean_header(h) for h in rows[0]]
-    sep = "tabs" if delimiter == "\t" else "commas"
+    header = _dedupe([clean_header(h) for h in rows[0]])
+    sep = {"\t": "tabs", ",": "commas", ";": "semicolons", "|": "bars"}[delimiter]
     records: list[dict[str, Any]] = []
     for fields in rows[1:]:
         if len(fields) != len(header):
@@ -245,6 +275,20 @@ def _read_delimited(name: str, text: str, delimiter: str) -> list[dict[str, Any]
         else:
             records.append({h: (f if f != "" else None) for h, f in zip(header, fields)})
     return records
+
+
+def _dedupe(names: list[str]) -> list[str]:
+    """Repeated column names get .1, .2 ... as pandas names them, so no column silently replaces another."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            out.append(f"{n}.{seen[n]}")
+        else:
+            seen[n] = 0
+            out.append(n)
+    return out
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:

@@ -151,6 +151,13 @@ def check_mapping(columns: list[str], dataset_format: str, mapping: dict[str, st
     problems += [
         f"{dataset_format} needs a column for {f!r}" for f in REQUIRED[dataset_format] if not mapping.get(f)
     ]
+    used: dict[str, str] = {}
+    for f, c in mapping.items():
+        if c and c in used:
+            problems.append(
+                f"column {c!r} is mapped to both {used[c]} and {f}; give each field its own column"
+            )
+        used.setdefault(c, f)
     return problems
 
 
@@ -192,7 +199,10 @@ def _turns(raw: Any, keys: tuple[str, str], field_name: str) -> list[Message]:
     if not isinstance(raw, list) or not raw:
         raise ValueError(f"{field_name} must be a non-empty list of {{{keys[0]}, {keys[1]}}}")
     msgs = []
+    other = ("role", "content") if keys == ("from", "value") else ("from", "value")
     for j, m in enumerate(raw, start=1):
+        if isinstance(m, dict) and keys[0] not in m and other[0] in m and other[1] in m:
+            m = {keys[0]: m[other[0]], keys[1]: m[other[1]]}  # ShareGPT keys under "messages", or the reverse
         if not isinstance(m, dict) or keys[0] not in m or keys[1] not in m:
             raise ValueError(f"message {j} needs {keys[0]} and {keys[1]}")
         name = _text(m[keys[0]]).strip().lower()

@@ -200,7 +200,10 @@ def test_template_that_refuses_system_turns_is_reported_with_the_fix(tmp_path, e
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
     path = tmp_path / "sys.jsonl"
-    rows = [{"system": "Be brief.", "instruction": "Hi", "output": "Hello"}, {"instruction": "Bye", "output": "Ciao"}]
+    rows = [
+        {"system": "Be brief.", "instruction": "Hi", "output": "Hello"},
+        {"instruction": "Bye", "output": "Ciao"},
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows))
     report = load_dataset_report(str(path))
     tok = tokenize_report(report, tokenizer, 128)
@@ -210,8 +213,9 @@ def test_template_that_refuses_system_turns_is_reported_with_the_fix(tmp_path, e
     folded = load_dataset_report(str(path), fold_system_message=True)
     assert tokenize_report(folded, tokenizer, 128).row_numbers == [1, 2]
     # answers only by default; the switch trains on every token of the rendered chat
-    whole = tokenize_report(load_dataset_report(str(path), fold_system_message=True), tokenizer, 128,
-                            completion_only_loss=False)
+    whole = tokenize_report(
+        load_dataset_report(str(path), fold_system_message=True), tokenizer, 128, completion_only_loss=False
+    )
     answers = tokenize_report(load_dataset_report(str(path), fold_system_message=True), tokenizer, 128)
     assert all(lab != -100 for lab in whole.features[0]["labels"])
     assert answers.supervised[0] < whole.supervised[0] == len(whole.features[0]["input_ids"])

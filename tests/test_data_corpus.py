@@ -199,6 +199,56 @@ LOADS = [
         (0, "assistant", "ciao"),
     ),
     ("raw text", "d.jsonl", jsonl([{"text": "Once upon a time."}, {"text": "The end."}]), "text", 2, None),
+    (
+        "semicolon csv (european spreadsheet export)",
+        "d.csv",
+        "instruction;output\nSay hi;Hello, world\n",
+        "alpaca",
+        1,
+        (0, "assistant", "Hello, world"),
+    ),
+    (
+        "tsv keeps quotes",
+        "d.tsv",
+        'instruction\toutput\n"Hello" she said\tBonjour\n',
+        "alpaca",
+        1,
+        (0, "user", '"Hello" she said'),
+    ),
+    (
+        "duplicate header names",
+        "d.csv",
+        "instruction,output,output\nq1,the real answer,\n",
+        "alpaca",
+        1,
+        (0, "assistant", "the real answer"),
+    ),
+    (
+        "wrapped json {data: [...]}",
+        "d.json",
+        json.dumps({"data": ALPACA}),
+        "alpaca",
+        2,
+        (1, "assistant", "Paris"),
+    ),
+    (
+        "a 200,000-character answer",
+        "d.csv",
+        "instruction,output\nq," + "x" * 200_000 + "\n",
+        "alpaca",
+        1,
+        None,
+    ),
+    (
+        "conversations holding role/content",
+        "d.jsonl",
+        jsonl(
+            [{"conversations": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}]
+        ),
+        "sharegpt",
+        1,
+        (0, "assistant", "yo"),
+    ),
 ]
 
 
@@ -211,8 +261,25 @@ def test_file_loads(tmp_path, case, name, content, fmt, rows, expect):
     if expect is not None:
         index, role, text = expect
         assert (role, text) in report.examples[index].messages
-    else:
+    elif fmt == "text":
         assert report.examples[0].text == "Once upon a time."
+
+
+def test_parquet_chat_parts_are_plain_text(tmp_path):
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "p1"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "a1"}]},
+            ]
+        }
+    ]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "chat.parquet")
+    report = load_dataset_report(str(tmp_path / "chat.parquet"))
+    assert report.examples[0].messages == (("user", "p1"), ("assistant", "a1"))
 
 
 def test_parquet_and_xlsx(tmp_path):
