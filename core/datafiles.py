@@ -245,8 +245,11 @@ def _read_delimited(name: str, text: str, delimiter: str) -> list[dict[str, Any]
         delimiter = max(",;|", key=header_line.count) if any(c in header_line for c in ",;|") else ","
     kind = "TSV" if delimiter == "\t" else "CSV"
     csv.field_size_limit(2**31 - 1)  # the default 128 KiB refuses long answers
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    stream = io.StringIO(text, newline="")
+    if delimiter == "\t":
+        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_NONE, strict=True)
+    else:
+        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, strict=True)
     rows: list[list[str]] = []
     line = 1
     try:
