@@ -280,7 +280,6 @@ def load_model_for_training(
         A ``peft.PeftModel`` whose only trainable parameters are the LoRA A and B matrices.
     """
     import torch
-    from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
     quant = get_quantization_config(cfg)
@@ -294,9 +293,23 @@ def load_model_for_training(
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except Exception as exc:
         raise ModelError(f"Loading {cfg.model_name_or_path} failed: {exc}") from exc
+    return prepare_for_training(model, cfg, target_modules, quantized=quant is not None)
+
+
+def prepare_for_training(
+    model: Any, cfg: TrainingConfig, target_modules: tuple[str, ...], quantized: bool
+) -> PeftModel:
+    """Ready a loaded base for LoRA: no KV cache, k-bit preparation (QLoRA) or gradient checkpointing, then a fresh
+    adapter. Split from loading so benchmarks can prepare models built from a config in the same way."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
     model.config.use_cache = False
-    if quant is not None:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    if quantized:
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=cfg.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     elif cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
