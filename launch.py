@@ -171,7 +171,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from core.config import TrainingConfig
     from core.errors import ConfigError, StudioError
     from core.model import inspect_model
-    from core.vram import estimate_all, recommend
+    from core.vram import estimate_all, fit_status, recommend
     from ui.views import estimate_text
 
     ok = math.isfinite(args.gpu_gib) and 0 < args.gpu_gib <= 4096
@@ -194,7 +194,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     except StudioError as exc:
         return _fail(str(exc), 1, args.json)
     estimates = estimate_all(spec, cfg)
-    rec = recommend(estimates, args.gpu_gib)
+    rec = recommend(estimates, args.gpu_gib, spec, cfg)
     if args.json:
         print(
             _json(
@@ -208,6 +208,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                             "total_gib": e.total_gib,
                             "components_gib": e.components_gib,
                             "trainable_params": e.trainable_params,
+                            "status": fit_status(e.total_gib, args.gpu_gib),
                         }
                         for m, e in estimates.items()
                     },
@@ -216,7 +217,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         )
     else:
         print(estimate_text(spec, cfg, estimates))
-        print(f"\nRecommendation for {args.gpu_gib:g} GiB: {rec.method.upper()} - {rec.reason}")
+        print("\n" + ", ".join(f"{m}: {fit_status(e.total_gib, args.gpu_gib)}" for m, e in estimates.items()))
+        print(f"Recommendation for {args.gpu_gib:g} GiB: {rec.method.upper()} - {rec.reason}")
     return 0
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 from core.events import Metrics, Progress
@@ -51,5 +52,7 @@ class StudioCallback(TrainerCallback):
             values = {k: v for k, v in values.items() if math.isfinite(v)}
         if values:
             values["elapsed_s"] = time.monotonic() - self.t0
+            if torch.cuda.is_available():  # measured peak, shown next to the VRAM estimate
+                values["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
             self.publish(Metrics(state.global_step, values))
         return control

@@ -17,6 +17,7 @@ from core.errors import ConfigError, DataError, StudioError
 from core.events import Finished, LogLine
 from core.hardware import resolve_dtype
 from core.runs import publish_dir, staging_dir
+from core.vram import estimate_vram
 
 log = logging.getLogger(__name__)
 # transformers 5.x renames gradient_checkpointing -> activation_checkpointing; peft still calls the old name.
@@ -93,6 +94,9 @@ def run_training(
         )
     )
     model = load_model_for_training(cfg, path, device, dtype_name, targets)
+    estimate = estimate_vram(spec, cfg, "qlora" if cfg.load_in_4bit else "lora")
+    if has_cuda:
+        torch.cuda.reset_peak_memory_stats()
     trainable, total = model.get_nb_trainable_parameters()  # type: ignore[operator]  # PeftModel method
     publish(
         {
@@ -103,6 +107,7 @@ def run_training(
             "rows": len(features),
             "target_modules": list(targets),
             "lora_scaling": cfg.lora_scaling,
+            "estimate_gib": estimate.total_gib,
         }
     )
     publish(

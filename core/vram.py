@@ -10,6 +10,7 @@ eq. 1: saved activations per layer per token), and torch/transformers/peft behav
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.config import TrainingConfig
 from core.modelspec import ModelSpec
@@ -148,7 +149,9 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
         c["LoRA weights"] = trainable * FP32_BYTES
         c["gradients"] = trainable * FP32_BYTES
         c["optimizer states"] = trainable * ADAM_STATES * FP32_BYTES
-    per_layer = _activation_bytes_per_token_layer(spec, cfg, lora=method != "full") * ACTIVATION_FACTOR[method]
+    per_layer = (
+        _activation_bytes_per_token_layer(spec, cfg, lora=method != "full") * ACTIVATION_FACTOR[method]
+    )
     if cfg.gradient_checkpointing:
         # Only each layer's input (h, 16-bit) is kept; one layer is recomputed at a time during backward.
         c["activations"] = tokens * (spec.num_hidden_layers * spec.hidden_size * BF16_BYTES + per_layer)
@@ -157,7 +160,9 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
         c["activations"] = tokens * spec.num_hidden_layers * per_layer
     c["logits / loss"] = tokens * spec.vocab_size * LOGITS_BYTES
     subtotal = sum(c.values())
-    c["allocator overhead"] = subtotal * ALLOCATOR_OVERHEAD[cfg.gradient_checkpointing] + ALLOCATOR_FIXED_GIB * GIB
+    c["allocator overhead"] = (
+        subtotal * ALLOCATOR_OVERHEAD[cfg.gradient_checkpointing] + ALLOCATOR_FIXED_GIB * GIB
+    )
     gib = {k: v / GIB for k, v in c.items()}
     gib["CUDA context"] = CUDA_CONTEXT_GIB
     return VramEstimate(method=method, components_gib=gib, trainable_params=trainable, notes=tuple(notes))
@@ -181,8 +186,14 @@ class Recommendation:
     reason: str
 
 
-def recommend(estimates: dict[str, VramEstimate], gpu_gib: float) -> Recommendation:
-    """Pick LoRA when it fits in 90% of ``gpu_gib``, else QLoRA, else say what to reduce.
+def recommend(
+    estimates: dict[str, VramEstimate],
+    gpu_gib: float,
+    spec: ModelSpec | None = None,
+    cfg: TrainingConfig | None = None,
+) -> Recommendation:
+    """Pick LoRA when it fits in 90% of ``gpu_gib``, else QLoRA, else the cheapest change that fits (given spec
+    and cfg) or what to reduce.
 
     Follows the seed chapter's table 26.9.4: LoRA when the 16-bit base fits (it trains faster and merges
     losslessly), QLoRA when only a 4-bit base fits.
@@ -214,9 +225,77 @@ def recommend(estimates: dict[str, VramEstimate], gpu_gib: float) -> Recommendat
             f"LoRA would need {lora:.1f} GiB, more than 90% of {gpu_gib:g} GiB; "
             f"QLoRA's 4-bit base brings it to about {qlora:.1f} GiB.",
         )
-    return Recommendation(
-        "none",
-        f"Even QLoRA needs about {qlora:.1f} GiB, more than 90% of {gpu_gib:g} GiB. "
-        "Lower max_length or per_device_train_batch_size, turn on gradient "
-        "checkpointing, or pick a smaller model.",
+    fix = cheapest_fix(spec, cfg, gpu_gib) if spec is not None and cfg is not None else None
+    advice = (
+        f"Cheapest change that fits: {fix}"
+        if fix
+        else "Lower max_length or per_device_train_batch_size, turn "
+        "on gradient checkpointing, or pick a smaller model."
     )
+    return Recommendation(
+        "none", f"Even QLoRA needs about {qlora:.1f} GiB, more than 90% of {gpu_gib:g} GiB. {advice}"
+    )
+
+
+TIGHT_FACTOR = 1.05  # over the GPU by up to 5%: the estimate's spread (bench/RESULTS.md) makes it a maybe
+
+
+def fit_status(total_gib: float, gpu_gib: float) -> str:
+    """ "fits" (<= 90% of the GPU), "tight" (up to 105%: within the estimate's error) or "does not fit"."""
+    if total_gib <= gpu_gib * HEADROOM:
+        return "fits"
+    return "tight" if total_gib <= gpu_gib * TIGHT_FACTOR else "does not fit"
+
+
+def cheapest_fix(spec: ModelSpec, cfg: TrainingConfig, gpu_gib: float) -> str | None:
+    """The first settings, cheapest change first, under which LoRA or QLoRA fits 90% of ``gpu_gib``.
+
+    Order of cost: gradient checkpointing (~30% slower, same result), a smaller per-device batch with more
+    accumulation (same effective batch, slower), QLoRA (4-bit base), then a shorter max_length (long rows are cut).
+    Returns a sentence naming the changes and the resulting estimate, or None when even all of them do not fit.
+    """
+    from dataclasses import replace
+
+    budget = gpu_gib * HEADROOM
+    method = "qlora" if cfg.load_in_4bit else "lora"
+    current = cfg
+    plan: list[tuple[str, dict[str, Any]]] = []
+    if not cfg.gradient_checkpointing:
+        plan.append(("turn on gradient checkpointing", {"gradient_checkpointing": True}))
+    batch, accumulation = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
+    while batch > 1:
+        batch, accumulation = max(1, batch // 2), accumulation * 2
+        plan.append(
+            (
+                f"per_device_train_batch_size {batch} with gradient_accumulation_steps {accumulation}",
+                {"per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation},
+            )
+        )
+    if method == "lora":
+        plan.append(("switch to QLoRA (4-bit base)", {"load_in_4bit": True}))
+    length = cfg.max_length
+    while length > 256:
+        length //= 2
+        plan.append((f"max_length {length}", {"max_length": length}))
+    done: dict[str, str] = {}
+    for description, change in plan:
+        current = replace(current, **change)
+        done[next(iter(change))] = description  # a later batch or length step replaces the earlier one
+        method = "qlora" if current.load_in_4bit else "lora"
+        total = estimate_vram(spec, current, method).total_gib
+        if total <= budget:
+            return f"{'; '.join(done.values())}: about {total:.1f} GiB with {method.upper() if method == 'qlora' else 'LoRA'}."
+    return None
+
+
+def estimate_cpu_ram_gib(spec: ModelSpec, cfg: TrainingConfig) -> float:
+    """RAM for LoRA on the CPU (float32 weights and activations, no CUDA context), GiB.
+
+    Same arithmetic as estimate_vram's "lora" with 4-byte weights and activations, plus 1 GiB for the Python,
+    torch and tokenizer runtime (measured: ~0.9 GiB resident after importing transformers, peft and gradio).
+    """
+    est = estimate_vram(spec, cfg, "lora").components_gib
+    weights = est["weights"] * 2  # fp32 instead of bf16
+    activations = est["activations"] * 2
+    rest = est["LoRA weights"] + est["gradients"] + est["optimizer states"] + est["logits / loss"]
+    return weights + activations + rest + 1.0

@@ -128,3 +128,30 @@ def test_spec_count_equals_peft_count(tiny_llama):
         trainable, total = peft_model.get_nb_trainable_parameters()
         assert trainable == spec.lora_params(r, targets), (r, targets)
         assert total - trainable == spec.num_params
+
+
+def test_fit_status_and_the_cheapest_change_that_fits(llama7b):
+    from core.vram import cheapest_fix, estimate_cpu_ram_gib, fit_status
+
+    assert (
+        fit_status(8, 10) == "fits"
+        and fit_status(10.2, 10) == "tight"
+        and fit_status(11, 10) == "does not fit"
+    )
+    cfg = TrainingConfig(max_length=4096, per_device_train_batch_size=8)
+    est = estimate_all(llama7b, cfg)
+    rec = recommend(est, 24, llama7b, cfg)
+    assert rec.method == "none" and "Cheapest change that fits" in rec.reason
+    fix = cheapest_fix(llama7b, cfg, 24)
+    assert fix == (
+        "turn on gradient checkpointing; per_device_train_batch_size 1 with gradient_accumulation_steps 8: "
+        "about 19.0 GiB with LoRA."
+    )
+    fixed = cfg.replace(
+        gradient_checkpointing=True, per_device_train_batch_size=1, gradient_accumulation_steps=8
+    )
+    assert estimate_vram(llama7b, fixed, "lora").total_gib <= 24 * 0.9  # the change it names really fits
+    assert "QLoRA" in cheapest_fix(llama7b, cfg, 12)  # a smaller GPU needs the 4-bit base too
+    assert cheapest_fix(llama7b, cfg, 2) is None  # nothing makes a 7B train in 2 GiB
+    ram = estimate_cpu_ram_gib(llama7b, TrainingConfig(max_length=256, per_device_train_batch_size=1))
+    assert 4 * llama7b.num_params / 2**30 < ram < 4 * llama7b.num_params / 2**30 + 6

@@ -10,8 +10,8 @@ from core.config import TrainingConfig
 from core.hardware import cpu_summary, detect_gpus
 from core.modelspec import ModelSpec
 from core.presets import GPU_CATALOGUE, SEED_GUIDANCE, gpu_by_name
-from core.vram import estimate_all, recommend
-from ui.views import estimate_figure, estimate_frame
+from core.vram import estimate_all, estimate_cpu_ram_gib, fit_status, recommend
+from ui.views import METHOD_LABELS, estimate_figure, estimate_frame
 
 CUSTOM = "Custom size"
 
@@ -45,15 +45,22 @@ def estimate(
         return "Load a model in the Model tab first.", None, None
     gib = gpu_gib_for(choice, custom_gib)
     estimates = estimate_all(spec, cfg)
-    rec = recommend(estimates, gib)
+    rec = recommend(estimates, gib, spec, cfg)
     label = {"lora": "LoRA", "qlora": "QLoRA", "none": "Nothing fits as set"}[rec.method]
     name = choice if choice != CUSTOM else "a custom GPU"
     text = f"### {label} on {name} ({gib:g} GiB usable)\n{rec.reason}"
     notes = [n for e in estimates.values() for n in e.notes]
     if notes:
         text += "\n\n" + "\n".join(f"- {n}" for n in dict.fromkeys(notes))
+    text += "\n\n" + " · ".join(
+        f"{METHOD_LABELS[m]}: **{fit_status(e.total_gib, gib)}** ({e.total_gib:.1f} GiB)"
+        for m, e in estimates.items()
+    )
     if not detect_gpus():
-        text += f"\n\n**On this machine:** {cpu_summary()}"
+        text += (
+            f"\n\n**On this machine:** {cpu_summary()} LoRA on the CPU with these settings needs about "
+            f"{estimate_cpu_ram_gib(spec, cfg):.1f} GiB of RAM."
+        )
     return text, estimate_frame(estimates), estimate_figure(estimates, gib)
 
 
