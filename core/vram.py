@@ -284,7 +284,7 @@ def cheapest_fix(spec: ModelSpec, cfg: TrainingConfig, gpu_gib: float) -> str | 
         method = "qlora" if current.load_in_4bit else "lora"
         total = estimate_vram(spec, current, method).total_gib
         if total <= budget:
-            return f"{'; '.join(done.values())}: about {total:.1f} GiB with {method.upper() if method == 'qlora' else 'LoRA'}."
+            return f"{'; '.join(done.values())}: about {total:.1f} GiB with {'QLoRA' if method == 'qlora' else 'LoRA'}."
     return None
 
 
