@@ -22,6 +22,7 @@ QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
 DATASET_FORMATS = ("auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text")
 
 
@@ -114,6 +115,13 @@ class TrainingConfig:
     max_length: int = field(default=512, metadata=_help("Tokens per row; longer rows are truncated."))
     warmup_steps: int = field(default=0, metadata=_help("Linear warm-up steps of the learning rate."))
     lr_scheduler_type: str = field(default="linear", metadata=_help("Learning-rate schedule after warm-up."))
+    optim: str = field(
+        default="adamw_torch",
+        metadata=_help(
+            "Optimizer: adamw_torch (2 fp32 states per trained parameter) or bitsandbytes' 8-bit "
+            "adamw_8bit / paged_adamw_8bit (2 one-byte states; GPU only)."
+        ),
+    )
     gradient_checkpointing: bool = field(
         default=False, metadata=_help("Recompute activations in backward: less memory, ~30% slower.")
     )
@@ -197,6 +205,7 @@ class TrainingConfig:
             f"lr_scheduler_type: {self.lr_scheduler_type!r} is not one of {SCHEDULERS}.",
         )
         need(self.logging_steps >= 1, f"logging_steps: {self.logging_steps} must be >= 1.")
+        need(self.optim in OPTIMIZERS, f"optim: {self.optim!r} is not one of {OPTIMIZERS}.")
         need(0 <= self.monitor_rows <= 256, f"monitor_rows: {self.monitor_rows} must be between 0 and 256.")
         need(0 <= self.seed < 2**32, f"seed: {self.seed} must be in [0, 2**32).")
         need(

@@ -81,6 +81,10 @@ def run_training(
     dtype_name = resolve_dtype(cfg.dtype, has_cuda, bf16_ok)
     compute = cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else dtype_name
     device = "cuda" if has_cuda else "cpu"
+    if not has_cuda and cfg.optim != "adamw_torch":
+        raise ConfigError(
+            [f"optim: {cfg.optim} uses bitsandbytes' CUDA kernels; use adamw_torch on the CPU."]
+        )
     if not has_cuda and "float16" in (dtype_name, compute):
         raise ConfigError(
             [
@@ -144,6 +148,7 @@ def run_training(
         max_steps=cfg.max_steps,
         warmup_steps=cfg.warmup_steps,
         lr_scheduler_type=cfg.lr_scheduler_type,
+        optim=cfg.optim,
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if eval_sets else "no",
         eval_steps=max(1, round(total_steps / 5)) if eval_sets else None,

@@ -28,6 +28,9 @@ NF4_BYTES = 0.5
 NF4_SCALE_BYTES = 4 / 64
 NF4_DQ_SCALE_BYTES = 1 / 64 + 4 / (64 * 256)
 ADAM_STATES = 2  # torch.optim.AdamW keeps exp_avg and exp_avg_sq, each in the parameter's dtype
+# bitsandbytes' 8-bit AdamW keeps both states as uint8 with one fp32 scale per 2048-value block (Dettmers et al.
+# 2022, "8-bit Optimizers via Block-wise Quantization"): 2 x (1 + 4/2048) bytes per parameter.
+ADAM_8BIT_BYTES = 2 * (1 + 4 / 2048)
 # Logits path per token and vocabulary entry: bf16 logits (2) + fp32 upcast in transformers' ForCausalLMLoss (4)
 # + fp32 log-softmax kept by cross_entropy for backward (4) + fp32 gradient of the logits during backward (4).
 # Fitted to 13 on the same measurements (bench/RESULTS.md): not all four buffers are alive at the peak.
@@ -127,7 +130,7 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
         c["weights"] = n * BF16_BYTES
         c["LoRA weights"] = 0.0  # the weights themselves
         c["gradients"] = n * BF16_BYTES
-        c["optimizer states"] = n * ADAM_STATES * BF16_BYTES
+        c["optimizer states"] = n * (ADAM_8BIT_BYTES if "8bit" in cfg.optim else ADAM_STATES * BF16_BYTES)
         notes.append(
             "Full fine-tuning in pure bf16: weights 2 B + gradients 2 B + AdamW 2x2 B per parameter "
             "(the textbook's 7B example, 26.1.1: 14 + 14 + 28 GB)."
@@ -148,7 +151,9 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
             )
         c["LoRA weights"] = trainable * FP32_BYTES
         c["gradients"] = trainable * FP32_BYTES
-        c["optimizer states"] = trainable * ADAM_STATES * FP32_BYTES
+        c["optimizer states"] = trainable * (
+            ADAM_8BIT_BYTES if "8bit" in cfg.optim else ADAM_STATES * FP32_BYTES
+        )
     per_layer = (
         _activation_bytes_per_token_layer(spec, cfg, lora=method != "full") * ACTIVATION_FACTOR[method]
     )

@@ -155,3 +155,14 @@ def test_fit_status_and_the_cheapest_change_that_fits(llama7b):
     assert cheapest_fix(llama7b, cfg, 2) is None  # nothing makes a 7B train in 2 GiB
     ram = estimate_cpu_ram_gib(llama7b, TrainingConfig(max_length=256, per_device_train_batch_size=1))
     assert 4 * llama7b.num_params / 2**30 < ram < 4 * llama7b.num_params / 2**30 + 6
+
+
+def test_8bit_adam_shrinks_full_finetuning_optimizer_states(llama7b):
+    from core.vram import ADAM_8BIT_BYTES
+
+    plain = estimate_vram(llama7b, TrainingConfig(), "full").components_gib["optimizer states"]
+    eight = estimate_vram(llama7b, TrainingConfig(optim="paged_adamw_8bit"), "full").components_gib[
+        "optimizer states"
+    ]
+    assert eight * GIB == pytest.approx(llama7b.num_params * ADAM_8BIT_BYTES)
+    assert eight < plain / 1.9

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from core.config import COMPUTE_DTYPES, QUANT_TYPES, SCHEDULERS, TrainingConfig
+from core.config import COMPUTE_DTYPES, OPTIMIZERS, QUANT_TYPES, SCHEDULERS, TrainingConfig
 from ui.forms import ConfigForm, info
 
 D = TrainingConfig()  # defaults shown in the form
@@ -140,6 +140,10 @@ def render(form: ConfigForm) -> dict[str, Any]:
                         label="Warm-up steps",
                         info=info("warmup_steps"),
                     ),
+                )
+                form.add(
+                    "optim",
+                    gr.Dropdown(list(OPTIMIZERS), value=D.optim, label="Optimizer", info=info("optim")),
                 )
                 form.add(
                     "lr_scheduler_type",
