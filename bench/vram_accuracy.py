@@ -126,6 +126,15 @@ GRID_CHECK = [
 ]
 
 
+# LoRA on an 8-bit base (LLM.int8), measured separately (its activation factor is borrowed from QLoRA).
+GRID_8BIT = [
+    ("Qwen2.5-0.5B", "lora8", 1024, 4, 16, False),
+    ("Qwen2.5-1.5B", "lora8", 2048, 2, 8, True),
+    ("Llama-2-7B", "lora8", 512, 4, 16, False),
+    ("Mistral-7B", "lora8", 2048, 2, 8, True),
+]
+
+
 def model_folder(arch: str, root: Path, with_weights: bool) -> Path:
     """config.json for ``arch`` (and, for 4-bit loading, random bf16 weights saved once)."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -155,10 +164,11 @@ def measure(
 ) -> dict:
     from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainingArguments
 
-    folder = model_folder(arch, root, with_weights=method == "qlora")
+    folder = model_folder(arch, root, with_weights=method in ("qlora", "lora8"))
     cfg = TrainingConfig(
         model_name_or_path=str(folder),
         load_in_4bit=method == "qlora",
+        load_in_8bit=method == "lora8",
         lora_r=r,
         lora_alpha=2 * r,
         max_length=max_length,
@@ -172,14 +182,14 @@ def measure(
     gc.collect()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    if method == "qlora":
+    if method in ("qlora", "lora8"):
         base = AutoModelForCausalLM.from_pretrained(
             folder, quantization_config=get_quantization_config(cfg), dtype=torch.bfloat16, device_map={"": 0}
         )
     else:
         with torch.device("cuda"):
             base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.bfloat16)
-    model = prepare_for_training(base, cfg, targets, quantized=method == "qlora")
+    model = prepare_for_training(base, cfg, targets, quantized=method in ("qlora", "lora8"))
     gen = torch.Generator().manual_seed(0)
     rows = [
         {"input_ids": ids, "attention_mask": [1] * max_length, "labels": ids}
@@ -229,7 +239,7 @@ def main() -> None:
     p.add_argument("--root", default="/tmp/vram-models")
     p.add_argument(
         "--grid",
-        choices=["fit", "check"],
+        choices=["fit", "check", "8bit"],
         default="check",
         help="fit: the grid the constants were fitted on; check: a held-out grid",
     )
@@ -237,7 +247,8 @@ def main() -> None:
     a = p.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     results = []
-    for arch, method, max_length, batch, r, gc_on in GRID if a.grid == "fit" else GRID_CHECK:
+    grid = {"fit": GRID, "check": GRID_CHECK, "8bit": GRID_8BIT}[a.grid]
+    for arch, method, max_length, batch, r, gc_on in grid:
         if a.only and arch not in a.only:
             continue
         try:

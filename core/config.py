@@ -82,6 +82,10 @@ class TrainingConfig:
     load_in_4bit: bool = field(
         default=False, metadata=_help("QLoRA: load the frozen base in 4-bit with bitsandbytes.")
     )
+    load_in_8bit: bool = field(
+        default=False,
+        metadata=_help("LoRA on an 8-bit base (bitsandbytes LLM.int8): between LoRA and QLoRA in memory."),
+    )
     bnb_4bit_quant_type: str = field(
         default="nf4", metadata=_help("4-bit data type: nf4 (QLoRA paper) or fp4.")
     )
@@ -205,6 +209,10 @@ class TrainingConfig:
             f"lr_scheduler_type: {self.lr_scheduler_type!r} is not one of {SCHEDULERS}.",
         )
         need(self.logging_steps >= 1, f"logging_steps: {self.logging_steps} must be >= 1.")
+        need(
+            not (self.load_in_4bit and self.load_in_8bit),
+            "load_in_4bit / load_in_8bit: choose one quantized base, not both.",
+        )
         need(self.optim in OPTIMIZERS, f"optim: {self.optim!r} is not one of {OPTIMIZERS}.")
         need(0 <= self.monitor_rows <= 256, f"monitor_rows: {self.monitor_rows} must be between 0 and 256.")
         need(0 <= self.seed < 2**32, f"seed: {self.seed} must be in [0, 2**32).")
@@ -220,6 +228,11 @@ class TrainingConfig:
     def lora_scaling(self) -> float:
         """alpha / r, the factor on B @ A in W' = W + (alpha / r) B A (seed chapter 26.4.1)."""
         return self.lora_alpha / self.lora_r
+
+    @property
+    def method(self) -> str:
+        """ "qlora" (4-bit base), "lora8" (8-bit base) or "lora" (16/32-bit base): the estimator's method name."""
+        return "qlora" if self.load_in_4bit else "lora8" if self.load_in_8bit else "lora"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict keyed by field name (tuples become lists)."""

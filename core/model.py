@@ -224,11 +224,15 @@ def target_modules_for(cfg: TrainingConfig, spec: ModelSpec) -> tuple[str, ...]:
 
 
 def get_quantization_config(cfg: TrainingConfig) -> BitsAndBytesConfig | None:
-    """BitsAndBytesConfig for QLoRA (cfg.load_in_4bit), else None. Recipe: seed chapter 26.7.3."""
-    if not cfg.load_in_4bit:
+    """BitsAndBytesConfig for QLoRA (cfg.load_in_4bit; recipe: seed chapter 26.7.3) or LLM.int8 (cfg.load_in_8bit),
+    else None."""
+    if not (cfg.load_in_4bit or cfg.load_in_8bit):
         return None
     import torch
     from transformers import BitsAndBytesConfig
+
+    if cfg.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
@@ -286,7 +290,7 @@ def load_model_for_training(
     kwargs: dict[str, Any] = {"device_map": {"": device}}
     if quant is not None:
         kwargs["quantization_config"] = quant
-        kwargs["dtype"] = getattr(torch, cfg.bnb_4bit_compute_dtype)
+        kwargs["dtype"] = getattr(torch, cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else dtype_name)
     else:
         kwargs["dtype"] = getattr(torch, dtype_name)
     try:

@@ -75,6 +75,13 @@ def run_training(
     write_report_csv(report, run_dir / "data_report.csv")
 
     has_cuda = torch.cuda.is_available()
+    if cfg.load_in_8bit and not has_cuda:
+        raise ConfigError(
+            [
+                "load_in_8bit: 8-bit bases need bitsandbytes' CUDA kernels; on the CPU use LoRA (or "
+                "QLoRA, which runs on the CPU slowly)."
+            ]
+        )
     if cfg.load_in_4bit and not has_cuda:
         publish(LogLine("No CUDA GPU: QLoRA runs on the CPU through bitsandbytes (slow)."))
     bf16_ok = has_cuda and torch.cuda.is_bf16_supported()
@@ -98,7 +105,7 @@ def run_training(
         )
     )
     model = load_model_for_training(cfg, path, device, dtype_name, targets)
-    estimate = estimate_vram(spec, cfg, "qlora" if cfg.load_in_4bit else "lora")
+    estimate = estimate_vram(spec, cfg, cfg.method)
     if has_cuda:
         torch.cuda.reset_peak_memory_stats()
     trainable, total = model.get_nb_trainable_parameters()  # type: ignore[operator]  # PeftModel method

@@ -16,7 +16,7 @@ from core.config import TrainingConfig
 from core.modelspec import ModelSpec
 
 GIB = 2**30
-METHODS = ("full", "lora", "qlora")
+METHODS = ("full", "lora", "lora8", "qlora")
 
 BF16_BYTES = 2  # bfloat16 / float16 weight and activation element
 FP32_BYTES = (
@@ -49,7 +49,7 @@ ALLOCATOR_FIXED_GIB = 0.1
 # in _activation_bytes_per_token_layer (some saved inputs are shared views); prepare_model_for_kbit_training upcasts
 # norms to fp32 and bitsandbytes keeps dequantization inputs, so a 4-bit base keeps ~30% more. Full fine-tuning was
 # not measured: 1.0.
-ACTIVATION_FACTOR = {"full": 1.0, "lora": 0.95, "qlora": 1.3}
+ACTIVATION_FACTOR = {"full": 1.0, "lora": 0.95, "lora8": 1.3, "qlora": 1.3}
 HEADROOM = 0.90  # recommend a method only if it uses at most 90% of the GPU
 
 
@@ -139,6 +139,17 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
         trainable = spec.lora_params(cfg.lora_r, _targets(spec, cfg))
         if method == "lora":
             c["weights"] = n * BF16_BYTES
+        elif method == "lora8":
+            # LLM.int8 (Dettmers et al. 2022): int8 weights plus one fp32 scale per output row; k-bit preparation
+            # upcasts the rest to fp32 as for QLoRA.
+            packed = spec.linear_params
+            rows = sum(g.out_features * g.count for g in spec.linear_groups)
+            c["weights"] = packed * 1 + rows * FP32_BYTES + (n - packed) * FP32_BYTES
+            notes.append(
+                f"int8 base: {packed / 1e6:,.1f} M linear weights at 1 byte; the rest upcast to fp32. LoRA 8-bit is "
+                "not calibrated yet: measured 8-13% above this estimate without and up to 2.4x with gradient "
+                "checkpointing (bench/RESULTS.md)."
+            )
         else:
             packed = spec.linear_params
             scale = NF4_DQ_SCALE_BYTES if cfg.bnb_4bit_use_double_quant else NF4_SCALE_BYTES
@@ -262,7 +273,7 @@ def cheapest_fix(spec: ModelSpec, cfg: TrainingConfig, gpu_gib: float) -> str | 
     from dataclasses import replace
 
     budget = gpu_gib * HEADROOM
-    method = "qlora" if cfg.load_in_4bit else "lora"
+    method = cfg.method
     current = cfg
     plan: list[tuple[str, dict[str, Any]]] = []
     if not cfg.gradient_checkpointing:
@@ -276,8 +287,8 @@ def cheapest_fix(spec: ModelSpec, cfg: TrainingConfig, gpu_gib: float) -> str | 
                 {"per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation},
             )
         )
-    if method == "lora":
-        plan.append(("switch to QLoRA (4-bit base)", {"load_in_4bit": True}))
+    if method != "qlora":  # never suggests the 8-bit base: its estimate is not calibrated yet
+        plan.append(("switch to QLoRA (4-bit base)", {"load_in_4bit": True, "load_in_8bit": False}))
     length = cfg.max_length
     while length > 256:
         length //= 2
@@ -286,10 +297,11 @@ def cheapest_fix(spec: ModelSpec, cfg: TrainingConfig, gpu_gib: float) -> str | 
     for description, change in plan:
         current = replace(current, **change)
         done[next(iter(change))] = description  # a later batch or length step replaces the earlier one
-        method = "qlora" if current.load_in_4bit else "lora"
+        method = current.method
         total = estimate_vram(spec, current, method).total_gib
         if total <= budget:
-            return f"{'; '.join(done.values())}: about {total:.1f} GiB with {'QLoRA' if method == 'qlora' else 'LoRA'}."
+            label = {"qlora": "QLoRA", "lora8": "LoRA on an 8-bit base"}.get(method, "LoRA")
+            return f"{'; '.join(done.values())}: about {total:.1f} GiB with {label}."
     return None
 
 

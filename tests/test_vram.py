@@ -166,3 +166,15 @@ def test_8bit_adam_shrinks_full_finetuning_optimizer_states(llama7b):
     ]
     assert eight * GIB == pytest.approx(llama7b.num_params * ADAM_8BIT_BYTES)
     assert eight < plain / 1.9
+
+
+def test_8bit_base_weights_and_one_quantized_base_only(llama7b):
+    w8 = estimate_vram(llama7b, TrainingConfig(load_in_8bit=True), "lora8").components_gib["weights"] * GIB
+    rows = sum(g.out_features * g.count for g in llama7b.linear_groups)
+    packed = llama7b.linear_params
+    assert w8 == pytest.approx(packed + rows * 4 + (llama7b.num_params - packed) * 4)
+    est = estimate_all(llama7b, TrainingConfig())
+    assert est["qlora"].total_gib < est["lora8"].total_gib < est["lora"].total_gib
+    assert TrainingConfig(load_in_8bit=True).method == "lora8" and TrainingConfig().method == "lora"
+    with pytest.raises(Exception, match="choose one quantized base"):
+        TrainingConfig.from_dict({"load_in_4bit": True, "load_in_8bit": True})

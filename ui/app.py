@@ -123,7 +123,7 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
         est_inputs = [spec_state, e["gpu"], e["custom"], *form.inputs]
         est_outputs = [e["recommendation"], e["table"], e["figure"]]
         e["go"].click(run_estimate, est_inputs, est_outputs, api_name="estimate")
-        for comp in (spec_state, e["gpu"], form.components["load_in_4bit"]):
+        for comp in (spec_state, e["gpu"], form.components["load_in_4bit"], form.components["load_in_8bit"]):
             comp.change(run_estimate, est_inputs, est_outputs, api_visibility="private")
 
         # ---- training: start / stop / poll

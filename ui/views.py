@@ -18,7 +18,7 @@ EVAL_SERIES = {
     "eval_train_sample_loss": "loss on fixed training rows",
     "eval_validation_loss": "validation loss",
 }
-METHOD_LABELS = {"full": "Full", "lora": "LoRA", "qlora": "QLoRA"}
+METHOD_LABELS = {"full": "Full", "lora": "LoRA", "lora8": "LoRA 8-bit", "qlora": "QLoRA"}
 
 
 def fmt_count(n: int) -> str:

@@ -48,7 +48,15 @@ def render(form: ConfigForm) -> dict[str, Any]:
                     info=info("load_in_4bit"),
                 ),
             )
-            with gr.Accordion("QLoRA quantization", open=False):
+            with gr.Accordion("Quantization (QLoRA, 8-bit)", open=False):
+                form.add(
+                    "load_in_8bit",
+                    gr.Checkbox(
+                        value=D.load_in_8bit,
+                        label="LoRA on an 8-bit base instead (GPU only)",
+                        info=info("load_in_8bit"),
+                    ),
+                )
                 form.add(
                     "bnb_4bit_quant_type",
                     gr.Dropdown(
