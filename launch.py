@@ -100,9 +100,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from core.config import TrainingConfig
-    from core.data import tokenize_report
     from core.errors import ConfigError, StudioError
     from core.model import load_tokenizer, resolve_model_path
+    from core.tokenization import tokenize_report
     from core.train import load_report_for, write_report_csv
 
     try:

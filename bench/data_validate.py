@@ -1,7 +1,7 @@
 """Validation speed: read + normalise + tokenize 100,000 alpaca rows (~200 tokens each) with the embedded tokenizer.
 
-Prints rows/s for the engine's batched path (core.data.tokenize_report) and, on the first ``--baseline-rows`` rows,
-for a per-row baseline (core.data.tokenize_example called once per row, the straightforward loop), and their ratio.
+Prints rows/s for the engine's batched path (core.tokenization.tokenize_report) and, on the first ``--baseline-rows`` rows,
+for a per-row baseline (core.tokenization.tokenize_example called once per row, the straightforward loop), and their ratio.
 Rows are HumanEval problems (assets/, MIT) repeated to the requested count.
 
     python bench/data_validate.py [--rows 100000] [--baseline-rows 10000]
@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from core.data import load_dataset_report, tokenize_example, tokenize_report  # noqa: E402
+from core.data import load_dataset_report  # noqa: E402
 from core.model import embedded_model_path, load_tokenizer  # noqa: E402
+from core.tokenization import tokenize_example, tokenize_report  # noqa: E402
 
 
 def main() -> None:

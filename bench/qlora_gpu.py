@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 from transformers import TrainerCallback  # noqa: E402
 
 from core.config import TrainingConfig  # noqa: E402
-from core.data import load_dataset_report, tokenize_report  # noqa: E402
+from core.data import load_dataset_report  # noqa: E402
 from core.model import inspect_model, load_tokenizer  # noqa: E402
+from core.tokenization import tokenize_report  # noqa: E402
 from core.vram import estimate_vram  # noqa: E402
 
 WARMUP_STEPS = 3  # excluded from tokens/s (allocator growth, kernel selection)

@@ -199,8 +199,8 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from core.data import ensure_chat_template
     from core.model import inspect_model, load_tokenizer, resolve_model_path
+    from core.tokenization import ensure_chat_template
 
     if dtype not in MERGED_DTYPES:
         raise ExportError(f"dtype {dtype!r} is not one of {MERGED_DTYPES}.")

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from core.config import TrainingConfig
-from core.data import DatasetReport, load_dataset_report, split_train_eval, tokenize_report
+from core.data import DatasetReport, load_dataset_report, split_train_eval
 from core.errors import ConfigError, DataError, StudioError
 from core.events import Finished, LogLine
 from core.hardware import resolve_dtype
 from core.runs import publish_dir, staging_dir
+from core.tokenization import tokenize_report
 from core.vram import estimate_vram
 
 log = logging.getLogger(__name__)

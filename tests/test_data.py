@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from core.data import load_dataset_report, tokenize_example, tokenize_report
+from core.data import load_dataset_report
 from core.errors import DataError
 from core.formats import Example
 from core.model import load_tokenizer
+from core.tokenization import tokenize_example, tokenize_report
 from tests.conftest import ASSETS
 
 

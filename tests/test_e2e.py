@@ -21,7 +21,7 @@ def cli(*args, timeout=900):
 
 
 def mean_loss(model, tokenizer, rows):
-    from core.data import tokenize_example
+    from core.tokenization import tokenize_example
 
     losses = []
     with torch.no_grad():

@@ -11,10 +11,10 @@ import gradio as gr
 import pandas as pd
 
 from core.config import DATASET_FORMATS, TrainingConfig
-from core.data import label_mask_example, tokenize_report
 from core.datafiles import SUFFIX_KIND
 from core.errors import StudioError
 from core.model import load_tokenizer, resolve_model_path, studio_home
+from core.tokenization import label_mask_example, tokenize_report
 from core.train import load_report_for, write_report_csv
 from ui.forms import ConfigForm, info
 from ui.tabs.export_tab import downloads_dir
