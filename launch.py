@@ -4,7 +4,7 @@
     python launch.py validate CONFIG.json [--report CSV] [--json]      check the data before training
     python launch.py train CONFIG.json [--json]                        train headless
     python launch.py export RUN_DIR (--merged | --adapter) [--out DIR] export a run
-    python launch.py estimate --model ID_OR_PATH --gpu-gib N [--json]  VRAM estimate
+    python launch.py estimate --model ID_OR_PATH --gpu-gib N [--dtype D] [--optim O] [--json]  VRAM estimate
 
 Exit codes: 0 success, 1 the run / export failed, 2 bad arguments or config (every problem listed).
 """
@@ -182,6 +182,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         "lora_r": args.lora_r,
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_checkpointing": args.gradient_checkpointing,
+        "dtype": args.dtype,
+        "optim": args.optim,
     }
     try:
         cfg = TrainingConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
@@ -272,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None
     )
+    s.add_argument(
+        "--dtype",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        default=None,
+        help="compute dtype of LoRA and full fine-tuning (float32 doubles weights and activations)",
+    )
+    s.add_argument("--optim", choices=["adamw_torch", "adamw_8bit", "paged_adamw_8bit"], default=None)
     s.add_argument("--json", action="store_true")
     return p
 

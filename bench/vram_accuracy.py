@@ -126,12 +126,37 @@ GRID_CHECK = [
 ]
 
 
-# LoRA on an 8-bit base (LLM.int8), measured separately (its activation factor is borrowed from QLoRA).
+# A third grid of configurations never measured before v3's constants were set (a true hold-out), with the
+# precision as a seventh field (bfloat16 when absent).
+GRID_HOLDOUT = [
+    ("SmolLM2-135M", "lora", 1024, 4, 16, False, "float32"),
+    ("SmolLM2-135M", "qlora", 2048, 8, 8, True),
+    ("Qwen2.5-0.5B", "lora", 2048, 4, 32, False, "float16"),
+    ("Qwen2.5-0.5B", "qlora", 4096, 2, 16, True),
+    ("Qwen2.5-1.5B", "lora", 256, 16, 8, False),
+    ("Qwen2.5-1.5B", "qlora", 1024, 8, 64, True),
+    ("Llama-2-7B", "lora", 2048, 1, 32, True, "float16"),
+    ("Llama-2-7B", "qlora", 512, 8, 8, False),
+    ("Llama-3-8B", "qlora", 4096, 1, 16, True),
+    ("Llama-3-8B", "lora", 2048, 2, 8, True),
+    ("Mistral-7B", "qlora", 1024, 4, 64, False),
+    ("Mistral-7B", "lora", 256, 4, 32, False),
+]
+
+# LoRA on an 8-bit base (LLM.int8): the first four were measured with the activation factor borrowed from QLoRA;
+# the rest were added to calibrate it, with and without checkpointing.
 GRID_8BIT = [
     ("Qwen2.5-0.5B", "lora8", 1024, 4, 16, False),
     ("Qwen2.5-1.5B", "lora8", 2048, 2, 8, True),
     ("Llama-2-7B", "lora8", 512, 4, 16, False),
     ("Mistral-7B", "lora8", 2048, 2, 8, True),
+    ("SmolLM2-135M", "lora8", 512, 8, 8, False),
+    ("SmolLM2-135M", "lora8", 1024, 4, 16, True),
+    ("Qwen2.5-0.5B", "lora8", 2048, 2, 8, True),
+    ("Qwen2.5-1.5B", "lora8", 512, 4, 16, False),
+    ("Llama-2-7B", "lora8", 1024, 2, 8, True),
+    ("Llama-3-8B", "lora8", 1024, 2, 16, True),
+    ("Mistral-7B", "lora8", 256, 8, 16, False),
 ]
 
 
@@ -160,7 +185,15 @@ def model_folder(arch: str, root: Path, with_weights: bool) -> Path:
 
 
 def measure(
-    arch: str, method: str, max_length: int, batch: int, r: int, gc_on: bool, root: Path, steps: int
+    arch: str,
+    method: str,
+    max_length: int,
+    batch: int,
+    r: int,
+    gc_on: bool,
+    root: Path,
+    steps: int,
+    dtype: str = "bfloat16",
 ) -> dict:
     from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainingArguments
 
@@ -175,6 +208,7 @@ def measure(
         per_device_train_batch_size=batch,
         gradient_checkpointing=gc_on,
         monitor_rows=0,
+        dtype=dtype,
     )
     spec = inspect_model(str(folder))
     targets = target_modules_for(cfg, spec)
@@ -188,7 +222,9 @@ def measure(
         )
     else:
         with torch.device("cuda"):
-            base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.bfloat16)
+            base = AutoModelForCausalLM.from_config(
+                AutoConfig.from_pretrained(folder), dtype=getattr(torch, dtype)
+            )
     model = prepare_for_training(base, cfg, targets, quantized=method in ("qlora", "lora8"))
     gen = torch.Generator().manual_seed(0)
     rows = [
@@ -199,7 +235,8 @@ def measure(
         output_dir=tempfile.mkdtemp(),
         per_device_train_batch_size=batch,
         max_steps=steps,
-        bf16=True,
+        bf16=dtype == "bfloat16",
+        fp16=dtype == "float16",
         learning_rate=1e-4,
         report_to=[],
         save_strategy="no",
@@ -222,6 +259,7 @@ def measure(
         "batch": batch,
         "r": r,
         "gc": gc_on,
+        "dtype": dtype,
         "params_b": spec.num_params / 1e9,
         "estimate_gib": estimate,
         "reserved_gib": measured,
@@ -239,7 +277,7 @@ def main() -> None:
     p.add_argument("--root", default="/tmp/vram-models")
     p.add_argument(
         "--grid",
-        choices=["fit", "check", "8bit"],
+        choices=["fit", "check", "holdout", "8bit"],
         default="check",
         help="fit: the grid the constants were fitted on; check: a held-out grid",
     )
@@ -247,12 +285,13 @@ def main() -> None:
     a = p.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     results = []
-    grid = {"fit": GRID, "check": GRID_CHECK, "8bit": GRID_8BIT}[a.grid]
-    for arch, method, max_length, batch, r, gc_on in grid:
+    grids = {"fit": GRID, "check": GRID_CHECK, "holdout": GRID_HOLDOUT, "8bit": GRID_8BIT}
+    for arch, method, max_length, batch, r, gc_on, *rest in grids[a.grid]:
         if a.only and arch not in a.only:
             continue
+        dtype = rest[0] if rest else "bfloat16"
         try:
-            row = measure(arch, method, max_length, batch, r, gc_on, Path(a.root), a.steps)
+            row = measure(arch, method, max_length, batch, r, gc_on, Path(a.root), a.steps, dtype)
         except torch.cuda.OutOfMemoryError as exc:
             row = {
                 "arch": arch,
@@ -269,11 +308,12 @@ def main() -> None:
             Path(a.json).write_text(json.dumps(results, indent=2))
     ok = [r for r in results if "error_pct" in r]
     print(f"\n{torch.cuda.get_device_name()} | torch {torch.__version__}")
-    print("| model | method | max_length | batch | r | ckpt | estimate GiB | reserved GiB | error |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | method | dtype | max_length | batch | r | ckpt | estimate GiB | reserved GiB | error |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in ok:
         print(
-            f"| {r['arch']} | {r['method']} | {r['max_length']} | {r['batch']} | {r['r']} | {'on' if r['gc'] else 'off'} "
+            f"| {r['arch']} | {r['method']} | {r['dtype']} | {r['max_length']} | {r['batch']} | {r['r']} "
+            f"| {'on' if r['gc'] else 'off'} "
             f"| {r['estimate_gib']:.2f} | {r['reserved_gib']:.2f} | {r['error_pct']:+.1f}% |"
         )
     if ok:

@@ -49,7 +49,15 @@ ALLOCATOR_FIXED_GIB = 0.1
 # in _activation_bytes_per_token_layer (some saved inputs are shared views); prepare_model_for_kbit_training upcasts
 # norms to fp32 and bitsandbytes keeps dequantization inputs, so a 4-bit base keeps ~30% more. Full fine-tuning was
 # not measured: 1.0.
-ACTIVATION_FACTOR = {"full": 1.0, "lora": 0.95, "lora8": 1.3, "qlora": 1.3}
+ACTIVATION_FACTOR = {"full": 1.0, "lora": 0.95, "lora8": 1.5, "qlora": 1.3}
+# LoRA 8-bit with gradient checkpointing: bitsandbytes' MatMul8bitLt keeps its inputs as ctx attributes, which
+# torch.utils.checkpoint cannot drop, so a fraction of each layer's activations stays alive for every layer.
+# Fitted on bench/vram_accuracy.py --grid 8bit (H200, 6 configurations with checkpointing, bench/RESULTS.md).
+LORA8_CHECKPOINT_KEPT = 0.3
+# float32 compute on a GPU (no autocast, no flash-attention kernel): activations measured 1.35 times the tensors
+# counted at 4 bytes (SmolLM2-135M, max_length 1024, batch 4, H200; bench/RESULTS.md). One measurement: float32
+# training on a GPU is rare (bf16 or fp16 is the default wherever CUDA exists).
+FP32_ACTIVATION_FACTOR = 1.35
 HEADROOM = 0.90  # recommend a method only if it uses at most 90% of the GPU
 
 
@@ -76,8 +84,19 @@ class VramEstimate:
         return sum(self.components_gib.values())
 
 
-def _activation_bytes_per_token_layer(spec: ModelSpec, cfg: TrainingConfig, lora: bool) -> float:
-    """Bytes saved for backward per token per decoder layer (16-bit activations, SDPA attention).
+def compute_bytes(cfg: TrainingConfig, method: str) -> int:
+    """Bytes per activation element: 4 when the compute dtype is float32, else 2 (bf16/fp16; "auto" on a GPU).
+
+    QLoRA and LoRA 8-bit compute in ``bnb_4bit_compute_dtype``; LoRA and full fine-tuning in ``dtype``.
+    """
+    name = cfg.bnb_4bit_compute_dtype if method in ("qlora", "lora8") else cfg.dtype
+    return FP32_BYTES if name == "float32" else BF16_BYTES
+
+
+def _activation_bytes_per_token_layer(
+    spec: ModelSpec, cfg: TrainingConfig, lora: bool, elem: int = 2
+) -> float:
+    """Bytes saved for backward per token per decoder layer (``elem``-byte activations, SDPA attention).
 
     Korthikanti et al. 2022 give 34*h bytes per token for a GPT layer with a 4h MLP; for a gated (SwiGLU) MLP of
     width i we count the tensors autograd keeps: two norm inputs and outputs (4h), q/k/v outputs (h + 2*kv),
@@ -95,7 +114,7 @@ def _activation_bytes_per_token_layer(spec: ModelSpec, cfg: TrainingConfig, lora
             for g in spec.linear_groups
             if g.name in targets
         )
-    return saved * BF16_BYTES
+    return saved * elem
 
 
 def _targets(spec: ModelSpec, cfg: TrainingConfig) -> tuple[str, ...]:
@@ -110,7 +129,9 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
     Args:
         spec: model shape facts (from config.json).
         cfg: uses max_length, per_device_train_batch_size, gradient_checkpointing, lora_r, lora_target_modules,
-            lora_dropout and bnb_4bit_use_double_quant. gradient_accumulation_steps does not change the peak.
+            lora_dropout, bnb_4bit_use_double_quant, optim, dtype (float32 doubles the 16-bit weights and
+            activations; bfloat16, float16 and GPU "auto" cost the same) and packing (padding-free rows are full, so
+            the worst case is the usual case). gradient_accumulation_steps does not change the peak.
         method: "full" (all weights, bf16 + AdamW in bf16), "lora" (bf16 base) or "qlora" (NF4 base).
 
     Returns:
@@ -123,14 +144,27 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
         raise ValueError(f"method {method!r} is not one of {METHODS}")
     n = spec.num_params
     tokens = cfg.per_device_train_batch_size * cfg.max_length  # worst case: every row padded to max_length
+    elem = compute_bytes(cfg, method)
+    weight_bytes = FP32_BYTES if method in ("full", "lora") and cfg.dtype == "float32" else BF16_BYTES
     notes: list[str] = []
+    if getattr(cfg, "packing", False):
+        notes.append(
+            f"Packing: each micro-batch holds {tokens:,} tokens of whole rows, so this is the usual peak, "
+            "not only the worst case."
+        )
+    else:
+        notes.append(
+            f"Worst case: every micro-batch padded to {tokens:,} tokens; batches of shorter rows use less."
+        )
+    if elem == FP32_BYTES:
+        notes.append("float32 compute: weights and activations at 4 bytes, twice bf16.")
     c: dict[str, float] = {}
     if method == "full":
         trainable = n
-        c["weights"] = n * BF16_BYTES
+        c["weights"] = n * weight_bytes
         c["LoRA weights"] = 0.0  # the weights themselves
-        c["gradients"] = n * BF16_BYTES
-        c["optimizer states"] = n * (ADAM_8BIT_BYTES if "8bit" in cfg.optim else ADAM_STATES * BF16_BYTES)
+        c["gradients"] = n * weight_bytes
+        c["optimizer states"] = n * (ADAM_8BIT_BYTES if "8bit" in cfg.optim else ADAM_STATES * weight_bytes)
         notes.append(
             "Full fine-tuning in pure bf16: weights 2 B + gradients 2 B + AdamW 2x2 B per parameter "
             "(the textbook's 7B example, 26.1.1: 14 + 14 + 28 GB)."
@@ -138,7 +172,7 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
     else:
         trainable = spec.lora_params(cfg.lora_r, _targets(spec, cfg))
         if method == "lora":
-            c["weights"] = n * BF16_BYTES
+            c["weights"] = n * weight_bytes
         elif method == "lora8":
             # LLM.int8 (Dettmers et al. 2022): int8 weights plus one fp32 scale per output row; k-bit preparation
             # upcasts the rest to fp32 as for QLoRA.
@@ -146,9 +180,8 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
             rows = sum(g.out_features * g.count for g in spec.linear_groups)
             c["weights"] = packed * 1 + rows * FP32_BYTES + (n - packed) * FP32_BYTES
             notes.append(
-                f"int8 base: {packed / 1e6:,.1f} M linear weights at 1 byte; the rest upcast to fp32. LoRA 8-bit is "
-                "not calibrated yet: measured 8-13% above this estimate without and up to 2.4x with gradient "
-                "checkpointing (bench/RESULTS.md)."
+                f"int8 base: {packed / 1e6:,.1f} M linear weights at 1 byte; the rest upcast to fp32. bitsandbytes "
+                "keeps each 8-bit layer's inputs even with gradient checkpointing (calibrated on 11 H200 runs)."
             )
         else:
             packed = spec.linear_params
@@ -166,15 +199,21 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
             ADAM_8BIT_BYTES if "8bit" in cfg.optim else ADAM_STATES * FP32_BYTES
         )
     per_layer = (
-        _activation_bytes_per_token_layer(spec, cfg, lora=method != "full") * ACTIVATION_FACTOR[method]
+        _activation_bytes_per_token_layer(spec, cfg, lora=method != "full", elem=elem)
+        * ACTIVATION_FACTOR[method]
     )
+    if elem == FP32_BYTES:
+        per_layer *= FP32_ACTIVATION_FACTOR
     if cfg.gradient_checkpointing:
         # Only each layer's input (h, 16-bit) is kept; one layer is recomputed at a time during backward.
-        c["activations"] = tokens * (spec.num_hidden_layers * spec.hidden_size * BF16_BYTES + per_layer)
+        c["activations"] = tokens * (spec.num_hidden_layers * spec.hidden_size * elem + per_layer)
+        if method == "lora8":
+            c["activations"] += tokens * spec.num_hidden_layers * per_layer * LORA8_CHECKPOINT_KEPT
         notes.append("Gradient checkpointing: keeps one hidden state per layer and recomputes the rest.")
     else:
         c["activations"] = tokens * spec.num_hidden_layers * per_layer
-    c["logits / loss"] = tokens * spec.vocab_size * LOGITS_BYTES
+    # float32 logits replace the 2-byte bf16 ones (the fp32 upcast then aliases them): +2 bytes.
+    c["logits / loss"] = tokens * spec.vocab_size * (LOGITS_BYTES + (elem - BF16_BYTES))
     subtotal = sum(c.values())
     c["allocator overhead"] = (
         subtotal * ALLOCATOR_OVERHEAD[cfg.gradient_checkpointing] + ALLOCATOR_FIXED_GIB * GIB
@@ -236,10 +275,16 @@ def recommend(
             f"(limit {budget:.1f} GiB at 90%), so the 16-bit base fits.{extra}",
         )
     if qlora <= budget:
+        lora8 = estimates["lora8"].total_gib if "lora8" in estimates else None
+        also = (
+            f" LoRA on an 8-bit base would also fit ({lora8:.1f} GiB)."
+            if lora8 is not None and lora8 <= budget
+            else ""
+        )
         return Recommendation(
             "qlora",
             f"LoRA would need {lora:.1f} GiB, more than 90% of {gpu_gib:g} GiB; "
-            f"QLoRA's 4-bit base brings it to about {qlora:.1f} GiB.",
+            f"QLoRA's 4-bit base brings it to about {qlora:.1f} GiB.{also}",
         )
     fix = cheapest_fix(spec, cfg, gpu_gib) if spec is not None and cfg is not None else None
     advice = (
@@ -287,7 +332,7 @@ def cheapest_fix(spec: ModelSpec, cfg: TrainingConfig, gpu_gib: float) -> str | 
                 {"per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation},
             )
         )
-    if method != "qlora":  # never suggests the 8-bit base: its estimate is not calibrated yet
+    if method != "qlora":  # QLoRA rather than the 8-bit base: its weights are half the size
         plan.append(("switch to QLoRA (4-bit base)", {"load_in_4bit": True, "load_in_8bit": False}))
     length = cfg.max_length
     while length > 256:
@@ -311,7 +356,7 @@ def estimate_cpu_ram_gib(spec: ModelSpec, cfg: TrainingConfig) -> float:
     Same arithmetic as estimate_vram's "lora" with 4-byte weights and activations, plus 1 GiB for the Python,
     torch and tokenizer runtime (measured: ~0.9 GiB resident after importing transformers, peft and gradio).
     """
-    est = estimate_vram(spec, cfg, "lora").components_gib
+    est = estimate_vram(spec, cfg.replace(dtype="bfloat16"), "lora").components_gib
     weights = est["weights"] * 2  # fp32 instead of bf16
     activations = est["activations"] * 2
     rest = est["LoRA weights"] + est["gradients"] + est["optimizer states"] + est["logits / loss"]
