@@ -12,6 +12,7 @@ import torch
 from transformers import TrainerCallback
 
 from core.events import Metrics, Progress
+from core.health import ZERO_LOSS_LOGS
 
 
 class StudioCallback(TrainerCallback):
@@ -28,6 +29,8 @@ class StudioCallback(TrainerCallback):
         self.stop_event = stop_event
         self.t0 = time.monotonic()
         self.diverged_at: int | None = None  # first step whose loss or grad norm was NaN / inf
+        self.zero_loss_logs = 0  # consecutive logs whose training loss was exactly 0.0
+        self.stuck_at: int | None = None  # step at which ZERO_LOSS_LOGS such logs were seen
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0 = time.monotonic()
@@ -41,6 +44,8 @@ class StudioCallback(TrainerCallback):
         self.publish(Progress(state.global_step, state.max_steps, float(state.epoch or 0.0), elapsed, eta))
         if self.stop_event.is_set():
             control.should_training_stop = True
+        if self.stop_event.is_set() or state.global_step >= state.max_steps:
+            control.should_save = args.save_strategy != "no"  # a resumable checkpoint at Stop and at the end
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -50,6 +55,11 @@ class StudioCallback(TrainerCallback):
             self.diverged_at = self.diverged_at or state.global_step
             control.should_training_stop = True
             values = {k: v for k, v in values.items() if math.isfinite(v)}
+        if "loss" in values:
+            self.zero_loss_logs = self.zero_loss_logs + 1 if values["loss"] == 0.0 else 0
+            if self.zero_loss_logs >= ZERO_LOSS_LOGS and self.stuck_at is None:
+                self.stuck_at = state.global_step
+                control.should_training_stop = True
         if values:
             values["elapsed_s"] = time.monotonic() - self.t0
             if torch.cuda.is_available():  # measured peak, shown next to the VRAM estimate

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core.config_names import (  # noqa: F401  (re-exported: the UI builds its choices from these)
+    ATTN_IMPLEMENTATIONS,
+    COMPUTE_DTYPES,
+    DATASET_FORMATS,
+    DTYPES,
+    OPTIMIZERS,
+    QUANT_TYPES,
+    SCHEDULERS,
+)
 from core.errors import ConfigError
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-QUANT_TYPES = ("nf4", "fp4")
-COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
-DATASET_FORMATS = ("auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -129,6 +130,40 @@ class TrainingConfig:
     gradient_checkpointing: bool = field(
         default=False, metadata=_help("Recompute activations in backward: less memory, ~30% slower.")
     )
+    packing: bool = field(
+        default=True,
+        metadata=_help(
+            "Padding-free packing: each micro-batch's rows become one sequence with their own positions, so no "
+            "compute is spent on padding; the loss equals the unpacked loss."
+        ),
+    )
+    attn_implementation: str = field(
+        default="auto",
+        metadata=_help(
+            "Attention kernel: auto = flash varlen for packed rows on a CUDA GPU, else PyTorch SDPA."
+        ),
+    )
+    use_liger_kernel: bool = field(
+        default=True,
+        metadata=_help("Liger-Kernel's fused norms, SwiGLU and cross-entropy on a CUDA GPU when installed."),
+    )
+    auto_micro_batch: bool = field(
+        default=True,
+        metadata=_help(
+            "On a GPU, pick the micro-batch and checkpointing from the memory estimate, keeping the rows per "
+            "optimizer step (batch x accumulation) unchanged."
+        ),
+    )
+    save_steps: int = field(
+        default=50,
+        metadata=_help("Save a resumable checkpoint every this many steps (and at the end or Stop)."),
+    )
+    resume_from_checkpoint: str = field(
+        default="",
+        metadata=_help(
+            "Continue a run: its folder (last checkpoint) or a checkpoint folder; a new run folder."
+        ),
+    )
     logging_steps: int = field(default=1, metadata=_help("Log loss every this many optimizer steps."))
     seed: int = field(default=42, metadata=_help("Random seed for LoRA init, shuffling and dropout."))
     monitor_rows: int = field(
@@ -145,83 +180,9 @@ class TrainingConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> list[str]:
         """Return every problem with this config (empty list when valid). Never raises."""
-        p: list[str] = []
+        from core.config_checks import config_problems
 
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                p.append(msg)
-
-        need(
-            bool(self.model_name_or_path.strip()),
-            "model_name_or_path: empty; give a hub id or a model folder.",
-        )
-        need(
-            self.dataset_format in DATASET_FORMATS,
-            f"dataset_format: {self.dataset_format!r} is not one of {DATASET_FORMATS}.",
-        )
-        need(bool(self.output_dir.strip()), "output_dir: empty; give a folder for run folders.")
-        need(
-            self.bnb_4bit_quant_type in QUANT_TYPES,
-            f"bnb_4bit_quant_type: {self.bnb_4bit_quant_type!r} is not one of {QUANT_TYPES}.",
-        )
-        need(
-            self.bnb_4bit_compute_dtype in COMPUTE_DTYPES,
-            f"bnb_4bit_compute_dtype: {self.bnb_4bit_compute_dtype!r} is not one of {COMPUTE_DTYPES}.",
-        )
-        need(self.dtype in DTYPES, f"dtype: {self.dtype!r} is not one of {DTYPES}.")
-        need(
-            1 <= self.lora_r <= 1024,
-            f"lora_r: {self.lora_r} must be between 1 and 1024 (the seed suggests 4-64).",
-        )
-        need(1 <= self.lora_alpha <= 4096, f"lora_alpha: {self.lora_alpha} must be between 1 and 4096.")
-        need(0.0 <= self.lora_dropout < 1.0, f"lora_dropout: {self.lora_dropout} must be in [0, 1).")
-        need(
-            all(isinstance(m, str) and m.strip() for m in self.lora_target_modules),
-            f"lora_target_modules: {list(self.lora_target_modules)} must be non-empty module names.",
-        )
-        need(
-            math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1.0,
-            f"learning_rate: {self.learning_rate} must be in (0, 1]; LoRA usually uses 1e-4..3e-4.",
-        )
-        need(
-            math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0,
-            f"num_train_epochs: {self.num_train_epochs} must be > 0.",
-        )
-        need(
-            self.max_steps == -1 or self.max_steps >= 1,
-            f"max_steps: {self.max_steps} must be -1 (use epochs) or >= 1.",
-        )
-        need(
-            1 <= self.per_device_train_batch_size <= 1024,
-            f"per_device_train_batch_size: {self.per_device_train_batch_size} must be between 1 and 1024.",
-        )
-        need(
-            1 <= self.gradient_accumulation_steps <= 1024,
-            f"gradient_accumulation_steps: {self.gradient_accumulation_steps} must be between 1 and 1024.",
-        )
-        need(
-            16 <= self.max_length <= 131072,
-            f"max_length: {self.max_length} must be between 16 and 131072 tokens.",
-        )
-        need(self.warmup_steps >= 0, f"warmup_steps: {self.warmup_steps} must be >= 0.")
-        need(
-            self.lr_scheduler_type in SCHEDULERS,
-            f"lr_scheduler_type: {self.lr_scheduler_type!r} is not one of {SCHEDULERS}.",
-        )
-        need(self.logging_steps >= 1, f"logging_steps: {self.logging_steps} must be >= 1.")
-        need(
-            not (self.load_in_4bit and self.load_in_8bit),
-            "load_in_4bit / load_in_8bit: choose one quantized base, not both.",
-        )
-        need(self.optim in OPTIMIZERS, f"optim: {self.optim!r} is not one of {OPTIMIZERS}.")
-        need(0 <= self.monitor_rows <= 256, f"monitor_rows: {self.monitor_rows} must be between 0 and 256.")
-        need(0 <= self.seed < 2**32, f"seed: {self.seed} must be in [0, 2**32).")
-        need(
-            0.0 <= self.validation_split < 0.5
-            or (self.validation_split >= 1 and float(self.validation_split).is_integer()),
-            f"validation_split: {self.validation_split} must be a fraction in [0, 0.5) or a whole count >= 1.",
-        )
-        return p
+        return config_problems(self)
 
     # ------------------------------------------------------------------ conversion
     @property

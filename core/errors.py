@@ -33,3 +33,7 @@ class JobBusyError(StudioError):
 
 class ExportError(StudioError):
     """An export failed or did not verify; the message gives the measured numbers."""
+
+
+class TrainingFailed(StudioError):
+    """A run ended without a usable adapter (diverged, stuck at zero loss, unmoved LoRA B); nothing was saved."""

@@ -269,7 +269,12 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
 
 
 def load_model_for_training(
-    cfg: TrainingConfig, path: str, device: str, dtype_name: str, target_modules: tuple[str, ...]
+    cfg: TrainingConfig,
+    path: str,
+    device: str,
+    dtype_name: str,
+    target_modules: tuple[str, ...],
+    attn_implementation: str = "sdpa",
 ) -> PeftModel:
     """Load the base (16/32-bit, or 4-bit for QLoRA), prepare it, and wrap it in a fresh LoRA adapter.
 
@@ -279,6 +284,7 @@ def load_model_for_training(
         device: "cuda" or "cpu".
         dtype_name: weights dtype for LoRA ("bfloat16", "float16", "float32").
         target_modules: Linear leaf names to adapt.
+        attn_implementation: transformers attention kernel name (see core.engine.plan_engine).
 
     Returns:
         A ``peft.PeftModel`` whose only trainable parameters are the LoRA A and B matrices.
@@ -287,7 +293,7 @@ def load_model_for_training(
     from transformers import AutoModelForCausalLM
 
     quant = get_quantization_config(cfg)
-    kwargs: dict[str, Any] = {"device_map": {"": device}}
+    kwargs: dict[str, Any] = {"device_map": {"": device}, "attn_implementation": attn_implementation}
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["dtype"] = getattr(torch, cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else dtype_name)
@@ -301,14 +307,28 @@ def load_model_for_training(
 
 
 def prepare_for_training(
-    model: Any, cfg: TrainingConfig, target_modules: tuple[str, ...], quantized: bool
+    model: Any,
+    cfg: TrainingConfig,
+    target_modules: tuple[str, ...],
+    quantized: bool,
+    upcast_non_quantized: bool = False,
 ) -> PeftModel:
-    """Ready a loaded base for LoRA: no KV cache, k-bit preparation (QLoRA) or gradient checkpointing, then a fresh
-    adapter. Split from loading so benchmarks can prepare models built from a config in the same way."""
+    """Ready a loaded base for LoRA: no KV cache, frozen base, gradient checkpointing if set, then a fresh adapter.
+
+    A quantized base keeps its norms and embeddings in the compute dtype; ``upcast_non_quantized=True`` runs peft's
+    ``prepare_model_for_kbit_training`` instead, which upcasts them to fp32 (the seed recipe, 26.7.3: the engine's
+    benchmark baseline; bench/RESULTS.md compares the loss curves). Split from loading so benchmarks can prepare
+    models built from a config in the same way."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     model.config.use_cache = False
-    if quantized:
+    if quantized and not upcast_non_quantized:
+        for param in model.parameters():
+            param.requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+    elif quantized:
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=cfg.gradient_checkpointing,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +65,215 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------- the runs list
+INTERRUPTED = "interrupted"  # a run folder without result.json and no live job writing to it
+RUN_FILES = ("config.json", "result.json", "metrics.jsonl")
+_STAMP = re.compile(r"(\d{8}-\d{6})")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run folder as the Runs table shows it; every field is None when its file is missing or unreadable.
+
+    Attributes:
+        name / path: the folder's name and its absolute path.
+        started_at: start time in seconds since the epoch (result.json's started_at, else the folder name's
+            YYYYmmdd-HHMMSS stamp in local time, else the modification time of config.json or the folder).
+        status: completed, stopped or failed (result.json); the live job's status for the folder it is writing;
+            "interrupted" when result.json is missing and no job is writing (app killed, machine restarted);
+            "unreadable: <file>: <reason>" when config.json or result.json exists but is not a JSON object.
+        steps: optimizer steps done (result.json, else the last step in metrics.jsonl).
+        final_loss: result.json's final_loss, else the last training loss in metrics.jsonl.
+        method: "lora", "lora8" or "qlora" (the rule of TrainingConfig.method), from config.json.
+        model_name_or_path / lora_r / lora_alpha / learning_rate: from config.json.
+        estimate_gib / device: the VRAM estimate (GiB) and "cuda" / "cpu" (result.json, written at the end).
+        problems: everything that could not be read, e.g. "config.json missing", "metrics.jsonl: 1 unreadable line
+            skipped (line 7: ...)"; unreadable metrics lines do not change the status.
+    """
+
+    name: str
+    path: str
+    started_at: float
+    status: str
+    steps: int | None = None
+    final_loss: float | None = None
+    method: str | None = None
+    model_name_or_path: str | None = None
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+    learning_rate: float | None = None
+    estimate_gib: float | None = None
+    device: str | None = None
+    problems: tuple[str, ...] = ()
+
+
+def _read_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(data, None) for a JSON object file, (None, None) when it is missing, (None, "<file>: reason") otherwise."""
+    if not path.exists():
+        return None, None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError covers JSONDecodeError and UnicodeDecodeError
+        return None, f"{path.name}: {exc}"
+    if not isinstance(data, dict):
+        return None, f"{path.name}: not a JSON object ({type(data).__name__})"
+    return data, None
+
+
+def _number(value: Any) -> float | None:
+    """A real JSON number (not a bool) as float, else None."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _integer(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def read_metrics_tolerant(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Like read_metrics, but skips lines that are not JSON objects (a line torn by a crash) instead of raising.
+
+    Returns:
+        (rows, problems): the readable rows in file order, and at most one sentence describing the skipped lines
+        or the read error ([] when all is well or the file is missing).
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return [], []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError) as exc:
+        return [], [f"metrics.jsonl: {exc}"]
+    rows: list[dict[str, Any]] = []
+    bad: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            bad.append(f"line {number}: {exc}")
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(f"line {number}: not a JSON object")
+    if not bad:
+        return rows, []
+    noun = "line" if len(bad) == 1 else "lines"
+    return rows, [f"metrics.jsonl: {len(bad)} unreadable {noun} skipped ({bad[0]})"]
+
+
+def _started_at(run_dir: Path, result: dict[str, Any] | None) -> float:
+    """Start time (epoch seconds): result.json, the folder-name stamp, config.json's or the folder's mtime."""
+    recorded = _number((result or {}).get("started_at"))
+    if recorded is not None:
+        return recorded
+    match = _STAMP.search(run_dir.name)
+    if match:
+        try:
+            return time.mktime(time.strptime(match.group(1), "%Y%m%d-%H%M%S"))
+        except (ValueError, OverflowError):
+            pass
+    for candidate in (run_dir / "config.json", run_dir):
+        try:
+            return candidate.stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+def read_run(run_dir: str | Path, live_status: str | None = None) -> RunSummary:
+    """Summarise one run folder from config.json, result.json and metrics.jsonl; never raises for bad files.
+
+    Args:
+        run_dir: the run folder.
+        live_status: the status of the job currently writing to this folder (e.g. "training"), or None when no
+            live job writes to it. Used only while result.json does not exist yet.
+    """
+    folder = Path(run_dir).expanduser().resolve()
+    problems: list[str] = []
+    config, config_problem = _read_object(folder / "config.json")
+    result, result_problem = _read_object(folder / "result.json")
+    if config is None and config_problem is None:
+        problems.append("config.json missing")
+    problems += [p for p in (config_problem, result_problem) if p]
+    rows, metrics_problems = read_metrics_tolerant(folder)
+    problems += metrics_problems
+
+    unreadable = result_problem or config_problem
+    if unreadable:
+        status = f"unreadable: {unreadable}"
+    elif result is not None:
+        status = str(result.get("status") or "unknown")
+    else:
+        status = live_status or INTERRUPTED
+    logged_steps = [s for s in (_integer(r.get("step")) for r in rows) if s is not None]
+    logged_losses = [x for x in (_number(r.get("loss")) for r in rows) if x is not None]
+    steps = _integer(result.get("steps")) if result else None
+    if steps is None and logged_steps:
+        steps = logged_steps[-1]
+    final_loss = (
+        _number(result.get("final_loss")) if result else (logged_losses[-1] if logged_losses else None)
+    )
+    cfg = config or {}
+    res = result or {}
+    method = None
+    if config is not None:  # the rule of TrainingConfig.method, without validating an old or edited config
+        method = "qlora" if cfg.get("load_in_4bit") else "lora8" if cfg.get("load_in_8bit") else "lora"
+    model = cfg.get("model_name_or_path")
+    device = res.get("device")
+    return RunSummary(
+        name=folder.name,
+        path=str(folder),
+        started_at=_started_at(folder, result),
+        status=status,
+        steps=steps,
+        final_loss=final_loss,
+        method=method,
+        model_name_or_path=model if isinstance(model, str) else None,
+        lora_r=_integer(cfg.get("lora_r")),
+        lora_alpha=_integer(cfg.get("lora_alpha")),
+        learning_rate=_number(cfg.get("learning_rate")),
+        estimate_gib=_number(res.get("estimate_gib")),
+        device=device if isinstance(device, str) else None,
+        problems=tuple(problems),
+    )
+
+
+def list_runs(
+    output_dir: str | Path, active_run_dir: str | Path | None = None, active_status: str = "training"
+) -> list[RunSummary]:
+    """Every run folder under ``output_dir``, newest first (by started_at, then name).
+
+    A run folder is a sub-folder, not hidden (staging folders start with "."), that holds config.json,
+    result.json or metrics.jsonl, or whose name starts with "run-" (a run killed before config.json was written).
+    Missing or corrupt files never raise; they show in RunSummary.status / problems.
+
+    Args:
+        output_dir: the runs folder (TrainingConfig.output_dir); [] when it does not exist or cannot be listed.
+        active_run_dir: the folder of the job that is running now, if any; it is reported with ``active_status``
+            instead of "interrupted" until its result.json appears.
+        active_status: the live job's status (JobSnapshot.status).
+    """
+    base = Path(output_dir or "runs").expanduser().resolve()
+    active = Path(active_run_dir).expanduser().resolve() if active_run_dir else None
+    try:
+        children = sorted(base.iterdir()) if base.is_dir() else []
+    except OSError:
+        return []
+    summaries = []
+    for child in children:
+        try:
+            is_run = (
+                child.is_dir()
+                and not child.name.startswith(".")
+                and (child.name.startswith("run-") or any((child / f).exists() for f in RUN_FILES))
+            )
+        except OSError:
+            continue
+        if is_run:
+            summaries.append(read_run(child, active_status if child == active else None))
+    return sorted(summaries, key=lambda s: (s.started_at, s.name), reverse=True)

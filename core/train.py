@@ -9,16 +9,21 @@ import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import TrainingConfig
 from core.data import DatasetReport, load_dataset_report, split_train_eval
-from core.errors import ConfigError, DataError, StudioError
+from core.engine import EnginePlan
+from core.errors import ConfigError, DataError, TrainingFailed
 from core.events import Finished, LogLine
 from core.hardware import resolve_dtype
+from core.health import ZERO_LOSS_LOGS
 from core.runs import publish_dir, staging_dir
 from core.tokenization import tokenize_report
 from core.vram import estimate_vram
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
 
 log = logging.getLogger(__name__)
 # transformers 5.x renames gradient_checkpointing -> activation_checkpointing; peft still calls the old name.
@@ -46,9 +51,11 @@ def run_training(
         Anything else the libraries raise (out of memory, ...) propagates to the job, which reports it.
     """
     import torch
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import Trainer
 
     from core.callbacks import StudioCallback
+    from core.engine import make_collator, plan_engine
+    from core.health import preflight, require_healthy_adapter
     from core.model import (
         inspect_model,
         load_model_for_training,
@@ -100,16 +107,36 @@ def run_training(
                 "use float32 or bfloat16 on the CPU."
             ]
         )
+    checkpoint = resolve_checkpoint(cfg.resume_from_checkpoint) if cfg.resume_from_checkpoint else None
+    gpu_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if has_cuda else None
+    try:
+        plan = plan_engine(cfg, spec, has_cuda, gpu_gib, [len(f["input_ids"]) for f in features])
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    for note in plan.notes:
+        publish(LogLine(note))
+    cfg = plan.apply(cfg)
+    if checkpoint:
+        check_resume_compatible(checkpoint, cfg, targets)
     publish(
         LogLine(
             f"Loading {spec.architecture} on {device} ({'4-bit ' + cfg.bnb_4bit_quant_type if cfg.load_in_4bit else dtype_name})"
         )
     )
-    model = load_model_for_training(cfg, path, device, dtype_name, targets)
-    estimate = estimate_vram(spec, cfg, cfg.method)
+    model = load_model_for_training(cfg, path, device, dtype_name, targets, plan.attn_implementation)
+    estimate = estimate_vram(
+        spec, cfg, cfg.method, fused_loss=plan.use_liger_kernel, upcast_non_quantized=False
+    )
     if has_cuda:
         torch.cuda.reset_peak_memory_stats()
     trainable, total = model.get_nb_trainable_parameters()  # type: ignore[operator]  # PeftModel method
+    supervised, per_module = preflight(features, model, targets)
+    publish(
+        LogLine(
+            f"Supervised tokens: {supervised:,}. Trainable per module: "
+            + ", ".join(f"{name} {count:,}" for name, count in per_module.items())
+        )
+    )
     publish(
         {
             "trainable_params": trainable,
@@ -120,6 +147,14 @@ def run_training(
             "target_modules": list(targets),
             "lora_scaling": cfg.lora_scaling,
             "estimate_gib": estimate.total_gib,
+            "supervised_tokens": supervised,
+            "trainable_by_module": per_module,
+            "seed": cfg.seed,
+            "engine": list(plan.notes),
+            "per_device_train_batch_size": cfg.per_device_train_batch_size,
+            "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+            "gradient_checkpointing": cfg.gradient_checkpointing,
+            "resumed_from": str(checkpoint) if checkpoint else None,
         }
     )
     publish(
@@ -146,36 +181,10 @@ def run_training(
     )
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.num_train_epochs)
 
-    args = TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        warmup_steps=cfg.warmup_steps,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        optim=cfg.optim,
-        logging_steps=cfg.logging_steps,
-        eval_strategy="steps" if eval_sets else "no",
-        eval_steps=max(1, round(total_steps / 5)) if eval_sets else None,
-        eval_on_start=bool(eval_sets),
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=has_cuda and compute == "bfloat16",
-        fp16=has_cuda and compute == "float16",
-        use_cpu=not has_cuda,
-        save_strategy="no",
-        report_to=[],
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-        include_num_input_tokens_seen="non_padding",  # logs num_input_tokens_seen -> tokens/s in the UI
+    args = training_arguments(
+        cfg, plan, run_dir / "checkpoints", has_cuda, compute, bool(eval_sets), total_steps
     )
-    collator = DataCollatorForSeq2Seq(
-        tokenizer, padding=True, label_pad_token_id=-100, pad_to_multiple_of=8 if has_cuda else None
-    )
+    collator = make_collator(tokenizer, plan.packing, has_cuda)
     callback = StudioCallback(publish, stop_event)
     trainer = Trainer(
         model=model,
@@ -187,12 +196,22 @@ def run_training(
     )
     try:
         publish(LogLine("Training started"))
-        result = trainer.train()
+        if checkpoint:
+            publish(LogLine(f"Resuming from {checkpoint}"))
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         if callback.diverged_at is not None:
-            raise StudioError(
+            raise TrainingFailed(
                 f"Training diverged: the loss or gradient became NaN/inf at step {callback.diverged_at}, so the "
-                f"adapter was not saved. Lower learning_rate (now {cfg.learning_rate:g}) or use bfloat16/float32."
+                f"adapter was not saved. Lower learning_rate (now {cfg.learning_rate:g})"
+                + (" or use bfloat16 instead of float16." if compute == "float16" else ".")
             )
+        if callback.stuck_at is not None:
+            raise TrainingFailed(
+                f"Training loss was exactly 0 for {ZERO_LOSS_LOGS} logs in a row (step {callback.stuck_at}): "
+                "nothing is being learned (labels masked or a broken loss). The adapter was not saved. Check the "
+                "Data tab's label preview and completion_only_loss."
+            )
+        require_healthy_adapter(model, cfg.learning_rate)
         status = "stopped" if stop_event.is_set() else "completed"
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         final_loss = losses[-1] if losses else result.training_loss
@@ -209,6 +228,109 @@ def run_training(
         gc.collect()
         if has_cuda:
             torch.cuda.empty_cache()
+
+
+def training_arguments(
+    cfg: TrainingConfig,
+    plan: EnginePlan,
+    output_dir: Path,
+    has_cuda: bool,
+    compute: str,
+    has_eval: bool,
+    total_steps: int,
+) -> TrainingArguments:
+    """The Trainer arguments of a run (shared with bench/throughput.py, so the benchmark times the product).
+
+    Args:
+        cfg: the run's config after ``plan.apply``; plan: core.engine.plan_engine's decisions; output_dir: where
+        checkpoints go; compute: compute dtype name; has_eval: evaluation sets exist; total_steps: optimizer steps.
+    """
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        optim=cfg.optim,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=max(1, round(total_steps / 5)) if has_eval else None,
+        eval_on_start=has_eval,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=has_cuda and compute == "bfloat16",
+        fp16=has_cuda and compute == "float16",
+        use_cpu=not has_cuda,
+        save_strategy="steps" if cfg.save_steps > 0 else "no",
+        save_steps=cfg.save_steps if cfg.save_steps > 0 else 500,
+        save_total_limit=3,  # keep the last three checkpoints of this run (older ones are rotated out)
+        use_liger_kernel=plan.use_liger_kernel,
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        # logs num_input_tokens_seen -> tokens/s in the UI (packed rows have no padding to leave out)
+        include_num_input_tokens_seen="all" if plan.packing else "non_padding",
+    )
+
+
+def resolve_checkpoint(path: str) -> Path:
+    """The checkpoint folder to resume from: ``path`` itself (it holds trainer_state.json), or the highest
+    ``checkpoint-N`` in ``path`` or ``path/checkpoints`` (a run folder).
+
+    Raises:
+        ConfigError: no checkpoint there, with what was looked for.
+    """
+    folder = Path(path).expanduser()
+    if (folder / "trainer_state.json").is_file():
+        return folder
+    for parent in (folder / "checkpoints", folder):
+        found = [
+            c
+            for c in parent.glob("checkpoint-*")
+            if c.name.split("-")[-1].isdigit() and (c / "trainer_state.json").is_file()
+        ]
+        if found:
+            return max(found, key=lambda c: int(c.name.split("-")[-1]))
+    raise ConfigError(
+        [
+            f"resume_from_checkpoint: no checkpoint in {str(folder)!r} (looked for trainer_state.json and "
+            "checkpoints/checkpoint-N); pick a run folder that saved one (save_steps > 0)."
+        ]
+    )
+
+
+def check_resume_compatible(checkpoint: Path, cfg: TrainingConfig, targets: tuple[str, ...]) -> None:
+    """Raise ConfigError when the checkpoint's adapter (adapter_config.json) differs from cfg in rank, alpha or
+    target modules: its optimizer state and weights would not fit the new adapter."""
+    import json
+
+    path = checkpoint / "adapter_config.json"
+    if not path.is_file():
+        raise ConfigError(
+            [f"resume_from_checkpoint: {checkpoint} has no adapter_config.json (not a LoRA run)."]
+        )
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    problems = []
+    if saved.get("r") != cfg.lora_r:
+        problems.append(f"lora_r: the checkpoint has r={saved.get('r')}, this config {cfg.lora_r}.")
+    if saved.get("lora_alpha") != cfg.lora_alpha:
+        problems.append(
+            f"lora_alpha: the checkpoint has {saved.get('lora_alpha')}, this config {cfg.lora_alpha}."
+        )
+    if sorted(saved.get("target_modules") or []) != sorted(targets):
+        problems.append(
+            f"lora_target_modules: the checkpoint adapts {sorted(saved.get('target_modules') or [])}, this "
+            f"config {sorted(targets)}."
+        )
+    if problems:
+        raise ConfigError([*problems, "Resume with the settings of the run that saved the checkpoint."])
 
 
 def load_report_for(cfg: TrainingConfig) -> DatasetReport:

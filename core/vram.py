@@ -58,6 +58,9 @@ LORA8_CHECKPOINT_KEPT = 0.3
 # counted at 4 bytes (SmolLM2-135M, max_length 1024, batch 4, H200; bench/RESULTS.md). One measurement: float32
 # training on a GPU is rare (bf16 or fp16 is the default wherever CUDA exists).
 FP32_ACTIVATION_FACTOR = 1.35
+# Liger-Kernel's LigerFusedLinearCrossEntropyLoss processes the tokens in chunks of about
+# 2^ceil(log2(ceil(tokens / ceil(vocab / hidden)))) rows; 4096 is a conservative bound for 7B-class shapes.
+LIGER_CHUNK_TOKENS = 4096
 HEADROOM = 0.90  # recommend a method only if it uses at most 90% of the GPU
 
 
@@ -123,7 +126,13 @@ def _targets(spec: ModelSpec, cfg: TrainingConfig) -> tuple[str, ...]:
     return cfg.lora_target_modules or default_target_modules(spec.model_type, spec.linear_names)
 
 
-def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEstimate:
+def estimate_vram(
+    spec: ModelSpec,
+    cfg: TrainingConfig,
+    method: str,
+    fused_loss: bool = False,
+    upcast_non_quantized: bool = True,
+) -> VramEstimate:
     """Estimate peak GPU memory of training ``spec`` with ``cfg`` using ``method``.
 
     Args:
@@ -133,6 +142,10 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
             activations; bfloat16, float16 and GPU "auto" cost the same) and packing (padding-free rows are full, so
             the worst case is the usual case). gradient_accumulation_steps does not change the peak.
         method: "full" (all weights, bf16 + AdamW in bf16), "lora" (bf16 base) or "qlora" (NF4 base).
+        fused_loss: Liger-Kernel's fused linear + cross-entropy (never materialises the logits; the engine uses
+            it on CUDA when installed). The default (False) is the calibrated, plain-PyTorch path.
+        upcast_non_quantized: k-bit bases keep non-quantized weights in fp32 (peft's
+            prepare_model_for_kbit_training, the calibrated default); False = the engine's 16-bit norms/embeddings.
 
     Returns:
         VramEstimate with components in GiB.
@@ -188,7 +201,8 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
             scale = NF4_DQ_SCALE_BYTES if cfg.bnb_4bit_use_double_quant else NF4_SCALE_BYTES
             # peft.prepare_model_for_kbit_training upcasts every non-quantized parameter (embeddings, norms,
             # lm_head) to fp32, which dominates small models with large vocabularies.
-            c["weights"] = packed * (NF4_BYTES + scale) + (n - packed) * FP32_BYTES
+            rest = FP32_BYTES if upcast_non_quantized else BF16_BYTES
+            c["weights"] = packed * (NF4_BYTES + scale) + (n - packed) * rest
             notes.append(
                 f"NF4 base: {packed / 1e6:,.1f} M packed linear weights at "
                 f"{(NF4_BYTES + scale) * 8:.3f} bit; {(n - packed) / 1e6:,.1f} M others upcast to fp32."
@@ -214,6 +228,13 @@ def estimate_vram(spec: ModelSpec, cfg: TrainingConfig, method: str) -> VramEsti
         c["activations"] = tokens * spec.num_hidden_layers * per_layer
     # float32 logits replace the 2-byte bf16 ones (the fp32 upcast then aliases them): +2 bytes.
     c["logits / loss"] = tokens * spec.vocab_size * (LOGITS_BYTES + (elem - BF16_BYTES))
+    if fused_loss:
+        # Liger's fused linear cross-entropy computes the loss in chunks; what stays is about an fp32 gradient of
+        # the final hidden states plus one chunk (LIGER_CHUNK_TOKENS tokens) of fp32 logits.
+        c["logits / loss"] = (
+            tokens * spec.hidden_size * FP32_BYTES
+            + min(tokens, LIGER_CHUNK_TOKENS) * spec.vocab_size * FP32_BYTES * 2
+        )
     subtotal = sum(c.values())
     c["allocator overhead"] = (
         subtotal * ALLOCATOR_OVERHEAD[cfg.gradient_checkpointing] + ALLOCATOR_FIXED_GIB * GIB

@@ -13,9 +13,10 @@ from core.model import target_modules_for
 from core.modelspec import ModelSpec
 from core.presets import default_target_modules
 from core.train import load_report_for
+from ui.charts import training_figure
 from ui.forms import ConfigForm
-from ui.tabs import data_tab, estimate_tab, export_tab, model_tab, train_tab
-from ui.views import lora_math_markdown, loss_figure, status_markdown
+from ui.tabs import data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_tab
+from ui.views import lora_math_markdown, status_markdown
 
 TITLE = "LoRA Studio"
 INTRO = (
@@ -48,6 +49,8 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
                 t = train_tab.render(form)
             with gr.Tab("5. Export") as export_page:
                 x = export_tab.render()
+            with gr.Tab("6. Runs") as runs_page:
+                r = runs_tab.render()
 
         # ---- model facts -> state, target module choices
         load_outputs = [spec_state, m["facts"], t["targets"], form.components["learning_rate"]]
@@ -150,7 +153,11 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
         def poll(seen: int) -> tuple[Any, ...]:
             snap = job.snapshot()
             n = len(snap.history)
-            figure = loss_figure(snap.history) if n != seen or seen == -1 else gr.update()
+            figure = (
+                training_figure(snap.history, snap.info.get("estimate_gib"), snap.info.get("device"))
+                if n != seen or seen == -1
+                else gr.update()
+            )
             return (
                 status_markdown(snap),
                 figure,
@@ -195,6 +202,18 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
         )
+
+        # ---- runs list (read from disk, so an app restart still shows past runs)
+        def refresh_run_table(output_dir: str) -> tuple[Any, str]:
+            snap = job.snapshot()
+            return runs_tab.runs_table(output_dir, snap.run_dir or None, snap.status)
+
+        runs_outputs = [r["table"], r["caption"]]
+        r["refresh"].click(
+            refresh_run_table, form.components["output_dir"], runs_outputs, api_name="list_runs"
+        )
+        for trigger in (demo.load, runs_page.select):
+            trigger(refresh_run_table, form.components["output_dir"], runs_outputs, api_visibility="private")
     demo.form = form  # type: ignore[attr-defined]  # exposed for tests: the field -> component mapping
     return demo
 

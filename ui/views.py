@@ -1,23 +1,22 @@
-"""Pure formatters: engine objects in, text / tables / plotly figures out. No gradio import, no side effects."""
+"""Pure formatters: engine objects in, text / tables / plotly figures out. No gradio import, no side effects.
+
+The training charts are in ui.charts."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from core.config import TrainingConfig
 from core.events import JobSnapshot
 from core.modelspec import ModelSpec
+from core.runs import RunSummary
 from core.vram import VramEstimate
 
 if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
-SMOOTHING = 5  # steps in the moving average of the per-batch loss
-EVAL_SERIES = {
-    "eval_train_sample_loss": "loss on fixed training rows",
-    "eval_validation_loss": "validation loss",
-}
 METHOD_LABELS = {"full": "Full", "lora": "LoRA", "lora8": "LoRA 8-bit", "qlora": "QLoRA"}
 
 
@@ -158,41 +157,6 @@ def token_length_figure(lengths: list[int], max_length: int) -> go.Figure:
     return fig
 
 
-def loss_figure(history: tuple[dict[str, float], ...] | list[dict[str, float]]) -> go.Figure:
-    """Training loss per step (with a moving average) and eval loss when present."""
-    import plotly.graph_objects as go
-
-    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    fig = go.Figure()
-    if train:
-        steps, losses = zip(*train)
-        fig.add_scatter(x=steps, y=losses, mode="lines+markers", name="train loss (each batch)", opacity=0.45)
-        smooth = [
-            sum(losses[max(0, i - SMOOTHING + 1) : i + 1]) / len(losses[max(0, i - SMOOTHING + 1) : i + 1])
-            for i in range(len(losses))
-        ]
-        fig.add_scatter(
-            x=steps, y=smooth, mode="lines", name=f"moving average ({SMOOTHING} steps)", line={"width": 3}
-        )
-    for key, label in EVAL_SERIES.items():
-        points = [(h["step"], h[key]) for h in history if key in h]
-        if points:
-            steps, losses = zip(*points)
-            fig.add_scatter(
-                x=steps, y=losses, mode="lines+markers", name=label, line={"width": 3, "dash": "dot"}
-            )
-    fig.update_xaxes(rangemode="tozero")
-    fig.update_yaxes(rangemode="tozero")
-    fig.update_layout(
-        xaxis_title="optimizer step",
-        yaxis_title="loss",
-        height=360,
-        margin={"l": 40, "r": 20, "t": 30, "b": 40},
-        title=None if train else "The loss appears here once training logs its first step",
-    )
-    return fig
-
-
 def status_markdown(snap: JobSnapshot) -> str:
     """Status line with progress, ETA and latest loss."""
     if snap.status == "idle":
@@ -225,3 +189,58 @@ def status_markdown(snap: JobSnapshot) -> str:
             f"trainable {fmt_count(info['trainable_params'])} on {info.get('device')} ({info.get('dtype')})"
         )
     return " · ".join(parts) + f"\n\n{snap.message}\n\nRun folder: `{snap.run_dir}`"
+
+
+RUN_COLUMNS = [
+    "run",
+    "started",
+    "status",
+    "steps",
+    "final loss",
+    "method",
+    "model",
+    "r / alpha",
+    "learning rate",
+    "notes",
+    "folder",
+]
+
+
+def runs_frame(runs: list[RunSummary]) -> pd.DataFrame:
+    """The Runs table: one row per run (newest first as given), columns RUN_COLUMNS; "" where a value is unknown.
+
+    started is local time (YYYY-mm-dd HH:MM:SS); final loss has 4 decimals; notes lists what could not be read
+    (beyond the file an "unreadable: ..." status already names).
+    """
+    import pandas as pd
+
+    def cell(value: Any, fmt: str = "{}") -> str:
+        return "" if value is None else fmt.format(value)
+
+    rows = [
+        [
+            r.name,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at)),
+            r.status,
+            cell(r.steps),
+            cell(r.final_loss, "{:.4f}"),
+            METHOD_LABELS.get(r.method, r.method) if r.method else "",
+            cell(r.model_name_or_path),
+            f"{cell(r.lora_r, '{}')} / {cell(r.lora_alpha)}" if r.lora_r or r.lora_alpha else "",
+            cell(r.learning_rate, "{:g}"),
+            "; ".join(p for p in r.problems if p not in r.status),  # the status already names one
+            r.path,
+        ]
+        for r in runs
+    ]
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def run_markdown(run: RunSummary) -> str:
+    """A few lines about one run under the Runs table: folder, status, steps, final loss and any problems."""
+    loss = f", final loss {run.final_loss:.4f}" if run.final_loss is not None else ""
+    steps = f" after {run.steps} steps" if run.steps is not None else ""
+    text = f"**{run.name}**: {run.status}{steps}{loss}.\n\nFolder: `{run.path}`"
+    if run.problems:
+        text += "\n\nCould not read: " + "; ".join(run.problems)
+    return text

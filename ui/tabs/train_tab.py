@@ -1,4 +1,4 @@
-"""Train tab: LoRA / QLoRA settings with live parameter arithmetic, Start / Stop, live loss chart."""
+"""Train tab: LoRA / QLoRA settings with live parameter arithmetic, Start / Stop, live training charts."""
 
 from __future__ import annotations
 
@@ -219,7 +219,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
         start = gr.Button("Start training", variant="primary")
         stop = gr.Button("Stop", variant="stop", interactive=False)
     status = gr.Markdown("No training has run in this session.")
-    loss = gr.Plot(label="Loss")
+    loss = gr.Plot(label="Training charts")
     logs = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
     timer = gr.Timer(1.0)
     return {
