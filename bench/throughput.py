@@ -38,7 +38,6 @@ from core.config import TrainingConfig  # noqa: E402
 from core.engine import make_collator, plan_engine  # noqa: E402
 from core.model import (  # noqa: E402
     embedded_model_path,
-    get_peft_config,
     get_quantization_config,
     inspect_model,
     load_model_for_training,
@@ -118,13 +117,19 @@ def run_side(side: str, cfg: TrainingConfig, folder: Path, rows: list[dict], dev
     if side == "baseline":
         from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq
 
-        kwargs: dict = {"dtype": getattr(torch, dtype), "device_map": {"": device}, "attn_implementation": "sdpa"}
+        kwargs: dict = {
+            "dtype": getattr(torch, dtype),
+            "device_map": {"": device},
+            "attn_implementation": "sdpa",
+        }
         if quantized:
             kwargs["quantization_config"] = get_quantization_config(cfg)
         base = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
         model = prepare_for_training(base, cfg, targets, quantized=quantized, upcast_non_quantized=True)
         plan = plan_engine(
-            cfg.replace(packing=False, use_liger_kernel=False, auto_micro_batch=False, attn_implementation="sdpa"),
+            cfg.replace(
+                packing=False, use_liger_kernel=False, auto_micro_batch=False, attn_implementation="sdpa"
+            ),
             spec,
             has_cuda,
             None,
@@ -189,7 +194,9 @@ def run_side(side: str, cfg: TrainingConfig, folder: Path, rows: list[dict], dev
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     p.add_argument("--arch", default="Llama-2-7B", help="a bench/vram_accuracy.py ARCHS name, or 'embedded'")
     p.add_argument("--method", choices=["qlora", "lora"], default="qlora")
     p.add_argument("--regimes", nargs="+", default=["A", "B"])
@@ -199,6 +206,13 @@ def main() -> None:
     p.add_argument("--rows-per-step", type=int, default=ROWS_PER_STEP)
     p.add_argument("--max-length", type=int, default=2048)
     p.add_argument("--micro-batch", type=int, default=4, help="the baseline's per_device_train_batch_size")
+    p.add_argument(
+        "--ours-micro-batch",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run ours at these fixed micro-batches",
+    )
     p.add_argument("--json", default=None)
     a = p.parse_args()
     if a.device == "cpu":
@@ -224,7 +238,9 @@ def main() -> None:
             save_steps=0,
             seed=0,
         )
-        order = ["baseline", "ours", "ours", "baseline"] * a.repeats if a.repeats > 1 else ["baseline", "ours"]
+        order = (
+            ["baseline", "ours", "ours", "baseline"] * a.repeats if a.repeats > 1 else ["baseline", "ours"]
+        )
         sides: dict[str, list[dict]] = {"baseline": [], "ours": []}
         for side in order:
             r = run_side(side, cfg, folder, rows, a.device, a.steps)
@@ -232,12 +248,31 @@ def main() -> None:
             sides[side].append(r)
             results.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "losses"}), flush=True)
+        for k in a.ours_micro_batch:  # the sizing's alternatives, for the record
+            fixed = cfg.replace(
+                auto_micro_batch=False,
+                per_device_train_batch_size=k,
+                gradient_accumulation_steps=a.rows_per_step // k,
+            )
+            r = run_side("ours", fixed, folder, rows, a.device, a.steps)
+            r["regime"], r["forced_micro_batch"] = regime, k
+            results.append(r)
+            base_alloc = sides["baseline"][0]["peak_allocated_gib"]
+            print(
+                f"ours at micro-batch {k} x {a.rows_per_step // k}: {r['tokens_per_s']:,.0f} tokens/s "
+                f"({r['tokens_per_s'] / sides['baseline'][0]['tokens_per_s']:.2f}x), peak allocated "
+                f"{r['peak_allocated_gib'] or 0:.2f} GiB"
+                + (f" ({r['peak_allocated_gib'] / base_alloc:.2f}x)" if base_alloc else ""),
+                flush=True,
+            )
         base, ours = sides["baseline"], sides["ours"]
         rate_b = statistics.median(r["tokens_per_s"] for r in base)
         rate_o = statistics.median(r["tokens_per_s"] for r in ours)
         diffs = [abs(x - y) / max(abs(x), 1e-9) for x, y in zip(base[0]["losses"], ours[0]["losses"])]
         print(f"\n## {a.arch} {a.method} regime {regime} on {a.device}")
-        print("| side | micro-batch | real tokens/s | peak allocated GiB | peak reserved GiB | first / last loss |")
+        print(
+            "| side | micro-batch | real tokens/s | peak allocated GiB | peak reserved GiB | first / last loss |"
+        )
         print("|---|---|---|---|---|---|")
         for r in (base[0], ours[0]):
             mem = (

@@ -214,7 +214,7 @@ def estimate_vram(
         )
     per_layer = (
         _activation_bytes_per_token_layer(spec, cfg, lora=method != "full", elem=elem)
-        * ACTIVATION_FACTOR[method]
+        * ACTIVATION_FACTOR["lora" if method == "qlora" and not upcast_non_quantized else method]
     )
     if elem == FP32_BYTES:
         per_layer *= FP32_ACTIVATION_FACTOR
