@@ -12,7 +12,7 @@ import torch
 from transformers import TrainerCallback
 
 from core.events import Metrics, Progress
-from core.health import ZERO_LOSS_LOGS
+from core.health import RISE_FACTOR, RISE_LOGS, RISE_NATS, ZERO_LOSS_LOGS
 
 
 class StudioCallback(TrainerCallback):
@@ -29,6 +29,8 @@ class StudioCallback(TrainerCallback):
         self.stop_event = stop_event
         self.t0 = time.monotonic()
         self.diverged_at: int | None = None  # first step whose loss or grad norm was NaN / inf
+        self.first_loss: float | None = None
+        self.rising_logs = 0  # consecutive logs whose loss is far above the first one (see RISE_* in health)
         self.zero_loss_logs = 0  # consecutive logs whose training loss was exactly 0.0
         self.stuck_at: int | None = None  # step at which ZERO_LOSS_LOGS such logs were seen
 
@@ -56,6 +58,15 @@ class StudioCallback(TrainerCallback):
             control.should_training_stop = True
             values = {k: v for k, v in values.items() if math.isfinite(v)}
         if "loss" in values:
+            loss = values["loss"]
+            self.first_loss = loss if self.first_loss is None else self.first_loss
+            if loss > max(RISE_FACTOR * self.first_loss, self.first_loss + RISE_NATS):
+                self.rising_logs += 1
+                if self.rising_logs >= RISE_LOGS and self.diverged_at is None:
+                    self.diverged_at = state.global_step
+                    control.should_training_stop = True
+            else:
+                self.rising_logs = 0
             self.zero_loss_logs = self.zero_loss_logs + 1 if values["loss"] == 0.0 else 0
             if self.zero_loss_logs >= ZERO_LOSS_LOGS and self.stuck_at is None:
                 self.stuck_at = state.global_step

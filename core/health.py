@@ -17,6 +17,12 @@ from core.errors import DataError, StudioError, TrainingFailed
 # Logged losses in a row at exactly 0.0 that fail a run: a real LM loss is never exactly zero, so this means
 # nothing is supervised (all labels masked in the batches) or the loss is broken.
 ZERO_LOSS_LOGS = 3
+# A finite loss that blows up also fails the run: RISE_LOGS logs in a row above max(RISE_FACTOR x the first logged
+# loss, the first + RISE_NATS). Fine-tuning lowers the loss; doubling it (or +4 nats, e^4 = 55x less likely
+# tokens) means the learning rate destroyed what the base model knew.
+RISE_FACTOR = 2.0
+RISE_NATS = 4.0
+RISE_LOGS = 2
 
 
 def supervised_tokens(features: list[dict[str, Any]]) -> int:

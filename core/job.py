@@ -148,7 +148,15 @@ class TrainingJob:
             outcome = Failed(str(exc))
         except Exception as exc:  # out of memory, library errors: show the reason, keep the app alive
             log.error("Training failed:\n%s", traceback.format_exc())
-            outcome = Failed(f"{type(exc).__name__}: {exc}")
+            if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
+                step = self.snapshot().step
+                outcome = Failed(
+                    f"GPU out of memory at step {step}. GPU memory has been freed. Lower "
+                    "per_device_train_batch_size or max_length, turn on gradient_checkpointing, or use QLoRA; the "
+                    "GPU memory tab estimates each change."
+                )
+            else:
+                outcome = Failed(f"{type(exc).__name__}: {exc}")
         finally:
             for lg in loggers:
                 lg.removeHandler(handler)

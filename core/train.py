@@ -123,6 +123,11 @@ def run_training(
             f"Loading {spec.architecture} on {device} ({'4-bit ' + cfg.bnb_4bit_quant_type if cfg.load_in_4bit else dtype_name})"
         )
     )
+    from transformers import set_seed
+
+    set_seed(
+        cfg.seed
+    )  # LoRA A's random init (B starts at zero), then the Trainer reseeds for data and dropout
     model = load_model_for_training(cfg, path, device, dtype_name, targets, plan.attn_implementation)
     estimate = estimate_vram(
         spec, cfg, cfg.method, fused_loss=plan.use_liger_kernel, upcast_non_quantized=False
@@ -201,7 +206,8 @@ def run_training(
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         if callback.diverged_at is not None:
             raise TrainingFailed(
-                f"Training diverged: the loss or gradient became NaN/inf at step {callback.diverged_at}, so the "
+                f"Training diverged at step {callback.diverged_at} (loss or gradient NaN/inf, or the loss "
+                f"more than doubled from {callback.first_loss or float('nan'):.3g}), so the "
                 f"adapter was not saved. Lower learning_rate (now {cfg.learning_rate:g})"
                 + (" or use bfloat16 instead of float16." if compute == "float16" else ".")
             )

@@ -160,7 +160,7 @@ def estimate_vram(
     elem = compute_bytes(cfg, method)
     weight_bytes = FP32_BYTES if method in ("full", "lora") and cfg.dtype == "float32" else BF16_BYTES
     notes: list[str] = []
-    if getattr(cfg, "packing", False):
+    if cfg.packing:
         notes.append(
             f"Packing: each micro-batch holds {tokens:,} tokens of whole rows, so this is the usual peak, "
             "not only the worst case."

@@ -6,7 +6,14 @@ from typing import Any
 
 import gradio as gr
 
-from core.config import COMPUTE_DTYPES, OPTIMIZERS, QUANT_TYPES, SCHEDULERS, TrainingConfig
+from core.config import (
+    ATTN_IMPLEMENTATIONS,
+    COMPUTE_DTYPES,
+    OPTIMIZERS,
+    QUANT_TYPES,
+    SCHEDULERS,
+    TrainingConfig,
+)
 from ui.forms import ConfigForm, info
 
 D = TrainingConfig()  # defaults shown in the form
@@ -213,6 +220,53 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 )
                 form.add(
                     "output_dir", gr.Textbox(value=D.output_dir, label="Runs folder", info=info("output_dir"))
+                )
+            with gr.Accordion("Engine, checkpoints and resume", open=False):
+                form.add(
+                    "packing",
+                    gr.Checkbox(value=D.packing, label="Padding-free packing", info=info("packing")),
+                )
+                form.add(
+                    "attn_implementation",
+                    gr.Dropdown(
+                        list(ATTN_IMPLEMENTATIONS),
+                        value=D.attn_implementation,
+                        label="Attention kernel",
+                        info=info("attn_implementation"),
+                    ),
+                )
+                form.add(
+                    "use_liger_kernel",
+                    gr.Checkbox(
+                        value=D.use_liger_kernel, label="Liger-Kernel (GPU)", info=info("use_liger_kernel")
+                    ),
+                )
+                form.add(
+                    "auto_micro_batch",
+                    gr.Checkbox(
+                        value=D.auto_micro_batch,
+                        label="Size the micro-batch from the memory estimate (GPU)",
+                        info=info("auto_micro_batch"),
+                    ),
+                )
+                form.add(
+                    "save_steps",
+                    gr.Number(
+                        value=D.save_steps,
+                        precision=0,
+                        minimum=0,
+                        label="Checkpoint every N steps",
+                        info=info("save_steps"),
+                    ),
+                )
+                form.add(
+                    "resume_from_checkpoint",
+                    gr.Textbox(
+                        value=D.resume_from_checkpoint,
+                        label="Resume from (run folder or checkpoint)",
+                        placeholder="empty = a new run; or paste a run folder from the Runs tab",
+                        info=info("resume_from_checkpoint"),
+                    ),
                 )
     lora_math = gr.Markdown()
     with gr.Row():
