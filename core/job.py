@@ -51,6 +51,17 @@ def _metrics_line(row: dict[str, float], max_steps: int) -> str:
     return " · ".join(parts)
 
 
+def _release_gpu_memory() -> None:
+    """Return cached CUDA blocks to the driver so the next run (or another process) sees the memory free."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class TrainingJob:
     """One training run at a time, on a daemon thread; ``snapshot()`` is safe to call from any thread.
 
@@ -161,6 +172,7 @@ class TrainingJob:
             for lg in loggers:
                 lg.removeHandler(handler)
             handler.close()
+        _release_gpu_memory()  # after the exception (and the tensors its traceback held) is gone
         self._finish(outcome, run_dir)
 
     def _publish(self, event: Any, run_dir: Path) -> None:

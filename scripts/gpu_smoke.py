@@ -10,6 +10,7 @@ to the estimate) and exports merged weights of the QLoRA run.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +34,11 @@ def main() -> None:
     p.add_argument("--optim", default="adamw_torch")
     p.add_argument("--methods", default="qlora,lora")
     p.add_argument("--no-export", action="store_true")
+    p.add_argument(
+        "--oom-first",
+        action="store_true",
+        help="first start a run that cannot fit (64 rows x 8192 tokens); the next runs must work in the same job",
+    )
     a = p.parse_args()
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -55,6 +61,31 @@ def main() -> None:
         AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
     tok.save_pretrained(folder)
     runs = {}
+    job = TrainingJob()  # one job object for every run, as in the app
+    if a.oom_first:
+        long_rows = Path(tempfile.mkdtemp()) / "long.jsonl"
+        words = " ".join(f"token{i}" for i in range(6000))
+        long_rows.write_text("\n".join(json.dumps({"text": words}) for _ in range(64)) + "\n")
+        job.start(
+            TrainingConfig(
+                model_name_or_path=str(folder),
+                dataset_name=str(long_rows),
+                max_steps=2,
+                per_device_train_batch_size=64,
+                max_length=8192,
+                packing=False,
+                auto_micro_batch=False,
+                output_dir=str(Path(tempfile.mkdtemp())),
+            )
+        )
+        snap = job.wait()
+        print(f"== oom run: {snap.status}: {snap.message}", flush=True)
+        print(
+            f"== after the failed run: allocated {torch.cuda.memory_allocated() / 2**30:.2f} GiB, "
+            f"reserved {torch.cuda.memory_reserved() / 2**30:.2f} GiB",
+            flush=True,
+        )
+        assert snap.status == "failed" and "out of memory" in snap.message
     for method in a.methods.split(","):
         cfg = TrainingConfig(
             model_name_or_path=str(folder),
@@ -67,7 +98,6 @@ def main() -> None:
             learning_rate=1e-3,
             optim=a.optim,
         )
-        job = TrainingJob()
         job.start(cfg)
         snap = job.wait()
         print(f"== {method}: {status_markdown(snap)}", flush=True)
