@@ -183,7 +183,9 @@ def status_markdown(snap: JobSnapshot) -> str:
     info = snap.info
     peaks = [h["peak_reserved_gib"] for h in snap.history if "peak_reserved_gib" in h]
     if peaks and "estimate_gib" in info:
-        parts.append(f"GPU memory peak {max(peaks):.1f} GiB (estimated {info['estimate_gib']:.1f} GiB)")
+        parts.append(
+            f"GPU memory peak {max(peaks):.1f} GiB (worst-case estimate {info['estimate_gib']:.1f} GiB)"
+        )
     if "trainable_params" in info:
         parts.append(
             f"trainable {fmt_count(info['trainable_params'])} on {info.get('device')} ({info.get('dtype')})"
