@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ExportError
+from core.export_verify import PROBE_PROMPT, check, check_memory, fail_on, probe_ids
 from core.runs import publish_dir, staging_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ MERGED_DTYPES = ("auto", "bfloat16", "float16", "float32")
 ZIP_LIMIT_BYTES = (
     8 * 2**30
 )  # larger exports are offered as a folder; a browser download of >8 GiB is impractical
-PROBE_PROMPT = "Write a Python function that returns the sum of the squares of a list of numbers."
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class ExportResult:
         top1_agreement: share of probe positions where merged and base+adapter pick the same next token.
         tolerance: the bound the first number had to stay under.
         size_bytes: total bytes of the export folder.
+        tensors: LoRA tensors in the adapter (adapter exports).
     """
 
     kind: str
@@ -61,6 +62,7 @@ class ExportResult:
     top1_agreement: float | None
     tolerance: float | None
     size_bytes: int
+    tensors: int = 0
 
     def summary(self) -> str:
         """One line for the UI / CLI."""
@@ -73,8 +75,8 @@ class ExportResult:
                 f"and differ from the base (mean |Δ| = {self.mean_abs_diff_vs_base:.4f} x std)."
             )
         return (
-            f"Adapter saved to {self.path} ({size}); it loads with PeftModel.from_pretrained "
-            f"(max |B| = {self.mean_abs_diff_vs_base:.4g})."
+            f"Adapter saved to {self.path} ({self.tensors} tensors, {size}); verified: it loads with "
+            f"PeftModel.from_pretrained on the base and changes it (max |B| = {self.mean_abs_diff_vs_base:.4g})."
         )
 
 
@@ -155,32 +157,106 @@ def _size(folder: Path) -> int:
 
 
 def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> ExportResult:
-    """Copy the run's adapter to ``out`` (default ``RUN_DIR/adapter-export``), check it loads, and zip it.
+    """Copy the run's adapter to ``out`` (default ``RUN_DIR/adapter-export``), verify it and zip it.
+
+    Checks (written to ``verification.json`` and the model card): the files are present; there is more than zero
+    LoRA tensor and every target module of adapter_config.json has LoRA A and B tensors; every weight is finite;
+    some B is non-zero; the adapter loads with ``PeftModel.from_pretrained`` on the base and changes its logits.
 
     Raises:
-        ExportError: no adapter, or ``out`` already exists.
+        ExportError: no adapter, ``out`` already exists, or a check failed (each failure named).
     """
+    import torch
+    from peft import PeftModel
     from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from core.model import resolve_model_path
+    from core.modelcard import write_model_card
 
     run_dir = Path(run_dir).resolve()
-    _, adapter = _run_info(run_dir)
+    cfg, adapter = _run_info(run_dir)
     final = _destination(run_dir, out, "adapter-export")
     tmp = staging_dir(final)
     shutil.copytree(adapter, tmp, dirs_exist_ok=True)
-    weights = load_file(str(tmp / "adapter_model.safetensors"))
-    max_b = max((float(t.abs().max()) for k, t in weights.items() if "lora_B" in k), default=0.0)
-    if max_b == 0.0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ExportError(
-            "The adapter's B matrices are all zero (no optimizer step was taken), so it changes "
-            "nothing; train for at least one step."
+    checks = [
+        check(
+            "files present",
+            all((tmp / f).is_file() for f in ("adapter_config.json", "adapter_model.safetensors")),
+            "adapter_config.json, adapter_model.safetensors",
         )
+    ]
+    fail_on(checks, tmp)
+    try:
+        weights = load_file(str(tmp / "adapter_model.safetensors"))
+        targets = json.loads((tmp / "adapter_config.json").read_text(encoding="utf-8")).get("target_modules")
+    except Exception as exc:  # a truncated or corrupted file: name it, never a traceback
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"The adapter files cannot be read ({type(exc).__name__}: {exc}).") from None
+    targets = sorted(targets or []) if isinstance(targets, list) else sorted(str(targets).split(","))
+    uncovered = [
+        t
+        for t in targets
+        if not any(f".{t}.lora_A" in k for k in weights) or not any(f".{t}.lora_B" in k for k in weights)
+    ]
+    size = sum(t.numel() * t.element_size() for t in weights.values())
+    finite = all(bool(torch.isfinite(t).all()) for t in weights.values())
+    max_b = max((float(t.abs().max()) for k, t in weights.items() if "lora_B" in k), default=0.0)
+    checks += [
+        check("tensors", len(weights) > 0, f"{len(weights)} tensors, {size / 2**20:,.2f} MiB"),
+        check(
+            "every target module covered",
+            bool(targets) and not uncovered,
+            f"targets {targets}" + (f"; missing {uncovered}" if uncovered else ""),
+        ),
+        check("finite weights", finite, "no NaN/inf" if finite else "NaN/inf found: a diverged run"),
+        check(
+            "B moved from zero",
+            max_b > 0,
+            f"max |B| = {max_b:.4g}" if max_b > 0 else "all B are zero: the adapter changes nothing",
+        ),
+    ]
+    fail_on(checks, tmp)
+    base_path = resolve_model_path(cfg["model_name_or_path"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_memory(base_path, 2, device)
+    probe = probe_ids(base_path, device)
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(
+            base_path, dtype=torch.bfloat16 if device == "cuda" else torch.float32, device_map={"": device}
+        ),
+        tmp,
+    )
+    model.eval()
+    with torch.no_grad():
+        tuned = model(input_ids=probe).logits.float().cpu()
+        with model.disable_adapter():
+            plain = model(input_ids=probe).logits.float().cpu()
+    del model
+    change = float((tuned - plain).abs().mean() / plain.std())
+    checks.append(
+        check(
+            "loads with PeftModel.from_pretrained and changes the base",
+            math.isfinite(change) and change > 0,
+            f"mean |Δlogit| vs base {change:.4g} x std",
+        )
+    )
+    fail_on(checks, tmp)
+    verification = {"kind": "adapter", "checks": checks, "tensors": len(weights), "bytes": size}
+    write_json_atomic(tmp / "verification.json", {**verification, "run_dir": str(run_dir)})
+    write_model_card(tmp, run_dir, "adapter", verification)
     publish_dir(tmp, final)
-    result = ExportResult("adapter", str(final), _zip(final), None, max_b, None, None, _size(final))
-    return result
+    return ExportResult(
+        "adapter", str(final), _zip(final), None, max_b, None, None, _size(final), len(weights)
+    )
 
 
-def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str = "auto") -> ExportResult:
+def export_merged(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    dtype: str = "auto",
+    max_shard_size: str = "5GB",
+) -> ExportResult:
     """Merge the run's adapter into a 16-bit copy of its base, save, verify and zip.
 
     Args:
@@ -188,6 +264,7 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
         out: destination folder (default ``RUN_DIR/merged``, numbered if taken); must not exist.
         dtype: saved dtype: "auto" (the base checkpoint's 16-bit dtype, bfloat16 otherwise), "bfloat16",
             "float16", or "float32" (exact, twice the size; for adapters too small to survive 16-bit rounding).
+        max_shard_size: largest safetensors file, e.g. "2GB" or "5GB" (transformers' save_pretrained argument).
 
     Returns:
         ExportResult with the measured logit differences.
@@ -200,6 +277,7 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
     from transformers import AutoModelForCausalLM
 
     from core.model import inspect_model, load_tokenizer, resolve_model_path
+    from core.modelcard import write_model_card
     from core.tokenization import ensure_chat_template
 
     if dtype not in MERGED_DTYPES:
@@ -216,6 +294,7 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
         stored_dtype = stored.get("dtype") or stored.get("torch_dtype")
         dtype = stored_dtype if stored_dtype in ("bfloat16", "float16") else "bfloat16"
     save_dtype = getattr(torch, dtype)
+    check_memory(base_path, torch.finfo(save_dtype).bits // 8, device)
     # finfo.eps is 2x the relative step; the floor covers float32 re-association (merged vs unmerged matmuls).
     tolerance = max(MERGE_TOLERANCE_EPS * torch.finfo(save_dtype).eps / 2, MERGE_TOLERANCE_FLOOR)
     encoded: Any = tokenizer.apply_chat_template(
@@ -249,7 +328,10 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
     tmp = staging_dir(final)
     try:
         merged.config.name_or_path = str(final)
-        merged.save_pretrained(tmp)
+        merged.config.use_cache = True  # training switched the KV cache off; generation wants it back
+        if merged.generation_config is not None:
+            merged.generation_config.use_cache = True
+        merged.save_pretrained(tmp, max_shard_size=max_shard_size)
         tokenizer.padding_side = "left"  # what generation wants
         tokenizer.save_pretrained(tmp)
         del merged
@@ -277,15 +359,30 @@ def export_merged(run_dir: str | Path, out: str | Path | None = None, dtype: str
                 f"rounding ({diff_ref:.4g} x std). Export with dtype float32, or train for more steps."
             )
         result = ExportResult("merged", str(final), "", diff_ref, diff_base, top1, tolerance, _size(tmp))
-        write_json_atomic(
-            tmp / "lora_studio_export.json",
-            {
-                **asdict(result),
-                "run_dir": str(run_dir),
-                "base": cfg["model_name_or_path"],
-                "dtype": str(save_dtype).replace("torch.", ""),
-            },
-        )
+        files = sorted(p.name for p in tmp.iterdir())
+        has_weights = any(n.endswith(".safetensors") for n in files)
+        checks = [
+            check("files present", has_weights and "config.json" in files, ", ".join(files)),
+            check("reloads with AutoModelForCausalLM", True, f"from {final.name}"),
+            check(
+                "matches base+adapter",
+                diff_ref <= tolerance,
+                f"mean |Δlogit| {diff_ref:.4f} x std <= {tolerance:.4f}; top-1 agreement {100 * top1:.1f}%",
+            ),
+            check(
+                "differs from the base", diff_base > diff_ref, f"mean |Δlogit| vs base {diff_base:.4f} x std"
+            ),
+        ]
+        verification = {
+            **asdict(result),
+            "checks": checks,
+            "run_dir": str(run_dir),
+            "base": cfg["model_name_or_path"],
+            "dtype": str(save_dtype).replace("torch.", ""),
+            "max_shard_size": max_shard_size,
+        }
+        write_json_atomic(tmp / "verification.json", verification)
+        write_model_card(tmp, run_dir, "merged", verification)
         publish_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -84,7 +84,7 @@ class TrainingJob:
 
         Raises:
             ConfigError: the config has problems (all listed).
-            JobBusyError: a job is already active.
+            JobBusyError: a job is already active, or the Chat tab is generating (core.chat.is_busy()).
         """
         problems = cfg.validate()
         if problems:
@@ -94,6 +94,12 @@ class TrainingJob:
                 raise JobBusyError(
                     f"A run is already {self._snap.status} in {self._snap.run_dir}; stop it first."
                 )
+            from core import chat  # lazy, as chat refers back to TrainingJob
+
+            # One GPU job at a time: checked under our lock, so chat (which checks us under its lock) sees either
+            # this job active or its own refusal here. free_models() also returns chat's cached model memory.
+            if chat.is_busy() or not chat.free_models():
+                raise JobBusyError(chat.START_BLOCKED_MESSAGE)
             try:
                 run_dir = new_run_dir(cfg.output_dir)
                 write_json_atomic(run_dir / "config.json", cfg.to_dict())

@@ -124,11 +124,11 @@ def test_train_poll_reattach_and_export(app_url):
     run_dir = status.split("Run folder: `")[1].rstrip("`").strip()
     assert run_dir in again and (Path(run_dir) / "adapter" / "adapter_model.safetensors").is_file()
 
-    message, download = client.predict(run_dir, "auto", api_name="/export_merged")
+    message, download, folder = client.predict(run_dir, "auto", "5GB", api_name="/export_merged")
     assert "Verified" in message, message
     assert Path(download).name == "merged.zip" and Path(download).stat().st_size > 100e6
     assert (Path(run_dir) / "merged" / "model.safetensors").is_file()
-    message, download = client.predict(run_dir, api_name="/export_adapter")
+    message, download, folder = client.predict(run_dir, api_name="/export_adapter")
     assert "PeftModel.from_pretrained" in message and Path(download).name == "adapter-export.zip"
 
 
@@ -154,5 +154,5 @@ def test_stop_ends_at_the_next_step_and_keeps_the_adapter(app_url, elsewhere):
     assert (Path(run_dir) / "adapter" / "adapter_config.json").is_file()
     assert "Nothing is running" in client.predict(api_name="/stop")
     # the run folder is outside the server's working folder: the download is still served
-    message, download = client.predict(run_dir, api_name="/export_adapter")
+    message, download, folder = client.predict(run_dir, api_name="/export_adapter")
     assert "Done" in message and Path(download).read_bytes()[:2] == b"PK"

@@ -15,7 +15,7 @@ from core.presets import default_target_modules
 from core.train import load_report_for
 from ui.charts import training_figure
 from ui.forms import ConfigForm
-from ui.tabs import data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_tab
+from ui.tabs import chat_tab, data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_tab
 from ui.views import lora_math_markdown, status_markdown
 
 TITLE = "LoRA Studio"
@@ -51,6 +51,8 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
                 x = export_tab.render()
             with gr.Tab("6. Runs") as runs_page:
                 r = runs_tab.render()
+            with gr.Tab("7. Chat") as chat_page:
+                c = chat_tab.render()
 
         # ---- model facts -> state, target module choices
         load_outputs = [spec_state, m["facts"], t["targets"], form.components["learning_rate"]]
@@ -184,23 +186,39 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
 
         for trigger in (x["refresh"].click, demo.load, export_page.select):
             trigger(refresh_runs, form.components["output_dir"], x["run"], api_visibility="private")
+
+        def training_run() -> str | None:
+            snap = job.snapshot()
+            return snap.run_dir if snap.is_active else None
+
         x["merged"].click(
-            lambda run_dir, dtype, p=gr.Progress(track_tqdm=True): export_tab.do_export(
-                run_dir, True, dtype, p
+            lambda run_dir, dtype, shard, p=gr.Progress(track_tqdm=True): export_tab.do_export(
+                run_dir, True, dtype, p, shard, training_run()
             ),
-            [x["run"], x["dtype"]],
-            [x["result"], x["download"]],
+            [x["run"], x["dtype"], x["shard"]],
+            [x["result"], x["download"], x["folder"]],
             api_name="export_merged",
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
         )
         x["adapter"].click(
-            lambda run_dir, p=gr.Progress(): export_tab.do_export(run_dir, False, "auto", p),
+            lambda run_dir, p=gr.Progress(): export_tab.do_export(
+                run_dir, False, "auto", p, training_run=training_run()
+            ),
             x["run"],
-            [x["result"], x["download"]],
+            [x["result"], x["download"], x["folder"]],
             api_name="export_adapter",
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
+        )
+
+        x["push"].click(
+            lambda folder, repo, token, private, p=gr.Progress(track_tqdm=True): export_tab.do_push(
+                folder, repo, token, private, p
+            ),
+            [x["folder"], x["repo"], x["token"], x["private"]],
+            x["pushed"],
+            api_visibility="private",  # a token parameter does not belong in the public API listing
         )
 
         # ---- runs list (read from disk, so an app restart still shows past runs)
@@ -214,6 +232,50 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
         )
         for trigger in (demo.load, runs_page.select):
             trigger(refresh_run_table, form.components["output_dir"], runs_outputs, api_visibility="private")
+
+        # ---- chat: base vs fine-tuned, streamed; refused while training runs (and training refused while it chats)
+        for trigger in (c["refresh"].click, demo.load, chat_page.select):
+            trigger(
+                chat_tab.refresh_runs,
+                [form.components["output_dir"], c["run"]],
+                c["run"],
+                api_visibility="private",
+            )
+        c["run"].change(chat_tab.pick_run, c["run"], c["finetuned"], api_visibility="private")
+
+        def chat(
+            run_dir: str | None,
+            finetuned: str | None,
+            prompt: str,
+            temperature: float,
+            top_p: float,
+            max_new_tokens: float,
+            progress: gr.Progress = gr.Progress(),
+        ) -> Any:
+            yield from chat_tab.respond(
+                run_dir, finetuned, prompt, temperature, top_p, max_new_tokens, job, progress
+            )
+
+        chat_inputs = [
+            c["run"],
+            c["finetuned"],
+            c["prompt"],
+            c["temperature"],
+            c["top_p"],
+            c["max_new_tokens"],
+        ]
+        chat_outputs = [c["base"], c["tuned"], c["status"]]
+        c["send"].click(
+            chat, chat_inputs, chat_outputs, api_name="chat", concurrency_id=GPU_QUEUE, concurrency_limit=1
+        )
+        c["prompt"].submit(
+            chat,
+            chat_inputs,
+            chat_outputs,
+            api_visibility="private",
+            concurrency_id=GPU_QUEUE,
+            concurrency_limit=1,
+        )
     demo.form = form  # type: ignore[attr-defined]  # exposed for tests: the field -> component mapping
     return demo
 

@@ -51,21 +51,53 @@ def do_export(
     merged: bool,
     dtype: str = "auto",
     progress: gr.Progress = gr.Progress(track_tqdm=True),
+    max_shard_size: str = "5GB",
+    training_run: str | None = None,
 ) -> tuple[Any, ...]:
-    """Run an export; returns (summary markdown, zip path for download)."""
+    """Run an export; returns (summary markdown, zip path for download or None, export folder or "").
+
+    ``training_run`` is the folder of the run now training: exporting it is refused (its adapter does not exist
+    until the run ends, and a half-written checkpoint is never exported).
+    """
     if not run_dir:
         raise gr.Error("Pick a run folder first (train one in the Train tab).")
-    progress(0, desc="Merging and verifying" if merged else "Copying adapter")
+    if training_run and Path(run_dir).resolve() == Path(training_run).resolve():
+        return "**Not yet.** This run is still training; export it when it finishes or after Stop.", None, ""
+    progress(0, desc="Merging and verifying" if merged else "Copying and verifying the adapter")
     try:
-        result = export_merged(run_dir, dtype=dtype) if merged else export_adapter(run_dir)
+        result = (
+            export_merged(run_dir, dtype=dtype, max_shard_size=max_shard_size)
+            if merged
+            else export_adapter(run_dir)
+        )
     except (StudioError, FileExistsError) as exc:
-        return f"**Export failed.** {exc}", None
+        return f"**Export failed.** {exc}", None, ""
+    checks = "See `verification.json` and the model card `README.md` in the folder."
     if not result.zip_path:
         return (
-            f"**Done.** {result.summary()}\n\nToo large to zip for a browser download: use the folder.",
+            f"**Done.** {result.summary()}\n\n{checks} Too large to zip for a browser download: use the folder.",
             None,
+            result.path,
         )
-    return f"**Done.** {result.summary()}\n\nZip: `{result.zip_path}`", servable(result.zip_path)
+    return (
+        f"**Done.** {result.summary()}\n\n{checks}\n\nZip: `{result.zip_path}`",
+        servable(result.zip_path),
+        result.path,
+    )
+
+
+def do_push(folder: str, repo_id: str, token: str, private: bool, progress: gr.Progress) -> str:
+    """Push a verified export folder to the Hub; the token is used for this call only (never stored or shown)."""
+    from core.hub import push_export, redact
+
+    if not folder:
+        return "Export first: the push sends the last verified export folder."
+    progress(0, desc=f"Uploading to {repo_id}")
+    try:
+        url = push_export(folder, repo_id, token, private=private)
+    except StudioError as exc:
+        return f"**Push failed.** {redact(str(exc), token)}"
+    return f"**Pushed** `{Path(folder).name}` to {url}"
 
 
 def render() -> dict[str, Any]:
@@ -79,6 +111,12 @@ def render() -> dict[str, Any]:
         label="Merged weights dtype",
         info="auto = the base's 16-bit dtype. float32 keeps tiny adapters exact at twice the size.",
     )
+    shard = gr.Dropdown(
+        ["1GB", "2GB", "5GB", "10GB"],
+        value="5GB",
+        label="Max shard size",
+        info="Largest safetensors file of a merged export (transformers' max_shard_size).",
+    )
     with gr.Row():
         merged = gr.Button("Export merged weights", variant="primary")
         adapter = gr.Button("Export adapter only")
@@ -87,7 +125,25 @@ def render() -> dict[str, Any]:
         "safetensors + tokenizer + chat template, and checks the result against base+adapter."
     )
     download = gr.File(label="Download", interactive=False)
+    folder = gr.Textbox(label="Last export folder", interactive=False)
+    with gr.Accordion("Push to the Hugging Face Hub (optional)", open=False):
+        repo = gr.Textbox(label="Repository", placeholder="your-name/my-fine-tune")
+        token = gr.Textbox(
+            label="Hugging Face token (write)",
+            type="password",
+            info="Used for this upload only: never saved, logged or shown.",
+        )
+        private = gr.Checkbox(value=True, label="Private repository")
+        push = gr.Button("Push the last export")
+        pushed = gr.Markdown()
     return {
+        "shard": shard,
+        "folder": folder,
+        "repo": repo,
+        "token": token,
+        "private": private,
+        "push": push,
+        "pushed": pushed,
         "run": run,
         "refresh": refresh,
         "dtype": dtype,

@@ -1,0 +1,160 @@
+"""Exports on the embedded model: merged equals base+adapter, the adapter reloads, broken adapters are caught,
+nothing is overwritten, the model card carries the run's real numbers, and a hub token never leaks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from core.errors import ExportError
+from core.events import COMPLETED
+from core.export import export_adapter, export_merged
+from tests.test_engine import run, small
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A finished 4-step LoRA run on the embedded model (lr high enough that B clearly moves)."""
+    snap, folder = run(
+        small(tmp_path_factory.mktemp("runs"), max_steps=4, learning_rate=2e-3, monitor_rows=2)
+    )
+    assert snap.status == COMPLETED, snap.message
+    return folder
+
+
+def copy_run(run_dir: Path, dest: Path) -> Path:
+    target = dest / run_dir.name
+    shutil.copytree(run_dir, target)
+    return target
+
+
+def test_merged_export_is_sharded_verified_and_documented(run_dir, tmp_path):
+    out = tmp_path / "merged"
+    result = export_merged(run_dir, out=out, dtype="float32", max_shard_size="200MB")
+    assert result.mean_abs_diff_vs_reference is not None and result.tolerance is not None
+    assert result.mean_abs_diff_vs_reference <= result.tolerance  # merged == base + adapter
+    assert result.mean_abs_diff_vs_base > 10 * result.mean_abs_diff_vs_reference  # and differs from the base
+    shards = sorted(out.glob("model-*.safetensors"))
+    assert len(shards) >= 2 and (out / "model.safetensors.index.json").is_file()  # 540 MB in <= 200 MB files
+    assert json.loads((out / "config.json").read_text())["use_cache"] is True
+    assert json.loads((out / "generation_config.json").read_text()).get("use_cache", True) is True
+    assert (out / "tokenizer.json").is_file() and (out / "chat_template.jinja").is_file()
+    verification = json.loads((out / "verification.json").read_text())
+    assert verification["checks"] and all(c["passed"] for c in verification["checks"])
+    card = (out / "README.md").read_text()
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    last_loss = [m["loss"] for m in metrics if "loss" in m][-1]
+    fixed = [m["eval_train_sample_loss"] for m in metrics if "eval_train_sample_loss" in m][-1]
+    assert f"{last_loss:.4f}" in card and f"{fixed:.4f}" in card  # the run's real final losses
+    assert "| `lora_r` | 8 |" in card and "| `learning_rate` | 0.002 |" in card
+    assert "MIT" in card and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
+    assert "<polyline" in (out / "loss_curve.svg").read_text()
+    with pytest.raises(ExportError, match="already exists"):  # never overwritten
+        export_merged(run_dir, out=out, dtype="float32")
+
+
+def test_adapter_export_reloads_and_reports_its_tensors(run_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from core.model import embedded_model_path
+
+    result = export_adapter(run_dir, out=tmp_path / "adapter")
+    assert result.tensors == 30 * 7 * 2  # 30 layers x 7 modules x (A, B)
+    assert f"{result.tensors} tensors" in result.summary()
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(embedded_model_path()), result.path
+    )
+    assert sum(1 for n, _ in model.named_parameters() if "lora_B" in n) == 210
+    checks = json.loads((Path(result.path) / "verification.json").read_text())["checks"]
+    assert {c["name"] for c in checks} >= {"tensors", "every target module covered", "B moved from zero"}
+    assert "PeftModel.from_pretrained" in (Path(result.path) / "README.md").read_text()
+
+
+def test_corrupted_empty_or_partial_adapters_are_caught(run_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    broken = copy_run(run_dir, tmp_path / "a")
+    weights = broken / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated
+    with pytest.raises(ExportError, match="cannot be read"):
+        export_adapter(broken)
+    assert not any(broken.glob("adapter-export*"))  # nothing published
+
+    empty = copy_run(run_dir, tmp_path / "b")
+    path = empty / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(str(path))
+    save_file({k: (torch.zeros_like(v) if "lora_B" in k else v) for k, v in tensors.items()}, str(path))
+    with pytest.raises(ExportError, match="all B are zero"):
+        export_adapter(empty)
+
+    partial = copy_run(run_dir, tmp_path / "c")
+    path = partial / "adapter" / "adapter_model.safetensors"
+    save_file({k: v for k, v in load_file(str(path)).items() if ".down_proj." not in k}, str(path))
+    with pytest.raises(ExportError, match="missing \\['down_proj'\\]"):
+        export_adapter(partial)
+
+
+def test_memory_is_checked_before_loading(embedded_path):
+    from core.export_verify import check_memory
+
+    with pytest.raises(ExportError, match="Not enough free RAM"):
+        check_memory(embedded_path, 10**6, "cpu")  # a million bytes per parameter
+    check_memory(embedded_path, 2, "cpu")  # a 16-bit copy of 135M parameters fits
+
+
+class _StandIn(BaseHTTPRequestHandler):
+    """A local stand-in for the hub: records each request's Authorization header and refuses it."""
+
+    seen: list[str] = []
+
+    def _refuse(self) -> None:
+        _StandIn.seen.append(self.headers.get("Authorization", ""))
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps({"error": "Invalid username or password."}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = _refuse
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_hub_push_keeps_the_token_out_of_messages_and_logs(run_dir, tmp_path, caplog, monkeypatch):
+    import huggingface_hub.constants
+
+    from core.hub import push_export
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the suite runs offline
+
+    token = "hf_FAKEtoken1234567890abcdef"
+    export = export_adapter(run_dir, out=tmp_path / "to-push")
+    server = HTTPServer(("127.0.0.1", 0), _StandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with caplog.at_level(logging.DEBUG), pytest.raises(ExportError) as err:
+            push_export(export.path, "someone/tuned", token, endpoint=endpoint)
+    finally:
+        server.shutdown()
+    assert f"Bearer {token}" in _StandIn.seen  # the token reached the (stand-in) hub, in the header only
+    assert token not in str(err.value) and "someone/tuned" in str(err.value)
+    assert token not in caplog.text
+    with pytest.raises(ExportError, match="not a verified export"):
+        push_export(tmp_path, "someone/tuned", token, endpoint=endpoint)
+    with pytest.raises(ExportError, match="must look like user/name") as bad:
+        push_export(export.path, "../etc", token, endpoint=endpoint)
+    assert token not in str(bad.value)
