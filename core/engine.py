@@ -74,9 +74,7 @@ def _varlen_attention_forward(
         )
     from torch.nn.attention.varlen import varlen_attn
 
-    q = query[0].transpose(0, 1).contiguous()  # (T, Hq, D)
-    k = key[0].transpose(0, 1).contiguous()
-    v = value[0].transpose(0, 1).contiguous()
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D) views, last dim contiguous
     params = inspect.signature(varlen_attn).parameters
     extra: dict[str, Any] = {"scale": scaling}
     if "window_size" in params:  # torch >= 2.12: (-1, 0) = causal
@@ -90,7 +88,10 @@ def _varlen_attention_forward(
             k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
             v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
     longest = int(kwargs.get("max_length_q") or int((cu[1:] - cu[:-1]).max()))
-    out: Any = varlen_attn(q, k, v, cu, cu, longest, longest, **extra)  # (T, Hq, D)
+    try:
+        out: Any = varlen_attn(q, k, v, cu, cu, longest, longest, **extra)  # (T, Hq, D)
+    except RuntimeError:  # a kernel build that insists on dense (T, H, D) inputs
+        out = varlen_attn(q.contiguous(), k.contiguous(), v.contiguous(), cu, cu, longest, longest, **extra)
     return out.unsqueeze(0), None
 
 
