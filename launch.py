@@ -175,7 +175,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from ui.views import estimate_text
 
     ok = math.isfinite(args.gpu_gib) and 0 < args.gpu_gib <= 4096
-    problems = [] if ok else [f"--gpu-gib: {args.gpu_gib} must be a size in GiB between 0 and 4096."]
+    problems = [] if ok else [f"--gpu-gib: {args.gpu_gib} must be a size in GiB above 0 and at most 4096."]
     overrides = {
         "model_name_or_path": args.model,
         "max_length": args.max_length,
@@ -292,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         handler
     ) in logging.getLogger().handlers:  # the engine logs INFO to each run's train.log, not the console
         handler.setLevel(logging.WARNING)
+    # bitsandbytes warns on import that optional CPU kernels ("pip install kernels") are missing; irrelevant here.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     handlers = {
         "validate": cmd_validate,

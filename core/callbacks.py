@@ -36,6 +36,17 @@ class StudioCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0 = time.monotonic()
+        # After a resume the optimizer's restored learning rate is the old run's last one (0 at the end of a
+        # linear schedule) until the scheduler next steps; set it from the schedule of this run's length now.
+        scheduler, optimizer = kwargs.get("lr_scheduler"), kwargs.get("optimizer")
+        lambdas = getattr(scheduler, "lr_lambdas", None)
+        if state.global_step > 0 and lambdas and optimizer is not None:
+            lrs = [
+                base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, lambdas, strict=True)
+            ]
+            for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+                group["lr"] = lr
+            scheduler._last_lr = lrs
         self.publish(Progress(0, state.max_steps, 0.0, 0.0, None))
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -266,7 +266,7 @@ def training_arguments(
         optim=cfg.optim,
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=max(1, round(total_steps / 5)) if has_eval else None,
+        eval_steps=max(1, math.ceil(total_steps / 5)) if has_eval else None,
         eval_on_start=has_eval,
         seed=cfg.seed,
         data_seed=cfg.seed,

@@ -215,3 +215,13 @@ def test_resume_continues_at_the_next_step_in_a_new_folder(tmp_path):
         small(tmp_path / "third", max_steps=4, lora_r=4, resume_from_checkpoint=str(dir_1), **common)
     )
     assert bad.status == FAILED and "lora_r" in bad.message
+
+
+def test_resume_with_more_steps_continues_on_the_new_schedule(tmp_path):
+    """A linear schedule ends at lr 0; resuming with more steps must not spend its first step at lr 0."""
+    linear = {"save_steps": 2, "seed": 3, "lr_scheduler_type": "linear"}
+    short, dir_l = run(small(tmp_path / "linear", max_steps=2, **linear))
+    longer, dir_r = run(small(tmp_path / "more", max_steps=4, resume_from_checkpoint=str(dir_l), **linear))
+    assert short.status == longer.status == COMPLETED, longer.message
+    lrs = {int(r["step"]): r["learning_rate"] for r in read_metrics(dir_r) if "learning_rate" in r}
+    assert lrs[3] == pytest.approx(5e-4 * 2 / 4) and lrs[4] == pytest.approx(5e-4 * 1 / 4)

@@ -73,9 +73,14 @@ def test_tokens_per_second_uses_deltas_and_leaves_out_evaluation_time():
     # step 1: 100 tokens in 3.0 - 2.0 s (the first eval's 2 s are not training); step 2: 200 tokens in 2 s;
     # step 3: 300 tokens in 11 - 10 s (the 5 s of evaluation after step 2 are not training either)
     assert tokens_per_second(HISTORY) == [(1.0, 100.0), (2.0, 100.0), (3.0, 300.0)]
-    # without an eval the first interval starts at (0 tokens, 0 s); rows without the keys are ignored
-    rows = [{"step": 1, "num_input_tokens_seen": 50, "elapsed_s": 0.5}, {"step": 2, "loss": 1.0}]
-    assert tokens_per_second(rows) == [(1.0, 100.0)]
+    # the first log is the reference (a resumed run's token count carries over while its clock restarts: a rate
+    # from zero would read 50,000 tokens/s here); rows without the keys are ignored
+    rows = [
+        {"step": 21, "num_input_tokens_seen": 50_000, "elapsed_s": 1.0},
+        {"step": 22, "loss": 1.0},
+        {"step": 23, "num_input_tokens_seen": 50_300, "elapsed_s": 4.0},
+    ]
+    assert tokens_per_second(rows) == [(23.0, 100.0)]
     assert tokens_per_second([]) == []
 
 

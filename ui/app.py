@@ -173,6 +173,8 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
         poll_outputs = [t["status"], t["loss"], t["logs"], t["start"], t["stop"], seen]
         t["start"].click(
             start, form.inputs, t["status"], api_name="start", concurrency_id=GPU_QUEUE, concurrency_limit=1
+        ).success(  # a resume is a one-off: the next Start is a new run unless a folder is pasted again
+            lambda: "", None, form.components["resume_from_checkpoint"], api_visibility="private"
         )
         t["stop"].click(stop, None, t["status"], api_name="stop")
         t["timer"].tick(poll, seen, poll_outputs, api_name="poll", show_progress="hidden")

@@ -51,17 +51,18 @@ def tokens_per_second(history: History) -> list[tuple[float, float]]:
     ``elapsed_s`` values (non-padding input tokens; seconds since training began).
 
     The rate at a log is (tokens now - tokens at the previous log) / (elapsed now - elapsed at the previous log),
-    starting from (0 tokens, 0 s). A log whose token count did not grow (an evaluation) emits no point but moves the
+    starting at the first log (a resumed run's token count carries over from its checkpoint while its clock
+    restarts, so a rate from zero would be wrong). A log whose token count did not grow (an evaluation) emits no point but moves the
     reference time, so evaluation time is not counted as training time. Rows missing either key are ignored;
     intervals with no time passed are skipped.
     """
     points: list[tuple[float, float]] = []
-    prev_tokens, prev_s = 0.0, 0.0
+    prev_tokens, prev_s = -1.0, -1.0
     for row in history:
         if "num_input_tokens_seen" not in row or "elapsed_s" not in row:
             continue
         tokens, now_s = float(row["num_input_tokens_seen"]), float(row["elapsed_s"])
-        if tokens > prev_tokens and now_s > prev_s:
+        if prev_s >= 0 and tokens > prev_tokens and now_s > prev_s:
             points.append((float(row.get("step", 0)), (tokens - prev_tokens) / (now_s - prev_s)))
         prev_tokens, prev_s = tokens, now_s
     return points
@@ -76,16 +77,19 @@ def series(history: History, key: str) -> tuple[list[float], list[float]]:
 def _note(fig: go.Figure, panel: str, text: str) -> None:
     """Grey text in the middle of an empty panel, so a blank chart says why it is blank."""
     row, col = PANELS[panel]
+    sub = fig.get_subplot(
+        row, col
+    )  # this panel's own axes ("x3", "y3"): a bare "x domain" is the first panel's
+    xref = sub.xaxis.plotly_name.replace("axis", "")
+    yref = sub.yaxis.plotly_name.replace("axis", "")
     fig.add_annotation(
         text=text,
         x=0.5,
         y=0.5,
-        xref="x domain",
-        yref="y domain",
+        xref=f"{xref} domain",
+        yref=f"{yref} domain",
         showarrow=False,
         font={"color": "grey"},
-        row=row,
-        col=col,
     )
 
 

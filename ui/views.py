@@ -179,7 +179,11 @@ def status_markdown(snap: JobSnapshot) -> str:
         parts.append(f"loss on fixed rows {fixed[0]:.4f} → {fixed[-1]:.4f}")
     seen = [h for h in snap.history if "num_input_tokens_seen" in h and h.get("elapsed_s")]
     if seen:
-        parts.append(f"{seen[-1]['num_input_tokens_seen'] / seen[-1]['elapsed_s']:,.0f} tokens/s")
+        from ui.charts import tokens_per_second
+
+        rates = tokens_per_second(seen)
+        if rates:  # the latest interval, as the chart shows it (not tokens since 0, wrong after a resume)
+            parts.append(f"{rates[-1][1]:,.0f} tokens/s")
     info = snap.info
     peaks = [h["peak_reserved_gib"] for h in snap.history if "peak_reserved_gib" in h]
     if peaks and "estimate_gib" in info:

@@ -48,6 +48,7 @@ def respond(
     """
     if not run_dir:
         raise gr.Error("Pick a run folder first (train one in the Train tab).", title="No run")
+    choice = choice or next(iter(chat.finetuned_choices(run_dir)), None)  # API callers may leave it empty
     if not choice:
         raise gr.Error(f"{run_dir}: no adapter or merged export to chat with yet.", title="Nothing to load")
 
@@ -84,6 +85,7 @@ def render() -> dict[str, Any]:
             choices=[],
             label="Fine-tuned model",
             info="The run's adapter, or a merged export of it.",
+            allow_custom_value=True,  # API callers name it; core.chat checks it exists
             scale=2,
         )
         refresh = gr.Button("Refresh", scale=1)
@@ -95,8 +97,8 @@ def render() -> dict[str, Any]:
     send = gr.Button("Send", variant="primary")
     status = gr.Markdown()
     with gr.Row():
-        base = gr.Textbox(label="Base model", lines=12, interactive=False)
-        tuned = gr.Textbox(label="Fine-tuned", lines=12, interactive=False)
+        base = gr.Textbox(label="Base model", lines=12, max_lines=30, interactive=False)
+        tuned = gr.Textbox(label="Fine-tuned", lines=12, max_lines=30, interactive=False)
     return {
         "run": run,
         "finetuned": finetuned,
