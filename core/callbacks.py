@@ -29,6 +29,7 @@ class StudioCallback(TrainerCallback):
         self.stop_event = stop_event
         self.t0 = time.monotonic()
         self.diverged_at: int | None = None  # first step whose loss or grad norm was NaN / inf
+        self.start_step = 0
         self.first_loss: float | None = None
         self.rising_logs = 0  # consecutive logs whose loss is far above the first one (see RISE_* in health)
         self.zero_loss_logs = 0  # consecutive logs whose training loss was exactly 0.0
@@ -40,7 +41,12 @@ class StudioCallback(TrainerCallback):
         # linear schedule) until the scheduler next steps; set it from the schedule of this run's length now.
         scheduler, optimizer = kwargs.get("lr_scheduler"), kwargs.get("optimizer")
         lambdas = getattr(scheduler, "lr_lambdas", None)
+        self.start_step = state.global_step
         if state.global_step > 0 and lambdas and optimizer is not None:
+            # this run's learning_rate, not the checkpoint's: the user may have changed it to resume
+            scheduler.base_lrs = [args.learning_rate for _ in scheduler.base_lrs]
+            for group in optimizer.param_groups:
+                group["initial_lr"] = args.learning_rate
             lrs = [
                 base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, lambdas, strict=True)
             ]
@@ -51,9 +57,8 @@ class StudioCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         elapsed = time.monotonic() - self.t0
-        eta = (
-            elapsed / state.global_step * (state.max_steps - state.global_step) if state.global_step else None
-        )
+        done = state.global_step - self.start_step  # steps this process ran (a resume starts past 0)
+        eta = elapsed / done * (state.max_steps - state.global_step) if done > 0 else None
         self.publish(Progress(state.global_step, state.max_steps, float(state.epoch or 0.0), elapsed, eta))
         if self.stop_event.is_set():
             control.should_training_stop = True

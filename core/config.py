@@ -156,7 +156,9 @@ class TrainingConfig:
     )
     save_steps: int = field(
         default=50,
-        metadata=_help("Save a resumable checkpoint every this many steps (and at the end or Stop)."),
+        metadata=_help(
+            "Save a resumable checkpoint every this many steps, and at the end or Stop (0 = only then)."
+        ),
     )
     resume_from_checkpoint: str = field(
         default="",

@@ -101,5 +101,5 @@ def config_problems(cfg: TrainingConfig) -> list[str]:
         cfg.attn_implementation in ATTN_IMPLEMENTATIONS,
         f"attn_implementation: {cfg.attn_implementation!r} is not one of {ATTN_IMPLEMENTATIONS}.",
     )
-    need(cfg.save_steps >= 0, f"save_steps: {cfg.save_steps} must be >= 0 (0 = only at the end).")
+    need(cfg.save_steps >= 0, f"save_steps: {cfg.save_steps} must be >= 0 (0 = only at the end or Stop).")
     return p

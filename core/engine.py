@@ -173,7 +173,7 @@ def size_micro_batch(
 
     rows = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
     target = min(estimate_vram(spec, cfg, cfg.method).total_gib, gpu_gib * HEADROOM)
-    for k in (d for d in range(rows, 0, -1) if rows % d == 0):
+    for k in (d for d in range(rows, 0, -1) if rows % d == 0 and rows // d <= 1024):
         if cfg.packing and lengths:
             trial = replace(
                 cfg, per_device_train_batch_size=1, max_length=max(16, packed_tokens_bound(lengths, k))
@@ -214,6 +214,9 @@ def plan_engine(
         if not cfg.packing:
             raise ValueError("attn_implementation varlen needs packing on (it attends within packed rows).")
         attn = register_varlen_attention()
+        notes.append("Attention: FlashAttention varlen kernel (as set).")
+    elif attn != "auto":
+        notes.append(f"Attention: {attn} (as set).")
     elif attn == "auto":
         if cfg.packing and reason is None:
             attn = register_varlen_attention()

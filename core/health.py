@@ -107,7 +107,9 @@ def require_healthy_adapter(model: Any, learning_rate: float) -> None:
     problems = check_adapter(model)
     if problems:
         raise TrainingFailed(
-            "The adapter is not usable: " + "; ".join(problems) + ". Nothing was saved. "
+            "The adapter is not usable: "
+            + "; ".join(problems)
+            + ". No adapter was saved, and this run cannot be resumed. "
             f"If the loss was finite, train more steps or raise learning_rate (now {learning_rate:g}); if it "
             "diverged, lower it or use bfloat16 instead of float16."
         )

@@ -89,6 +89,9 @@ class TrainingJob:
         problems = cfg.validate()
         if problems:
             raise ConfigError(problems)
+        from core.train import preflight_config
+
+        preflight_config(cfg)  # resume checkpoint and attention kernel, before a run folder exists
         with self._lock:
             if self._snap.is_active:
                 raise JobBusyError(

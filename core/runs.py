@@ -68,6 +68,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
 
 
 # ---------------------------------------------------------------------------------------------- the runs list
+RUNNING_ELSEWHERE = "running (another process)"  # no result.json yet, its log written in the last 2 minutes
 INTERRUPTED = "interrupted"  # a run folder without result.json and no live job writing to it
 RUN_FILES = ("config.json", "result.json", "metrics.jsonl")
 _STAMP = re.compile(r"(\d{8}-\d{6})")
@@ -208,8 +209,10 @@ def read_run(run_dir: str | Path, live_status: str | None = None) -> RunSummary:
         status = f"unreadable: {unreadable}"
     elif result is not None:
         status = str(result.get("status") or "unknown")
+    elif live_status:
+        status = live_status
     else:
-        status = live_status or INTERRUPTED
+        status = RUNNING_ELSEWHERE if _recently_written(folder) else INTERRUPTED
     logged_steps = [s for s in (_integer(r.get("step")) for r in rows) if s is not None]
     logged_losses = [x for x in (_number(r.get("loss")) for r in rows) if x is not None]
     steps = _integer(result.get("steps")) if result else None
@@ -243,6 +246,17 @@ def read_run(run_dir: str | Path, live_status: str | None = None) -> RunSummary:
     )
 
 
+def _recently_written(run: Path, seconds: float = 120.0) -> bool:
+    """True when train.log or metrics.jsonl changed in the last ``seconds``: a CLI run or another app trains it."""
+    for name in ("train.log", "metrics.jsonl"):
+        try:
+            if time.time() - (run / name).stat().st_mtime < seconds:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def list_runs(
     output_dir: str | Path, active_run_dir: str | Path | None = None, active_status: str = "training"
 ) -> list[RunSummary]:
@@ -268,7 +282,8 @@ def list_runs(
     for child in children:
         try:
             is_run = (
-                child.is_dir()
+                not child.is_symlink()  # a link would list another folder (or the runs folder) twice
+                and child.is_dir()
                 and not child.name.startswith(".")
                 and (child.name.startswith("run-") or any((child / f).exists() for f in RUN_FILES))
             )

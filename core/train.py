@@ -18,6 +18,7 @@ from core.errors import ConfigError, DataError, TrainingFailed
 from core.events import Finished, LogLine
 from core.hardware import resolve_dtype
 from core.health import ZERO_LOSS_LOGS
+from core.resume import check_resume_compatible, missing_state, resolve_checkpoint
 from core.runs import publish_dir, staging_dir
 from core.tokenization import tokenize_report
 from core.vram import estimate_vram
@@ -116,8 +117,6 @@ def run_training(
     for note in plan.notes:
         publish(LogLine(note))
     cfg = plan.apply(cfg)
-    if checkpoint:
-        check_resume_compatible(checkpoint, cfg, targets)
     publish(
         LogLine(
             f"Loading {spec.architecture} on {device} ({'4-bit ' + cfg.bnb_4bit_quant_type if cfg.load_in_4bit else dtype_name})"
@@ -185,6 +184,10 @@ def run_training(
         len(data) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps)
     )
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.num_train_epochs)
+    if checkpoint:
+        check_resume_compatible(checkpoint, cfg, targets, path, total_steps)
+        for note in missing_state(checkpoint):
+            publish(LogLine(f"Resume: {note}."))
 
     args = training_arguments(
         cfg, plan, run_dir / "checkpoints", has_cuda, compute, bool(eval_sets), total_steps
@@ -273,8 +276,9 @@ def training_arguments(
         bf16=has_cuda and compute == "bfloat16",
         fp16=has_cuda and compute == "float16",
         use_cpu=not has_cuda,
-        save_strategy="steps" if cfg.save_steps > 0 else "no",
-        save_steps=cfg.save_steps if cfg.save_steps > 0 else 500,
+        # always "steps": StudioCallback also saves at the end and at Stop; save_steps 0 = only then
+        save_strategy="steps",
+        save_steps=cfg.save_steps if cfg.save_steps > 0 else 10**9,
         save_total_limit=3,  # keep the last three checkpoints of this run (older ones are rotated out)
         use_liger_kernel=plan.use_liger_kernel,
         report_to=[],
@@ -286,57 +290,31 @@ def training_arguments(
     )
 
 
-def resolve_checkpoint(path: str) -> Path:
-    """The checkpoint folder to resume from: ``path`` itself (it holds trainer_state.json), or the highest
-    ``checkpoint-N`` in ``path`` or ``path/checkpoints`` (a run folder).
+def preflight_config(cfg: TrainingConfig) -> None:
+    """Checks that need the machine or the disk, run before a run folder exists (so a bad resume path or an
+    unavailable kernel is a config error, not a failed run): the resume checkpoint and the attention kernel.
 
     Raises:
-        ConfigError: no checkpoint there, with what was looked for.
+        ConfigError: every problem found.
     """
-    folder = Path(path).expanduser()
-    if (folder / "trainer_state.json").is_file():
-        return folder
-    for parent in (folder / "checkpoints", folder):
-        found = [
-            c
-            for c in parent.glob("checkpoint-*")
-            if c.name.split("-")[-1].isdigit() and (c / "trainer_state.json").is_file()
-        ]
-        if found:
-            return max(found, key=lambda c: int(c.name.split("-")[-1]))
-    raise ConfigError(
-        [
-            f"resume_from_checkpoint: no checkpoint in {str(folder)!r} (looked for trainer_state.json and "
-            "checkpoints/checkpoint-N); pick a run folder that saved one (save_steps > 0)."
-        ]
-    )
+    import torch
 
+    from core.engine import varlen_unavailable_reason
 
-def check_resume_compatible(checkpoint: Path, cfg: TrainingConfig, targets: tuple[str, ...]) -> None:
-    """Raise ConfigError when the checkpoint's adapter (adapter_config.json) differs from cfg in rank, alpha or
-    target modules: its optimizer state and weights would not fit the new adapter."""
-    import json
-
-    path = checkpoint / "adapter_config.json"
-    if not path.is_file():
-        raise ConfigError(
-            [f"resume_from_checkpoint: {checkpoint} has no adapter_config.json (not a LoRA run)."]
-        )
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    problems = []
-    if saved.get("r") != cfg.lora_r:
-        problems.append(f"lora_r: the checkpoint has r={saved.get('r')}, this config {cfg.lora_r}.")
-    if saved.get("lora_alpha") != cfg.lora_alpha:
-        problems.append(
-            f"lora_alpha: the checkpoint has {saved.get('lora_alpha')}, this config {cfg.lora_alpha}."
-        )
-    if sorted(saved.get("target_modules") or []) != sorted(targets):
-        problems.append(
-            f"lora_target_modules: the checkpoint adapts {sorted(saved.get('target_modules') or [])}, this "
-            f"config {sorted(targets)}."
-        )
+    problems: list[str] = []
+    if cfg.resume_from_checkpoint:
+        try:
+            resolve_checkpoint(cfg.resume_from_checkpoint)
+        except ConfigError as exc:
+            problems += exc.problems
+    if cfg.attn_implementation == "varlen":
+        reason = varlen_unavailable_reason(torch.cuda.is_available())
+        if reason or not cfg.packing:
+            problems.append(
+                f"attn_implementation: varlen is unavailable here ({reason or 'packing is off'}); use auto or sdpa."
+            )
     if problems:
-        raise ConfigError([*problems, "Resume with the settings of the run that saved the checkpoint."])
+        raise ConfigError(problems)
 
 
 def load_report_for(cfg: TrainingConfig) -> DatasetReport:

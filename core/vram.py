@@ -179,8 +179,8 @@ def estimate_vram(
         c["gradients"] = n * weight_bytes
         c["optimizer states"] = n * (ADAM_8BIT_BYTES if "8bit" in cfg.optim else ADAM_STATES * weight_bytes)
         notes.append(
-            "Full fine-tuning in pure bf16: weights 2 B + gradients 2 B + AdamW 2x2 B per parameter "
-            "(the textbook's 7B example, 26.1.1: 14 + 14 + 28 GB)."
+            f"Full fine-tuning: weights {weight_bytes} B + gradients {weight_bytes} B + optimizer states per "
+            "parameter (in pure bf16 that is the textbook's 7B example, 26.1.1: 14 + 14 + 28 GB)."
         )
     else:
         trainable = spec.lora_params(cfg.lora_r, _targets(spec, cfg))
@@ -293,7 +293,7 @@ def recommend(
         return Recommendation(
             "lora",
             f"LoRA needs about {lora:.1f} GiB of your {gpu_gib:g} GiB "
-            f"(limit {budget:.1f} GiB at 90%), so the 16-bit base fits.{extra}",
+            f"(limit {budget:.1f} GiB at 90%), so the unquantized base fits.{extra}",
         )
     if qlora <= budget:
         lora8 = estimates["lora8"].total_gib if "lora8" in estimates else None

@@ -221,7 +221,56 @@ def test_resume_with_more_steps_continues_on_the_new_schedule(tmp_path):
     """A linear schedule ends at lr 0; resuming with more steps must not spend its first step at lr 0."""
     linear = {"save_steps": 2, "seed": 3, "lr_scheduler_type": "linear"}
     short, dir_l = run(small(tmp_path / "linear", max_steps=2, **linear))
-    longer, dir_r = run(small(tmp_path / "more", max_steps=4, resume_from_checkpoint=str(dir_l), **linear))
+    more = small(
+        tmp_path / "more", max_steps=4, resume_from_checkpoint=str(dir_l), learning_rate=1e-3, **linear
+    )
+    longer, dir_r = run(more)
     assert short.status == longer.status == COMPLETED, longer.message
     lrs = {int(r["step"]): r["learning_rate"] for r in read_metrics(dir_r) if "learning_rate" in r}
-    assert lrs[3] == pytest.approx(5e-4 * 2 / 4) and lrs[4] == pytest.approx(5e-4 * 1 / 4)
+    # the resumed run's own learning_rate (1e-3, changed on purpose) on its own 4-step schedule
+    assert lrs[3] == pytest.approx(1e-3 * 2 / 4) and lrs[4] == pytest.approx(1e-3 * 1 / 4)
+
+
+def test_bad_resumes_are_refused_before_a_run_folder_exists(tmp_path):
+    """A missing, broken, finished or failed checkpoint is a config error naming the problem."""
+    from core.errors import ConfigError
+    from core.resume import check_resume_compatible, resolve_checkpoint
+
+    done, run_dir = run(small(tmp_path / "runs", max_steps=2, save_steps=1))
+    assert done.status == COMPLETED
+    checkpoints = run_dir / "checkpoints"
+    assert resolve_checkpoint(str(run_dir)).name == "checkpoint-2"
+    (checkpoints / "checkpoint-2" / "trainer_state.json").write_text("{ torn")
+    assert resolve_checkpoint(str(run_dir)).name == "checkpoint-1"  # the broken newest one is skipped
+    (checkpoints / "checkpoint-1" / "adapter_config.json").write_text("")
+    with pytest.raises(
+        ConfigError, match="no usable checkpoint.*checkpoint-2: trainer_state.json unreadable"
+    ):
+        resolve_checkpoint(str(run_dir))
+    with pytest.raises(ConfigError, match="at step 2 and this run would end at step 2"):
+        good = run_dir.parent / "copy"
+        import shutil
+
+        shutil.copytree(run_dir / "adapter", good / "adapter")
+        shutil.copytree(run_dir / "checkpoints", good / "checkpoints")
+        (good / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+        ckpt = resolve_checkpoint(str(good))
+        (ckpt / "adapter_config.json").write_text((run_dir / "adapter" / "adapter_config.json").read_text())
+        check_resume_compatible(
+            ckpt,
+            small(tmp_path),
+            ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+            "x",
+            2,
+        )
+    job = TrainingJob()
+    before = sorted((tmp_path / "runs").iterdir())
+    for bad in (str(tmp_path / "nowhere"), str(run_dir / "config.json")):
+        with pytest.raises(ConfigError, match="resume_from_checkpoint"):
+            job.start(small(tmp_path / "runs", resume_from_checkpoint=bad))
+    assert sorted((tmp_path / "runs").iterdir()) == before  # no failed run folder left behind
+    failed = json.loads((run_dir / "result.json").read_text())
+    (run_dir / "result.json").write_text(json.dumps({**failed, "status": "failed", "message": "diverged"}))
+    (checkpoints / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    with pytest.raises(ConfigError, match="failed \\(diverged\\)"):
+        resolve_checkpoint(str(run_dir))

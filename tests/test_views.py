@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -180,6 +181,8 @@ def runs_folder(tmp_path: Path) -> Path:
     make_run(base, ".run-20240106-100000.partial-x", config=lora)  # a staging folder, not a run
     (base / "notes").mkdir()  # an unrelated folder
     (base / "README.txt").write_text("not a run")
+    for path in base.rglob("*"):  # written long ago: nothing is training them now
+        os.utime(path, (1_700_000_000, 1_700_000_000))
     return base
 
 
@@ -210,6 +213,15 @@ def test_list_runs_reads_every_run_newest_first(runs_folder: Path):
     bad_result = by_day[5]
     assert bad_result.status == "unreadable: result.json: not a JSON object (list)"
     assert bad_result.method == "lora"
+
+
+def test_a_run_written_just_now_by_another_process_is_not_called_interrupted(runs_folder: Path):
+    from core.runs import RUNNING_ELSEWHERE, read_run
+
+    run = runs_folder / "run-20990101-000000"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')  # a CLI run's first log, seconds ago
+    assert read_run(run).status == RUNNING_ELSEWHERE
 
 
 def test_the_live_run_is_not_interrupted_and_result_json_wins(runs_folder: Path):

@@ -5,6 +5,7 @@ Pure functions, no gradio import; plotly is imported inside the figure function 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,17 +62,33 @@ def tokens_per_second(history: History) -> list[tuple[float, float]]:
     for row in history:
         if "num_input_tokens_seen" not in row or "elapsed_s" not in row:
             continue
-        tokens, now_s = float(row["num_input_tokens_seen"]), float(row["elapsed_s"])
+        tokens, now_s, step = (
+            _finite(row["num_input_tokens_seen"]),
+            _finite(row["elapsed_s"]),
+            _finite(row.get("step", 0)),
+        )
+        if tokens is None or now_s is None or step is None:
+            continue
         if prev_s >= 0 and tokens > prev_tokens and now_s > prev_s:
-            points.append((float(row.get("step", 0)), (tokens - prev_tokens) / (now_s - prev_s)))
+            points.append((step, (tokens - prev_tokens) / (now_s - prev_s)))
         prev_tokens, prev_s = tokens, now_s
     return points
 
 
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float, or None (null, text, NaN or inf in an edited metrics.jsonl)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def series(history: History, key: str) -> tuple[list[float], list[float]]:
-    """(steps, values) of every row that has ``key``, in history order."""
-    rows = [(float(h.get("step", 0)), float(h[key])) for h in history if key in h]
-    return [s for s, _ in rows], [v for _, v in rows]
+    """(steps, values) of every row whose ``key`` (and step) is a finite number, in history order."""
+    rows = [(_finite(h.get("step", 0)), _finite(h[key])) for h in history if key in h]
+    kept = [(s, v) for s, v in rows if s is not None and v is not None]
+    return [s for s, _ in kept], [v for _, v in kept]
 
 
 def _note(fig: go.Figure, panel: str, text: str) -> None:

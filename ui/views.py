@@ -20,6 +20,14 @@ if TYPE_CHECKING:
 METHOD_LABELS = {"full": "Full", "lora": "LoRA", "lora8": "LoRA 8-bit", "qlora": "QLoRA"}
 
 
+def _when(epoch_s: float) -> str:
+    """Local date and time of an epoch timestamp, or "?" for one no clock can show (corrupt result.json)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_s))
+    except (OverflowError, ValueError, OSError):
+        return "?"
+
+
 def fmt_count(n: int) -> str:
     """12_345_678 -> '12.35 M'; 1_234 -> '1,234'."""
     if n >= 1e9:
@@ -226,7 +234,7 @@ def runs_frame(runs: list[RunSummary]) -> pd.DataFrame:
     rows = [
         [
             r.name,
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at)),
+            _when(r.started_at),
             r.status,
             cell(r.steps),
             cell(r.final_loss, "{:.4f}"),
