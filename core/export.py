@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ExportError
-from core.export_verify import PROBE_PROMPT, check, check_memory, fail_on, probe_ids
+from core.export_verify import PROBE_PROMPT, adapter_checks, check, check_memory, fail_on, probe_ids
 from core.runs import publish_dir, staging_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,6 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     """
     import torch
     from peft import PeftModel
-    from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
     from core.model import resolve_model_path
@@ -179,43 +178,7 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     final = _destination(run_dir, out, "adapter-export")
     tmp = staging_dir(final)
     shutil.copytree(adapter, tmp, dirs_exist_ok=True)
-    checks = [
-        check(
-            "files present",
-            all((tmp / f).is_file() for f in ("adapter_config.json", "adapter_model.safetensors")),
-            "adapter_config.json, adapter_model.safetensors",
-        )
-    ]
-    fail_on(checks, tmp)
-    try:
-        weights = load_file(str(tmp / "adapter_model.safetensors"))
-        targets = json.loads((tmp / "adapter_config.json").read_text(encoding="utf-8")).get("target_modules")
-    except Exception as exc:  # a truncated or corrupted file: name it, never a traceback
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ExportError(f"The adapter files cannot be read ({type(exc).__name__}: {exc}).") from None
-    targets = sorted(targets or []) if isinstance(targets, list) else sorted(str(targets).split(","))
-    uncovered = [
-        t
-        for t in targets
-        if not any(f".{t}.lora_A" in k for k in weights) or not any(f".{t}.lora_B" in k for k in weights)
-    ]
-    size = sum(t.numel() * t.element_size() for t in weights.values())
-    finite = all(bool(torch.isfinite(t).all()) for t in weights.values())
-    max_b = max((float(t.abs().max()) for k, t in weights.items() if "lora_B" in k), default=0.0)
-    checks += [
-        check("tensors", len(weights) > 0, f"{len(weights)} tensors, {size / 2**20:,.2f} MiB"),
-        check(
-            "every target module covered",
-            bool(targets) and not uncovered,
-            f"targets {targets}" + (f"; missing {uncovered}" if uncovered else ""),
-        ),
-        check("finite weights", finite, "no NaN/inf" if finite else "NaN/inf found: a diverged run"),
-        check(
-            "B moved from zero",
-            max_b > 0,
-            f"max |B| = {max_b:.4g}" if max_b > 0 else "all B are zero: the adapter changes nothing",
-        ),
-    ]
+    checks, tensors, size, max_b = adapter_checks(tmp, tmp)
     fail_on(checks, tmp)
     base_path = resolve_model_path(cfg["model_name_or_path"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -242,13 +205,11 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
         )
     )
     fail_on(checks, tmp)
-    verification = {"kind": "adapter", "checks": checks, "tensors": len(weights), "bytes": size}
+    verification = {"kind": "adapter", "checks": checks, "tensors": tensors, "bytes": size}
     write_json_atomic(tmp / "verification.json", {**verification, "run_dir": str(run_dir)})
     write_model_card(tmp, run_dir, "adapter", verification)
     publish_dir(tmp, final)
-    return ExportResult(
-        "adapter", str(final), _zip(final), None, max_b, None, None, _size(final), len(weights)
-    )
+    return ExportResult("adapter", str(final), _zip(final), None, max_b, None, None, _size(final), tensors)
 
 
 def export_merged(
@@ -285,6 +246,9 @@ def export_merged(
     run_dir = Path(run_dir).resolve()
     cfg, adapter = _run_info(run_dir)
     final = _destination(run_dir, out, "merged")
+    adapter_report, *_ = adapter_checks(
+        adapter, None
+    )  # the run's adapter: tensors, coverage, finite, B moved
     base_path = resolve_model_path(cfg["model_name_or_path"])
     tokenizer = load_tokenizer(base_path)
     ensure_chat_template(tokenizer)
@@ -293,6 +257,8 @@ def export_merged(
         stored = json.loads((Path(base_path) / "config.json").read_text(encoding="utf-8"))
         stored_dtype = stored.get("dtype") or stored.get("torch_dtype")
         dtype = stored_dtype if stored_dtype in ("bfloat16", "float16") else "bfloat16"
+        if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+            dtype = "float16"  # what this GPU computes in (T4, V100)
     save_dtype = getattr(torch, dtype)
     check_memory(base_path, torch.finfo(save_dtype).bits // 8, device)
     # finfo.eps is 2x the relative step; the floor covers float32 re-association (merged vs unmerged matmuls).

@@ -63,3 +63,68 @@ def check_memory(base_path: str, bytes_per_param: int, device: str) -> None:
             f"Not enough free {where} to export: about {need / 2**30:.1f} GiB needed (a {bytes_per_param}-byte copy "
             f"of the base), {free / 2**30:.1f} GiB free. Close other programs or export on a larger machine."
         )
+
+
+def adapter_checks(folder: Path, staging: Path | None) -> tuple[list[dict[str, Any]], int, int, float]:
+    """Check an adapter folder: files present, more than zero LoRA tensor, every target module of
+    adapter_config.json with A and B tensors, finite weights, some B moved from zero.
+
+    Args:
+        folder: holds adapter_config.json and adapter_model.safetensors.
+        staging: an export's staging folder, removed before raising (None: nothing to clean up).
+
+    Returns:
+        (checks, tensor count, bytes, max |B|).
+
+    Raises:
+        ExportError: a check failed or the files cannot be read (each failure named).
+    """
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    cleanup = staging if staging is not None else Path("/nonexistent-lora-studio")
+    checks = [
+        check(
+            "files present",
+            all((folder / f).is_file() for f in ("adapter_config.json", "adapter_model.safetensors")),
+            "adapter_config.json, adapter_model.safetensors",
+        )
+    ]
+    fail_on(checks, cleanup)
+    try:
+        weights = load_file(str(folder / "adapter_model.safetensors"))
+        targets = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get(
+            "target_modules"
+        )
+    except Exception as exc:  # a truncated or corrupted file: name it, never a traceback
+        shutil.rmtree(cleanup, ignore_errors=True)
+        raise ExportError(f"The adapter files cannot be read ({type(exc).__name__}: {exc}).") from None
+    targets = sorted(targets or []) if isinstance(targets, list) else sorted(str(targets).split(","))
+    uncovered = [
+        t
+        for t in targets
+        if not any(f".{t}.lora_A" in k for k in weights) or not any(f".{t}.lora_B" in k for k in weights)
+    ]
+    size = sum(t.numel() * t.element_size() for t in weights.values())
+    finite = all(bool(torch.isfinite(t).all()) for t in weights.values())
+    max_b = max(
+        (float(t.nan_to_num(0.0).abs().max()) for k, t in weights.items() if "lora_B" in k), default=0.0
+    )
+    checks += [
+        check("tensors", len(weights) > 0, f"{len(weights)} tensors, {size / 2**20:,.2f} MiB"),
+        check(
+            "every target module covered",
+            bool(targets) and not uncovered,
+            f"targets {targets}" + (f"; missing {uncovered}" if uncovered else ""),
+        ),
+        check("finite weights", finite, "no NaN/inf" if finite else "NaN/inf found: a diverged run"),
+        check(
+            "B moved from zero",
+            max_b > 0,
+            f"max |B| = {max_b:.4g}" if max_b > 0 else "all B are zero: the adapter changes nothing",
+        ),
+    ]
+    fail_on(checks, cleanup)
+    return checks, len(weights), size, max_b
