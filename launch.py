@@ -1,6 +1,6 @@
 """LoRA Studio entry point.
 
-    python launch.py [--host 127.0.0.1] [--port 7860] [--share]       open the UI
+    python launch.py [--host 127.0.0.1] [--port 7860] [--share] [--auth USER:PASSWORD]   open the UI
     python launch.py validate CONFIG.json [--report CSV] [--json]      check the data before training
     python launch.py train CONFIG.json [--json]                        train headless
     python launch.py export RUN_DIR (--merged | --adapter) [--out DIR] export a run
@@ -16,11 +16,13 @@ import contextlib
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-UI_DEFAULT_HOST = "127.0.0.1"
+# A Hugging Face Space routes traffic to 0.0.0.0:7860 inside its container; everywhere else stay on loopback.
+UI_DEFAULT_HOST = "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1"
 UI_DEFAULT_PORT = 7860
 
 
@@ -227,7 +229,14 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from ui.app import build_app, launch_app
 
-    launch_app(build_app(), host=args.host, port=args.port, share=args.share)
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not (sep and user and password):
+            print("launch.py: error: --auth must be USER:PASSWORD (both non-empty)", file=sys.stderr)
+            return 2
+        auth = (user, password)
+    launch_app(build_app(), host=args.host, port=args.port, share=args.share, auth=auth)
     return 0
 
 
@@ -244,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=UI_DEFAULT_PORT, help="UI port (default 7860)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    p.add_argument("--auth", default=None, help="USER:PASSWORD required to open the UI (a login page)")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     t = sub.add_parser("train", help="train from a JSON config of TrainingConfig field names")
     t.add_argument("config")

@@ -181,7 +181,7 @@ def _load(run_dir: Path, choice: str, progress: Callable[[float, str], None]) ->
     import torch
     from transformers import AutoModelForCausalLM
 
-    from core.model import load_tokenizer
+    from core.model import SAFE_LOAD, load_tokenizer
     from core.tokenization import ensure_chat_template
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -194,7 +194,7 @@ def _load(run_dir: Path, choice: str, progress: Callable[[float, str], None]) ->
     ensure_chat_template(tokenizer)
     try:
         progress(0.1, f"Loading the base model ({dtype}, {device})...")
-        base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+        base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs, **SAFE_LOAD)
         base.eval()
         if choice == ADAPTER:
             from peft import PeftModel
@@ -206,7 +206,7 @@ def _load(run_dir: Path, choice: str, progress: Callable[[float, str], None]) ->
         progress(0.5, f"Loading the merged model {choice}...")
         merged_kwargs = {k: v for k, v in kwargs.items() if k != "quantization_config"}
         merged_kwargs.setdefault("dtype", torch.bfloat16 if device == "cuda" else torch.float32)
-        tuned = AutoModelForCausalLM.from_pretrained(str(tuned_path), **merged_kwargs)
+        tuned = AutoModelForCausalLM.from_pretrained(str(tuned_path), **merged_kwargs, **SAFE_LOAD)
         tuned.eval()
         return ChatModels(base, tuned, tokenizer, MERGED, device, dtype)
     except StudioError:

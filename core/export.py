@@ -170,7 +170,7 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from core.model import resolve_model_path
+    from core.model import SAFE_LOAD, resolve_model_path
     from core.modelcard import write_model_card
 
     run_dir = Path(run_dir).resolve()
@@ -186,7 +186,10 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     probe = probe_ids(base_path, device)
     model = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(
-            base_path, dtype=torch.bfloat16 if device == "cuda" else torch.float32, device_map={"": device}
+            base_path,
+            dtype=torch.bfloat16 if device == "cuda" else torch.float32,
+            device_map={"": device},
+            **SAFE_LOAD,
         ),
         tmp,
     )
@@ -237,7 +240,7 @@ def export_merged(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from core.model import inspect_model, load_tokenizer, resolve_model_path
+    from core.model import SAFE_LOAD, inspect_model, load_tokenizer, resolve_model_path
     from core.modelcard import write_model_card
     from core.tokenization import ensure_chat_template
 
@@ -279,7 +282,10 @@ def export_merged(
     log.info("Computing base and base+adapter reference logits in float32")
     ref_dtype = _reference_dtype(inspect_model(base_path).num_params, device)
     ref_model = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(base_path, dtype=ref_dtype, device_map={"": device}), adapter
+        AutoModelForCausalLM.from_pretrained(
+            base_path, dtype=ref_dtype, device_map={"": device}, **SAFE_LOAD
+        ),
+        adapter,
     )
     ref_model.eval()
     ref = logits(ref_model)
@@ -289,7 +295,10 @@ def export_merged(
 
     log.info("Merging into a %s copy of the base", save_dtype)
     merged = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(base_path, dtype=save_dtype, device_map={"": device}), adapter
+        AutoModelForCausalLM.from_pretrained(
+            base_path, dtype=save_dtype, device_map={"": device}, **SAFE_LOAD
+        ),
+        adapter,
     ).merge_and_unload()
     tmp = staging_dir(final)
     try:
@@ -301,7 +310,9 @@ def export_merged(
         tokenizer.padding_side = "left"  # what generation wants
         tokenizer.save_pretrained(tmp)
         del merged
-        reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=ref_dtype, device_map={"": device})
+        reloaded = AutoModelForCausalLM.from_pretrained(
+            tmp, dtype=ref_dtype, device_map={"": device}, **SAFE_LOAD
+        )
         reloaded.eval()
         got = logits(reloaded)
         del reloaded

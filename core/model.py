@@ -257,6 +257,12 @@ def get_peft_config(cfg: TrainingConfig, target_modules: tuple[str, ...]) -> Lor
     )
 
 
+# Weights are read from safetensors only: a pickled .bin file can run arbitrary code when loaded, and a model's
+# own Python code (trust_remote_code) runs only if a future option names the repository. Used by every load of a
+# model a user chose (training, export, chat).
+SAFE_LOAD: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
+
+
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     """Tokenizer with a pad token (EOS when the model has none) and right padding for training."""
     from transformers import AutoTokenizer
@@ -300,9 +306,15 @@ def load_model_for_training(
     else:
         kwargs["dtype"] = getattr(torch, dtype_name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs, **SAFE_LOAD)
     except Exception as exc:
-        raise ModelError(f"Loading {cfg.model_name_or_path} failed: {exc}") from exc
+        hint = (
+            " LoRA Studio loads safetensors weights only (pickled .bin files can run code when loaded); pick a "
+            "model that ships model.safetensors or convert it."
+            if "safetensors" in str(exc)
+            else ""
+        )
+        raise ModelError(f"Loading {cfg.model_name_or_path} failed: {exc}{hint}") from exc
     return prepare_for_training(model, cfg, target_modules, quantized=quant is not None)
 
 

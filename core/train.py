@@ -300,6 +300,7 @@ def preflight_config(cfg: TrainingConfig) -> None:
     import torch
 
     from core.engine import varlen_unavailable_reason
+    from core.space import demo_limits, limit_problems
 
     problems: list[str] = []
     if cfg.resume_from_checkpoint:
@@ -313,6 +314,7 @@ def preflight_config(cfg: TrainingConfig) -> None:
             problems.append(
                 f"attn_implementation: varlen is unavailable here ({reason or 'packing is off'}); use auto or sdpa."
             )
+    problems += limit_problems(cfg, demo_limits())
     if problems:
         raise ConfigError(problems)
 

@@ -12,6 +12,7 @@ from core.job import TrainingJob
 from core.model import target_modules_for
 from core.modelspec import ModelSpec
 from core.presets import default_target_modules
+from core.space import demo_limits, limits_markdown
 from core.train import load_report_for
 from ui.charts import training_figure
 from ui.forms import ConfigForm
@@ -37,6 +38,9 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
     form = ConfigForm()
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
+        limits = demo_limits()
+        if limits is not None:
+            gr.Markdown(limits_markdown(limits))
         spec_state = gr.State(None)
         with gr.Tabs():
             with gr.Tab("1. Model"):
@@ -135,9 +139,15 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
         def start(*values: Any) -> str:
             try:
                 cfg = form.to_config(*values)
-                load_report_for(
-                    cfg
-                )  # zero usable rows blocks Start with the reason, before a run folder exists
+                # zero usable rows blocks Start with the reason, before a run folder exists
+                report = load_report_for(cfg)
+                cap = demo_limits()
+                if cap is not None and len(report.examples) > cap.max_rows:
+                    raise ConfigError(
+                        [
+                            f"dataset: {len(report.examples):,} usable rows; the demo trains on up to {cap.max_rows:,}."
+                        ]
+                    )
                 run_dir = job.start(cfg)
             except ConfigError as exc:
                 raise gr.Error("\n".join(exc.problems), title="Fix these settings") from None
@@ -288,11 +298,12 @@ def launch_app(
     """Queue and launch ``demo``; uploads are capped at 200 MB with a readable error."""
     demo.queue(default_concurrency_limit=4)
     kwargs.setdefault("allowed_paths", [str(export_tab.downloads_dir())])
+    limits = demo_limits()
     return demo.launch(
         server_name=host,
         server_port=port,
         share=share,
-        max_file_size="200mb",
+        max_file_size=f"{limits.max_upload_mb}mb" if limits else "200mb",
         theme=gr.themes.Soft(),
         **kwargs,
     )
