@@ -162,18 +162,34 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
         def stop() -> str:
             return "Stopping after the current step..." if job.stop() else "Nothing is running."
 
+        # Every browser session polls once a second; the snapshot object is replaced on each change, so its
+        # rendering (status, log text, chart) is computed once per change and shared by all sessions.
+        rendered: dict[str, Any] = {}
+
+        def render_snapshot(snap: Any) -> tuple[str, str]:
+            if rendered.get("snap") is not snap:
+                rendered.update(snap=snap, status=status_markdown(snap), logs="\n".join(snap.logs[-60:]))
+            return rendered["status"], rendered["logs"]
+
+        def chart(snap: Any) -> Any:
+            if rendered.get("history") is not snap.history:
+                rendered.update(
+                    history=snap.history,
+                    figure=training_figure(
+                        snap.history, snap.info.get("estimate_gib"), snap.info.get("device")
+                    ),
+                )
+            return rendered["figure"]
+
         def poll(seen: int) -> tuple[Any, ...]:
             snap = job.snapshot()
             n = len(snap.history)
-            figure = (
-                training_figure(snap.history, snap.info.get("estimate_gib"), snap.info.get("device"))
-                if n != seen or seen == -1
-                else gr.update()
-            )
+            status_text, log_text = render_snapshot(snap)
+            figure = chart(snap) if n != seen or seen == -1 else gr.update()
             return (
-                status_markdown(snap),
+                status_text,
                 figure,
-                "\n".join(snap.logs[-60:]),
+                log_text,
                 gr.update(interactive=not snap.is_active),
                 gr.update(interactive=snap.is_active),
                 n,
@@ -187,7 +203,7 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             lambda: "", None, form.components["resume_from_checkpoint"], api_visibility="private"
         )
         t["stop"].click(stop, None, t["status"], api_name="stop")
-        t["timer"].tick(poll, seen, poll_outputs, api_name="poll", show_progress="hidden")
+        t["timer"].tick(poll, seen, poll_outputs, api_name="poll", show_progress="hidden", queue=False)
         demo.load(lambda: poll(-1), None, poll_outputs, api_visibility="private")
 
         # ---- export
