@@ -54,7 +54,16 @@ def traces(fig):
 
 def notes(fig):
     """The "nothing here" sentences by the subplot they sit in (not subplot titles, not the estimate label)."""
-    return {a.xref.split()[0]: a.text for a in fig.layout.annotations if a.yref.endswith("domain")}
+    found = {}
+    for a in fig.layout.annotations:
+        if a.font.color != "grey":  # subplot titles and the estimate label are not notes
+            continue
+        for n in range(1, 6):
+            xd = fig.layout[f"xaxis{n if n > 1 else ''}"].domain
+            yd = fig.layout[f"yaxis{n if n > 1 else ''}"].domain
+            if xd[0] <= a.x <= xd[1] and yd[0] <= a.y <= yd[1]:
+                found[f"x{n if n > 1 else ''}"] = a.text
+    return found
 
 
 def with_gpu(history, peaks):

@@ -94,17 +94,15 @@ def series(history: History, key: str) -> tuple[list[float], list[float]]:
 def _note(fig: go.Figure, panel: str, text: str) -> None:
     """Grey text in the middle of an empty panel, so a blank chart says why it is blank."""
     row, col = PANELS[panel]
-    sub = fig.get_subplot(
-        row, col
-    )  # this panel's own axes ("x3", "y3"): a bare "x domain" is the first panel's
-    xref = sub.xaxis.plotly_name.replace("axis", "")
-    yref = sub.yaxis.plotly_name.replace("axis", "")
+    sub = fig.get_subplot(row, col)
+    # the middle of this panel in paper coordinates (axis-domain references are not honoured by every plotly.js)
+    (x0, x1), (y0, y1) = sub.xaxis.domain, sub.yaxis.domain
     fig.add_annotation(
         text=text,
-        x=0.5,
-        y=0.5,
-        xref=f"{xref} domain",
-        yref=f"{yref} domain",
+        x=(x0 + x1) / 2,
+        y=(y0 + y1) / 2,
+        xref="paper",
+        yref="paper",
         showarrow=False,
         font={"color": "grey"},
     )
