@@ -91,8 +91,15 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
         )
-        for comp in (d["name"], d["format"]):
-            comp.change(
+        # the report depends on max_length and answer-only labels too: keep it in step when they change
+        triggers = [
+            d["name"].change,
+            d["format"].change,
+            form.components["completion_only_loss"].change,
+            form.components["max_length"].release,
+        ]
+        for trigger in triggers:
+            trigger(
                 run_validate,
                 form.inputs,
                 data_outputs,
