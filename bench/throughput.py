@@ -50,6 +50,25 @@ WARMUP = 3  # optimizer steps left out of tokens/s (kernel selection, allocator 
 ROWS_PER_STEP = 16
 
 
+class _PadWithZero:
+    """Stand-in tokenizer for DataCollatorForSeq2Seq when the model folder has no tokenizer files: pads input ids
+    with 0 (masked by attention 0 and labels -100) through transformers' own padding code."""
+
+    pad_token_id = 0
+    padding_side = "right"
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def pad(self, features, padding=True, max_length=None, pad_to_multiple_of=None, return_tensors=None, **_):
+        n = max(len(f["input_ids"]) for f in features)
+        out = {
+            "input_ids": [f["input_ids"] + [0] * (n - len(f["input_ids"])) for f in features],
+            "attention_mask": [[1] * len(f["input_ids"]) + [0] * (n - len(f["input_ids"])) for f in features],
+        }
+        if "labels" in features[0]:
+            out["labels"] = [f["labels"] for f in features]
+        return {k: torch.tensor(v) for k, v in out.items()}
+
+
 class TokenClock(TrainerCallback):
     """Counts real tokens (labels-bearing, non-padding input ids) per optimizer step and its wall time."""
 
@@ -134,23 +153,9 @@ def run_side(side: str, cfg: TrainingConfig, folder: Path, rows: list[dict], dev
             has_cuda,
             None,
         )
-        collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100) if tok else None
-        if collator is None:
-            from transformers import DataCollatorForSeq2Seq as C
-
-            class _Pad:  # no tokenizer files: pad ids with 0 (masked by labels -100 and attention 0)
-                def __call__(self, feats):
-                    n = max(len(f["input_ids"]) for f in feats)
-                    out = {"input_ids": [], "attention_mask": [], "labels": []}
-                    for f in feats:
-                        pad = n - len(f["input_ids"])
-                        out["input_ids"].append(f["input_ids"] + [0] * pad)
-                        out["attention_mask"].append([1] * len(f["input_ids"]) + [0] * pad)
-                        out["labels"].append(f["labels"] + [-100] * pad)
-                    return {k: torch.tensor(v) for k, v in out.items()}
-
-            del C
-            collator = _Pad()
+        collator = DataCollatorForSeq2Seq(
+            tok if tok is not None else _PadWithZero(), padding=True, label_pad_token_id=-100
+        )
     else:
         gpu_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if has_cuda else None
         plan = plan_engine(cfg, spec, has_cuda, gpu_gib, [len(r["input_ids"]) for r in rows])

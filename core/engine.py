@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import math
@@ -52,6 +53,15 @@ def liger_unavailable_reason(has_cuda: bool) -> str | None:
     return None
 
 
+@functools.cache
+def _varlen_params() -> frozenset[str]:
+    """Keyword names varlen_attn accepts (its signature changed between torch 2.10 and 2.12); read once, not in
+    every attention call."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    return frozenset(inspect.signature(varlen_attn).parameters)
+
+
 def _varlen_attention_forward(
     module: Any,
     query: Any,
@@ -75,7 +85,7 @@ def _varlen_attention_forward(
     from torch.nn.attention.varlen import varlen_attn
 
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D) views, last dim contiguous
-    params = inspect.signature(varlen_attn).parameters
+    params = _varlen_params()
     extra: dict[str, Any] = {"scale": scaling}
     if "window_size" in params:  # torch >= 2.12: (-1, 0) = causal
         extra["window_size"] = (-1, 0)

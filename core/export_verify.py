@@ -17,11 +17,12 @@ def check(name: str, passed: bool, detail: str) -> dict[str, Any]:
     return {"name": name, "passed": bool(passed), "detail": detail}
 
 
-def fail_on(checks: list[dict[str, Any]], tmp: Path) -> None:
-    """Raise ExportError listing every failed check (after removing the staging folder)."""
+def fail_on(checks: list[dict[str, Any]], tmp: Path | None) -> None:
+    """Raise ExportError listing every failed check (after removing the staging folder ``tmp``, if any)."""
     failed = [c for c in checks if not c["passed"]]
     if failed:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise ExportError(
             "Export failed verification, nothing was written: "
             + "; ".join(f"{c['name']}: {c['detail']}" for c in failed)
@@ -84,7 +85,6 @@ def adapter_checks(folder: Path, staging: Path | None) -> tuple[list[dict[str, A
     import torch
     from safetensors.torch import load_file
 
-    cleanup = staging if staging is not None else Path("/nonexistent-lora-studio")
     checks = [
         check(
             "files present",
@@ -92,14 +92,15 @@ def adapter_checks(folder: Path, staging: Path | None) -> tuple[list[dict[str, A
             "adapter_config.json, adapter_model.safetensors",
         )
     ]
-    fail_on(checks, cleanup)
+    fail_on(checks, staging)
     try:
         weights = load_file(str(folder / "adapter_model.safetensors"))
         targets = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get(
             "target_modules"
         )
     except Exception as exc:  # a truncated or corrupted file: name it, never a traceback
-        shutil.rmtree(cleanup, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         raise ExportError(f"The adapter files cannot be read ({type(exc).__name__}: {exc}).") from None
     targets = sorted(targets or []) if isinstance(targets, list) else sorted(str(targets).split(","))
     uncovered = [
@@ -126,5 +127,5 @@ def adapter_checks(folder: Path, staging: Path | None) -> tuple[list[dict[str, A
             f"max |B| = {max_b:.4g}" if max_b > 0 else "all B are zero: the adapter changes nothing",
         ),
     ]
-    fail_on(checks, cleanup)
+    fail_on(checks, staging)
     return checks, len(weights), size, max_b
