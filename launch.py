@@ -236,7 +236,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
             print("launch.py: error: --auth must be USER:PASSWORD (both non-empty)", file=sys.stderr)
             return 2
         auth = (user, password)
-    launch_app(build_app(), host=args.host, port=args.port, share=args.share, auth=auth)
+    from core.workspace import Sessions
+
+    if args.workspace:
+        folder = Path(args.workspace).expanduser().resolve()
+        if not folder.is_dir():
+            print(f"launch.py: error: --workspace {folder} is not a folder", file=sys.stderr)
+            return 2
+        os.environ["LORA_STUDIO_WORKSPACE"] = str(folder)
+    if args.session_ttl_hours <= 0:
+        print("launch.py: error: --session-ttl-hours must be > 0", file=sys.stderr)
+        return 2
+    private = args.private_sessions or bool(os.environ.get("SPACE_ID"))
+    sessions = Sessions(private=private, ttl_s=args.session_ttl_hours * 3600)
+    launch_app(build_app(sessions=sessions), host=args.host, port=args.port, share=args.share, auth=auth)
     return 0
 
 
@@ -254,6 +267,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=UI_DEFAULT_PORT, help="UI port (default 7860)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--auth", default=None, help="USER:PASSWORD required to open the UI (a login page)")
+    p.add_argument(
+        "--private-sessions",
+        action="store_true",
+        help="give each browser its own uploads, runs, exports and chat (on by itself on a Hugging Face Space)",
+    )
+    p.add_argument(
+        "--session-ttl-hours",
+        type=float,
+        default=6.0,
+        help="with private sessions: delete a session's files this long after its last request (default 6)",
+    )
+    p.add_argument(
+        "--workspace",
+        default=None,
+        help="local install: the folder whose runs/ the UI uses (default: the current folder)",
+    )
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     t = sub.add_parser("train", help="train from a JSON config of TrainingConfig field names")
     t.add_argument("config")

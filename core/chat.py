@@ -36,8 +36,7 @@ TRAINING_BUSY_MESSAGE = (
 )
 CHAT_BUSY_MESSAGE = "A chat answer is being generated; try again when it finishes."
 START_BLOCKED_MESSAGE = (
-    "The Chat tab is generating an answer on this machine; start training when it finishes "
-    "(only one job uses the GPU at a time)."
+    "Waiting for the Chat tab's answer to finish (only one job uses the GPU at a time); training starts then."
 )
 MAX_NEW_TOKENS_LIMIT = 4096
 FIT_SHARE = (
@@ -363,9 +362,11 @@ def stream_side_by_side(
     if not _lock.acquire(blocking=False):
         raise JobBusyError(CHAT_BUSY_MESSAGE)
     try:
-        # Checked under the chat lock: TrainingJob.start checks is_busy() under its own lock before it turns
-        # active, so one of the two always sees the other.
-        if job is not None and job.snapshot().is_active:
+        # Checked under the chat lock: a job holding the training slot waits for free_models() (which needs this
+        # lock) before it loads anything, so one of the two always sees the other.
+        from core.slot import SLOT
+
+        if SLOT.busy() or (job is not None and job.snapshot().is_active):
             raise JobBusyError(TRAINING_BUSY_MESSAGE)
         models = load_chat_models(run_dir, choice, progress)
         if progress is not None:

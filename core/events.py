@@ -7,9 +7,10 @@ from typing import Any
 
 # Job states. Terminal: completed, stopped, failed.
 IDLE, LOADING, TRAINING, STOPPING, SAVING = "idle", "loading", "training", "stopping", "saving"
+QUEUED = "queued"  # waiting for the process's one training slot (core.slot)
 COMPLETED, STOPPED, FAILED = "completed", "stopped", "failed"
 TERMINAL = (COMPLETED, STOPPED, FAILED)
-ACTIVE = (LOADING, TRAINING, STOPPING, SAVING)
+ACTIVE = (QUEUED, LOADING, TRAINING, STOPPING, SAVING)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class JobSnapshot:
     """Everything the UI shows about the current or last job, copied under the job's lock.
 
     Attributes:
-        status: one of idle, loading, training, stopping, saving, completed, stopped, failed.
+        status: one of idle, queued, loading, training, stopping, saving, completed, stopped, failed.
         run_dir: the run folder ("" before the first start).
         step / max_steps: optimizer steps done / planned.
         epoch: fractional epoch.
@@ -85,5 +86,5 @@ class JobSnapshot:
 
     @property
     def is_active(self) -> bool:
-        """True while loading, training, stopping or saving."""
+        """True while queued, loading, training, stopping or saving."""
         return self.status in ACTIVE

@@ -17,7 +17,9 @@ from core.events import (
     COMPLETED,
     FAILED,
     LOADING,
+    QUEUED,
     SAVING,
+    STOPPED,
     STOPPING,
     TRAINING,
     Failed,
@@ -28,6 +30,7 @@ from core.events import (
     Progress,
 )
 from core.runs import new_run_dir, write_json_atomic
+from core.slot import SLOT, TrainingSlot
 
 log = logging.getLogger(__name__)
 MAX_LOG_LINES = 200
@@ -62,18 +65,31 @@ def _release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-class TrainingJob:
-    """One training run at a time, on a daemon thread; ``snapshot()`` is safe to call from any thread.
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown until the current run has done a step"
+    return "under a minute" if seconds < 60 else f"about {round(seconds / 60):d} min"
 
-    The run folder gets ``config.json`` at start, one ``metrics.jsonl`` line per Trainer log, ``train.log``,
-    ``adapter/`` at the end (also after Stop), and ``result.json`` with status, steps and final_loss.
+
+class TrainingJob:
+    """One training run at a time per job, on a daemon thread; ``snapshot()`` is safe to call from any thread.
+
+    Every job of the process shares one TrainingSlot (core.slot.SLOT): a job started while another trains is
+    ``queued`` with its place and estimated wait, and starts when the slot frees. The run folder gets
+    ``config.json`` at start, one ``metrics.jsonl`` line per Trainer log, ``train.log``, ``adapter/`` at the end
+    (also after Stop), and ``result.json`` with status, steps and final_loss.
     """
 
-    def __init__(self) -> None:
+    seconds_per_step: float | None = (
+        None  # measured by the last run of the process; sizes queue wait estimates
+    )
+
+    def __init__(self, slot: TrainingSlot | None = None) -> None:
         self._lock = threading.Lock()
         self._snap = JobSnapshot()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._slot = slot or SLOT
 
     # ------------------------------------------------------------------ public API
     def start(self, cfg: TrainingConfig) -> Path:
@@ -84,7 +100,7 @@ class TrainingJob:
 
         Raises:
             ConfigError: the config has problems (all listed).
-            JobBusyError: a job is already active, or the Chat tab is generating (core.chat.is_busy()).
+            JobBusyError: this job is already active (another job's run only queues this one).
         """
         problems = cfg.validate()
         if problems:
@@ -97,12 +113,6 @@ class TrainingJob:
                 raise JobBusyError(
                     f"A run is already {self._snap.status} in {self._snap.run_dir}; stop it first."
                 )
-            from core import chat  # lazy, as chat refers back to TrainingJob
-
-            # One GPU job at a time: checked under our lock, so chat (which checks us under its lock) sees either
-            # this job active or its own refusal here. free_models() also returns chat's cached model memory.
-            if chat.is_busy() or not chat.free_models():
-                raise JobBusyError(chat.START_BLOCKED_MESSAGE)
             try:
                 run_dir = new_run_dir(cfg.output_dir)
                 write_json_atomic(run_dir / "config.json", cfg.to_dict())
@@ -114,10 +124,13 @@ class TrainingJob:
                     ]
                 ) from None
             self._stop.clear()
+            place = self._slot.join(self)  # in line before the thread starts: the place shows at once
             self._snap = JobSnapshot(
-                status=LOADING,
+                status=QUEUED if place else LOADING,
                 run_dir=str(run_dir),
-                message="Loading data and model...",
+                message=self._queue_message(place, self._slot.wait_estimate_s(self))
+                if place
+                else "Loading data and model...",
                 info={"config": cfg.to_dict(), "started_at": time.time()},
             )
             self._thread = threading.Thread(
@@ -134,6 +147,28 @@ class TrainingJob:
             self._stop.set()
             self._snap = replace(self._snap, status=STOPPING, message="Stopping after the current step...")
             return True
+
+    def remaining_estimate_s(self) -> float | None:
+        """Seconds this job will still hold the training slot (None = cannot tell yet), for queue estimates.
+
+        Training: the run's own ETA. Queued or loading: planned max_steps x the process's last measured seconds
+        per step (None when the config trains by epochs or nothing has been measured yet).
+        """
+        snap = self.snapshot()
+        if snap.eta_s is not None and snap.step > 0:
+            return snap.eta_s
+        steps = int(snap.info.get("config", {}).get("max_steps") or 0)
+        if steps > 0 and TrainingJob.seconds_per_step is not None:
+            return steps * TrainingJob.seconds_per_step
+        return None
+
+    @staticmethod
+    def _queue_message(place: int, wait_s: float | None) -> str:
+        ahead = "1 run is" if place == 1 else f"{place} runs are"
+        return (
+            f"Queued: number {place + 1} in line ({ahead} ahead of yours on this machine). Estimated wait: "
+            f"{_minutes(wait_s)}. Your run starts by itself; Stop leaves the queue."
+        )
 
     def snapshot(self) -> JobSnapshot:
         """A consistent copy of the job's state."""
@@ -152,7 +187,47 @@ class TrainingJob:
         return self.snapshot()
 
     # ------------------------------------------------------------------ thread side
+    def _on_wait(self, place: int, wait_s: float | None) -> None:
+        with self._lock:
+            if self._snap.status == QUEUED:
+                self._snap = replace(
+                    self._snap,
+                    message=self._queue_message(place, wait_s),
+                    info={**self._snap.info, "queue_place": place, "queue_wait_s": wait_s},
+                )
+
+    def _wait_for_chat(self) -> bool:
+        """Hold the slot until the Chat tab has no answer in progress (its models are freed). False = stopped."""
+        from core import chat  # lazy, as chat refers back to TrainingJob
+
+        told = False
+        while not chat.free_models():  # chat checks the slot under its lock: no new answer starts meanwhile
+            if self._stop.is_set():
+                return False
+            if not told:
+                with self._lock:
+                    self._snap = replace(self._snap, message=chat.START_BLOCKED_MESSAGE)
+                told = True
+            time.sleep(0.25)
+        return True
+
     def _run(self, cfg: TrainingConfig, run_dir: Path) -> None:
+        try:
+            if not (self._slot.wait_turn(self, self._stop, self._on_wait) and self._wait_for_chat()):
+                self._finish(Finished(STOPPED, None), run_dir, trained=False)
+                return
+            with self._lock:
+                if self._snap.status == QUEUED:
+                    self._snap = replace(self._snap, status=LOADING, message="Loading data and model...")
+            started = time.monotonic()
+            self._train(cfg, run_dir)
+            steps = self.snapshot().step
+            if steps > 0:
+                TrainingJob.seconds_per_step = (time.monotonic() - started) / steps
+        finally:
+            self._slot.leave(self)
+
+    def _train(self, cfg: TrainingConfig, run_dir: Path) -> None:
         from core.train import run_training
 
         handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
@@ -221,10 +296,12 @@ class TrainingJob:
         logs = (snap.logs + (f"{time.strftime('%H:%M:%S')} {text}",))[-MAX_LOG_LINES:]
         self._snap = replace(snap, logs=logs, log_total=snap.log_total + 1)
 
-    def _finish(self, outcome: Finished | Failed, run_dir: Path) -> None:
+    def _finish(self, outcome: Finished | Failed, run_dir: Path, trained: bool = True) -> None:
         with self._lock:
             snap = self._snap
-            if isinstance(outcome, Finished):
+            if not trained:
+                msg, status, loss = "Stopped while waiting in the queue: nothing was trained.", STOPPED, None
+            elif isinstance(outcome, Finished):
                 loss = outcome.final_loss
                 msg = (
                     f"Training {outcome.status} after {snap.step} steps"
@@ -249,7 +326,7 @@ class TrainingJob:
                 "final_loss": loss,
                 "message": msg,
                 "run_dir": str(run_dir),
-                "adapter": str(run_dir / "adapter") if status != FAILED else None,
+                "adapter": str(run_dir / "adapter") if status != FAILED and trained else None,
                 **{k: v for k, v in snap.info.items() if k != "config"},
             }
         write_json_atomic(run_dir / "result.json", result)

@@ -6,6 +6,8 @@ LoRA B deliberately non-zero so the adapter visibly changes the answers; one tes
 
 from __future__ import annotations
 
+import time
+
 import json
 from pathlib import Path
 
@@ -144,19 +146,23 @@ def test_chat_and_training_never_share_the_gpu(tiny_llama, tiny_run, tmp_path):
         output_dir=str(tmp_path / "runs"),
     )
     job = TrainingJob()
-    # Chat mid-answer holds the lock: training refuses (before creating a run folder), a second chat too.
+    # Chat mid-answer holds the lock: a Start waits (holding the slot, loading nothing), a second chat refuses.
     answer = chat.stream_side_by_side(tiny_run, "adapter", PROMPT, 0.0, 0.9, 8, job=job)
     assert next(answer) == ("", "") and chat.is_busy()
-    with pytest.raises(JobBusyError, match="Chat tab is generating"):
-        job.start(cfg)
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    run_dir = job.start(cfg)
+    deadline = time.monotonic() + 10
+    while job.snapshot().message != chat.START_BLOCKED_MESSAGE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    snap = job.snapshot()
+    assert snap.message == chat.START_BLOCKED_MESSAGE and snap.step == 0 and chat._cache
     with pytest.raises(JobBusyError, match="being generated"):
         streamed(tiny_run)
-    answer.close()  # the browser went away: generation stops, the lock is released
-    assert not chat.is_busy() and chat._cache
+    answer.close()  # the browser went away: generation stops, the lock is released; training goes on
 
-    # Training starts (freeing chat's models); chat says so until it ends, then chats with the new run.
-    run_dir = job.start(cfg)
+    # Training runs (chat's models freed); chat says so until it ends, then chats with the new run.
+    deadline = time.monotonic() + 30
+    while (chat._cache or chat.is_busy()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert job.snapshot().is_active and not chat._cache
     with pytest.raises(JobBusyError, match="Training is running on this machine"):
         next(chat.stream_side_by_side(run_dir, "adapter", PROMPT, 0.0, 0.9, 8, job=job))

@@ -46,17 +46,6 @@ def app_url(tmp_path_factory, embedded_path):
     proc.wait(timeout=30)
 
 
-@pytest.fixture
-def elsewhere():
-    """A runs folder outside the server's working folder and outside /tmp (which Gradio serves anyway)."""
-    import shutil
-    import uuid
-
-    folder = Path.home() / ".cache" / "lora-studio-test-runs" / uuid.uuid4().hex
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def poll_until(client, done, timeout_s=600):
     deadline = time.time() + timeout_s
     while time.time() < deadline:
@@ -132,16 +121,20 @@ def test_train_poll_reattach_and_export(app_url):
     assert "PeftModel.from_pretrained" in message and Path(download).name == "adapter-export.zip"
 
 
-def test_stop_ends_at_the_next_step_and_keeps_the_adapter(app_url, elsewhere):
+def test_stop_ends_at_the_next_step_and_keeps_the_adapter(app_url):
     from gradio_client import Client
 
     client = Client(app_url[0], verbose=False)
+    outside = str(Path.home() / "lora-studio-test-runs")
+    with pytest.raises(Exception, match="output_dir.*must be a folder name inside the workspace"):
+        client.predict(dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), output_dir=outside, api_name="/start")
+    assert not Path(outside).exists()
     client.predict(
         dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"),
         max_steps=500,
         max_length=128,
         per_device_train_batch_size=1,
-        output_dir=str(elsewhere),
+        output_dir="stop-test/runs",
         api_name="/start",
     )
     poll_until(client, lambda s: "TRAINING" in s and "step 0/" not in s)
@@ -153,6 +146,6 @@ def test_stop_ends_at_the_next_step_and_keeps_the_adapter(app_url, elsewhere):
     run_dir = status.split("Run folder: `")[1].rstrip("`").strip()
     assert (Path(run_dir) / "adapter" / "adapter_config.json").is_file()
     assert "Nothing is running" in client.predict(api_name="/stop")
-    # the run folder is outside the server's working folder: the download is still served
+    assert Path(run_dir).parent == app_url[1] / "stop-test" / "runs"
     message, download, folder = client.predict(run_dir, api_name="/export_adapter")
     assert "Done" in message and Path(download).read_bytes()[:2] == b"PK"

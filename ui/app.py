@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import weakref
 from typing import Any
 
 import gradio as gr
@@ -14,8 +16,10 @@ from core.modelspec import ModelSpec
 from core.presets import default_target_modules
 from core.space import demo_limits, limits_markdown
 from core.train import load_report_for
+from core.workspace import Sessions
 from ui.charts import training_figure
 from ui.forms import ConfigForm
+from ui.session import SessionUI
 from ui.tabs import chat_tab, data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_tab
 from ui.views import lora_math_markdown, status_markdown
 
@@ -24,23 +28,43 @@ INTRO = (
     "Fine-tune a language model with **LoRA** or **QLoRA** without writing code: pick a model, add data, check "
     "that it fits your GPU, train while watching the loss, then export merged weights."
 )
+PRIVATE_NOTE = (
+    "Your uploads, runs, exports and chats are private to this browser and deleted {hours:g} hours after your last "
+    "visit. One run trains at a time on this machine: if someone else's is running, yours waits in line."
+)
 GPU_QUEUE = "gpu"  # one concurrency id for everything that loads a model, so heavy work stays serial
 
 
-def build_app(job: TrainingJob | None = None) -> gr.Blocks:
+def with_request(fn: Any, signature: Any) -> Any:
+    """Give a form handler ``fn(*values, request)`` the signature ``signature`` plus a trailing gr.Request
+    parameter, so Gradio passes the request and names the API parameters after the fields."""
+    params = [*signature.parameters.values()]
+    params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    fn.__signature__ = signature.replace(parameters=params)
+    fn.__annotations__ = {"request": gr.Request}
+    return fn
+
+
+def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) -> gr.Blocks:
     """The whole UI as a gr.Blocks.
 
     Args:
-        job: the TrainingJob shared by every browser session (one is created if None). Every page load
-            re-attaches to it, so a refreshed tab shows the running job.
+        job: the TrainingJob of a local install (one is created if None); every page load re-attaches to it, so
+            a refreshed tab shows the running job.
+        sessions: who owns what. Default: one local workspace (the current folder, or $LORA_STUDIO_WORKSPACE)
+            shared by every page; ``Sessions(private=True)`` gives each browser its own workspace and job (a
+            shared demo; the browser keeps its key, so a refreshed page re-attaches to its own job only).
     """
-    job = job or TrainingJob()
+    session = SessionUI(sessions or Sessions(private=False, job=job))
     form = ConfigForm()
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         limits = demo_limits()
         if limits is not None:
             gr.Markdown(limits_markdown(limits))
+        if session.private:
+            gr.Markdown(PRIVATE_NOTE.format(hours=session.sessions.ttl_s / 3600))
+        key_state = session.browser_state()
         spec_state = gr.State(None)
         with gr.Tabs():
             with gr.Tab("1. Model"):
@@ -58,6 +82,9 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             with gr.Tab("7. Chat") as chat_page:
                 c = chat_tab.render()
 
+        # ---- the page's first event binds it to the browser's session key; everything else on load follows
+        loaded = demo.load(session.bind, key_state, key_state, api_visibility="private")
+
         # ---- model facts -> state, target module choices
         load_outputs = [spec_state, m["facts"], t["targets"], form.components["learning_rate"]]
         m["load"].click(
@@ -68,20 +95,27 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
         )
-        demo.load(
+        loaded.then(
             model_tab.load_model_info,
             m["path"],
             load_outputs,
-            api_visibility="private",
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
         )
 
-        # ---- data validation (uses the model's tokenizer and max_length, so it reads the whole form)
-        def run_validate(*values: Any) -> tuple[Any, ...]:
-            return data_tab.validate(dict(zip(form.names, values)))
+        # ---- data: uploads kept in the session's workspace; validation reads the whole form (tokenizer, max_length)
+        def upload(file: str | None, request: gr.Request) -> tuple[Any, Any, Any]:
+            return data_tab.on_upload(file, session.workspace(request))
 
-        run_validate.__signature__ = form.signature()  # type: ignore[attr-defined]
+        d["upload"].upload(
+            upload, d["upload"], [d["name"], d["sample"], d["mapping"]], api_visibility="private"
+        )
+
+        def run_validate(*values: Any) -> tuple[Any, ...]:
+            *values_, request = values
+            return data_tab.validate(dict(zip(form.names, values_)), session.workspace(request))
+
+        with_request(run_validate, form.signature())
         data_outputs = [d["summary"], d["preview"], d["lengths"], d["example"], d["report"], d["mapping"]]
         d["check"].click(
             run_validate,
@@ -142,10 +176,12 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
         for comp in (spec_state, e["gpu"], form.components["load_in_4bit"], form.components["load_in_8bit"]):
             comp.change(run_estimate, est_inputs, est_outputs, api_visibility="private")
 
-        # ---- training: start / stop / poll
+        # ---- training: start / stop / poll, each on the caller's own job
         def start(*values: Any) -> str:
+            *values_, request = values
+            ws, job = session.get(request)
             try:
-                cfg = form.to_config(*values)
+                cfg = ws.bind(form.to_config(*values_))
                 # zero usable rows blocks Start with the reason, before a run folder exists
                 report = load_report_for(cfg)
                 cap = demo_limits()
@@ -162,45 +198,42 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
                 raise gr.Error(str(exc), title="Busy") from None
             except StudioError as exc:
                 raise gr.Error(str(exc), title="Cannot start") from None
-            return f"Started: `{run_dir}`"
+            queued = job.snapshot().status == "queued"
+            return f"{'Queued' if queued else 'Started'}: `{run_dir}`"
 
-        start.__signature__ = form.signature()  # type: ignore[attr-defined]
+        with_request(start, form.signature())
 
-        def stop() -> str:
-            return "Stopping after the current step..." if job.stop() else "Nothing is running."
-
-        # Every browser session polls once a second; the snapshot object is replaced on each change, so its
-        # rendering (status, log text, chart) is computed once per change and shared by all sessions.
-        rendered: dict[str, Any] = {}
-
-        def render_snapshot(snap: Any) -> tuple[str, str]:
-            if rendered.get("snap") is not snap:
-                rendered.update(snap=snap, status=status_markdown(snap), logs="\n".join(snap.logs[-60:]))
-            return rendered["status"], rendered["logs"]
-
-        def chart(snap: Any) -> Any:
-            if rendered.get("history") is not snap.history:
-                rendered.update(
-                    history=snap.history,
-                    figure=training_figure(
-                        snap.history, snap.info.get("estimate_gib"), snap.info.get("device")
-                    ),
-                )
-            return rendered["figure"]
-
-        def poll(seen: int) -> tuple[Any, ...]:
-            snap = job.snapshot()
-            n = len(snap.history)
-            status_text, log_text = render_snapshot(snap)
-            figure = chart(snap) if n != seen or seen == -1 else gr.update()
+        def stop(request: gr.Request) -> str:
             return (
-                status_text,
-                figure,
-                log_text,
+                "Stopping after the current step..." if session.job(request).stop() else "Nothing is running."
+            )
+
+        # Every browser session polls once a second; a snapshot object is replaced on each change, so its rendering
+        # (status, log text, chart) is computed once per change of that job and shared by the pages watching it.
+        rendered: weakref.WeakKeyDictionary[TrainingJob, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+        def poll(seen: int, request: gr.Request) -> tuple[Any, ...]:
+            job = session.job(request)
+            snap = job.snapshot()
+            cache = rendered.setdefault(job, {})
+            if cache.get("snap") is not snap:
+                cache.update(snap=snap, status=status_markdown(snap), logs="\n".join(snap.logs[-60:]))
+            n = len(snap.history)
+            if cache.get("history") is not snap.history:
+                info = snap.info
+                figure = training_figure(snap.history, info.get("estimate_gib"), info.get("device"))
+                cache.update(history=snap.history, figure=figure)
+            return (
+                cache["status"],
+                cache["figure"] if n != seen or seen == -1 else gr.update(),
+                cache["logs"],
                 gr.update(interactive=not snap.is_active),
                 gr.update(interactive=snap.is_active),
                 n,
             )
+
+        def poll_fresh(request: gr.Request) -> tuple[Any, ...]:
+            return poll(-1, request)
 
         seen = gr.State(-1)
         poll_outputs = [t["status"], t["loss"], t["logs"], t["start"], t["stop"], seen]
@@ -211,72 +244,95 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
         )
         t["stop"].click(stop, None, t["status"], api_name="stop")
         t["timer"].tick(poll, seen, poll_outputs, api_name="poll", show_progress="hidden", queue=False)
-        demo.load(lambda: poll(-1), None, poll_outputs, api_visibility="private")
+        loaded.then(poll_fresh, None, poll_outputs)
 
-        # ---- export
-        def refresh_runs(output_dir: str) -> Any:
-            runs = export_tab.list_runs(output_dir)
-            current = job.snapshot().run_dir
+        # ---- export (only runs inside the caller's workspace)
+        out_dir = form.components["output_dir"]
+
+        def refresh_runs(output_dir: str, request: gr.Request) -> Any:
+            runs = export_tab.list_runs(str(session.runs_dir(request, output_dir)))
+            current = session.job(request).snapshot().run_dir
             return gr.update(choices=runs, value=current if current in runs else (runs[0] if runs else None))
 
-        for trigger in (x["refresh"].click, demo.load, export_page.select):
-            trigger(refresh_runs, form.components["output_dir"], x["run"], api_visibility="private")
+        loaded.then(refresh_runs, out_dir, x["run"])
+        for trigger in (x["refresh"].click, export_page.select):
+            trigger(refresh_runs, out_dir, x["run"], api_visibility="private")
 
-        def training_run() -> str | None:
-            snap = job.snapshot()
-            return snap.run_dir if snap.is_active else None
+        def export(
+            run_dir: str, merged: bool, dtype: str, shard: str, progress: Any, request: gr.Request
+        ) -> tuple[Any, ...]:
+            run_dir = session.own_path(request, run_dir, "run folder")
+            snap = session.job(request).snapshot()
+            training = snap.run_dir if snap.is_active else None
+            return export_tab.do_export(run_dir, merged, dtype, progress, shard, training, session.private)
 
+        def export_merged(
+            run_dir: str,
+            dtype: str,
+            shard: str,
+            request: gr.Request,
+            progress: gr.Progress = gr.Progress(track_tqdm=True),
+        ) -> tuple[Any, ...]:
+            return export(run_dir, True, dtype, shard, progress, request)
+
+        def export_adapter(
+            run_dir: str, request: gr.Request, progress: gr.Progress = gr.Progress()
+        ) -> tuple[Any, ...]:
+            return export(run_dir, False, "auto", "5GB", progress, request)
+
+        export_outputs = [x["result"], x["download"], x["folder"]]
+        gpu = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1}
         x["merged"].click(
-            lambda run_dir, dtype, shard, p=gr.Progress(track_tqdm=True): export_tab.do_export(
-                run_dir, True, dtype, p, shard, training_run()
-            ),
-            [x["run"], x["dtype"], x["shard"]],
-            [x["result"], x["download"], x["folder"]],
-            api_name="export_merged",
-            concurrency_id=GPU_QUEUE,
-            concurrency_limit=1,
+            export_merged, [x["run"], x["dtype"], x["shard"]], export_outputs, api_name="export_merged", **gpu
         )
-        x["adapter"].click(
-            lambda run_dir, p=gr.Progress(): export_tab.do_export(
-                run_dir, False, "auto", p, training_run=training_run()
-            ),
-            x["run"],
-            [x["result"], x["download"], x["folder"]],
-            api_name="export_adapter",
-            concurrency_id=GPU_QUEUE,
-            concurrency_limit=1,
-        )
+        x["adapter"].click(export_adapter, x["run"], export_outputs, api_name="export_adapter", **gpu)
+
+        def push(
+            folder: str,
+            repo: str,
+            token: str,
+            private: bool,
+            request: gr.Request,
+            progress: gr.Progress = gr.Progress(track_tqdm=True),
+        ) -> str:
+            folder = session.own_path(request, folder, "export folder") if folder else ""
+            return export_tab.do_push(folder, repo, token, private, progress)
 
         x["push"].click(
-            lambda folder, repo, token, private, p=gr.Progress(track_tqdm=True): export_tab.do_push(
-                folder, repo, token, private, p
-            ),
+            push,
             [x["folder"], x["repo"], x["token"], x["private"]],
             x["pushed"],
             api_visibility="private",  # a token parameter does not belong in the public API listing
         )
 
         # ---- runs list (read from disk, so an app restart still shows past runs)
-        def refresh_run_table(output_dir: str) -> tuple[Any, str]:
-            snap = job.snapshot()
-            return runs_tab.runs_table(output_dir, snap.run_dir or None, snap.status)
+        def refresh_run_table(output_dir: str, request: gr.Request) -> tuple[Any, str]:
+            snap = session.job(request).snapshot()
+            folder = str(session.runs_dir(request, output_dir))
+            return runs_tab.runs_table(folder, snap.run_dir or None, snap.status)
+
+        def view_run(evt: gr.SelectData, request: gr.Request) -> tuple[Any, str]:
+            folder = runs_tab.selected_folder(evt)
+            return runs_tab.run_view(session.own_path(request, folder, "run folder") if folder else None)
 
         runs_outputs = [r["table"], r["caption"]]
-        r["refresh"].click(
-            refresh_run_table, form.components["output_dir"], runs_outputs, api_name="list_runs"
-        )
-        for trigger in (demo.load, runs_page.select):
-            trigger(refresh_run_table, form.components["output_dir"], runs_outputs, api_visibility="private")
+        r["refresh"].click(refresh_run_table, out_dir, runs_outputs, api_name="list_runs")
+        loaded.then(refresh_run_table, out_dir, runs_outputs)
+        runs_page.select(refresh_run_table, out_dir, runs_outputs, api_visibility="private")
+        r["table"].select(view_run, None, [r["chart"], r["details"]], api_visibility="private")
 
-        # ---- chat: base vs fine-tuned, streamed; refused while training runs (and training refused while it chats)
-        for trigger in (c["refresh"].click, demo.load, chat_page.select):
-            trigger(
-                chat_tab.refresh_runs,
-                [form.components["output_dir"], c["run"]],
-                c["run"],
-                api_visibility="private",
-            )
-        c["run"].change(chat_tab.pick_run, c["run"], c["finetuned"], api_visibility="private")
+        # ---- chat: base vs fine-tuned, streamed; refused while training runs (and training waits while it chats)
+        def chat_runs(output_dir: str, current: str | None, request: gr.Request) -> Any:
+            return chat_tab.refresh_runs(str(session.runs_dir(request, output_dir)), current)
+
+        loaded.then(chat_runs, [out_dir, c["run"]], c["run"])
+        for trigger in (c["refresh"].click, chat_page.select):
+            trigger(chat_runs, [out_dir, c["run"]], c["run"], api_visibility="private")
+
+        def pick_run(run_dir: str | None, request: gr.Request) -> Any:
+            return chat_tab.pick_run(session.own_path(request, run_dir, "run folder") if run_dir else None)
+
+        c["run"].change(pick_run, c["run"], c["finetuned"], api_visibility="private")
 
         def chat(
             run_dir: str | None,
@@ -285,8 +341,11 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             temperature: float,
             top_p: float,
             max_new_tokens: float,
+            request: gr.Request,
             progress: gr.Progress = gr.Progress(),
         ) -> Any:
+            run_dir = session.own_path(request, run_dir, "run folder") if run_dir else None
+            job = session.job(request)
             yield from chat_tab.respond(
                 run_dir, finetuned, prompt, temperature, top_p, max_new_tokens, job, progress
             )
@@ -300,18 +359,12 @@ def build_app(job: TrainingJob | None = None) -> gr.Blocks:
             c["max_new_tokens"],
         ]
         chat_outputs = [c["base"], c["tuned"], c["status"]]
-        c["send"].click(
-            chat, chat_inputs, chat_outputs, api_name="chat", concurrency_id=GPU_QUEUE, concurrency_limit=1
-        )
-        c["prompt"].submit(
-            chat,
-            chat_inputs,
-            chat_outputs,
-            api_visibility="private",
-            concurrency_id=GPU_QUEUE,
-            concurrency_limit=1,
-        )
-    demo.form = form  # type: ignore[attr-defined]  # exposed for tests: the field -> component mapping
+        c["send"].click(chat, chat_inputs, chat_outputs, api_name="chat", **gpu)
+        c["prompt"].submit(chat, chat_inputs, chat_outputs, api_visibility="private", **gpu)
+        if session.private:  # the runs folder is the session's own; nothing to type
+            out_dir.interactive = False
+    demo.form = form  # type: ignore[attr-defined]
+    demo.private_sessions = session.private  # type: ignore[attr-defined]  # exposed for tests: the field -> component mapping
     return demo
 
 
@@ -320,7 +373,8 @@ def launch_app(
 ) -> Any:
     """Queue and launch ``demo``; uploads are capped at 200 MB with a readable error."""
     demo.queue(default_concurrency_limit=4)
-    kwargs.setdefault("allowed_paths", [str(export_tab.downloads_dir())])
+    if not getattr(demo, "private_sessions", False):  # a demo's downloads come from gradio's cache only
+        kwargs.setdefault("allowed_paths", [str(export_tab.downloads_dir())])
     limits = demo_limits()
     return demo.launch(
         server_name=host,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from core.errors import StudioError
 from core.model import load_tokenizer, resolve_model_path, studio_home
 from core.tokenization import label_mask_example, tokenize_report
 from core.train import load_report_for, write_report_csv
+from core.workspace import Workspace
 from ui.forms import ConfigForm, info
 from ui.tabs.export_tab import downloads_dir
 from ui.views import token_length_figure
@@ -41,13 +43,20 @@ SAMPLES = {
 UPLOAD_TYPES = sorted({s for s in SUFFIX_KIND} | {s.upper() for s in SUFFIX_KIND})
 
 
-def keep_upload(tmp_path: str) -> str:
-    """Copy an upload out of gradio's temporary cache into ``studio_home()/uploads`` (never overwriting).
+def ensure(folder: Path) -> Path:
+    """``folder``, created if missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def keep_upload(tmp_path: str, dest_dir: Path | None = None) -> str:
+    """Copy an upload out of gradio's temporary cache into ``dest_dir`` (default ``studio_home()/uploads``; a
+    shared demo passes the session's uploads folder), never overwriting.
 
     Returns the kept file's path, named ``YYYYmmdd-HHMMSS-<original name>``.
     """
     src = Path(tmp_path)
-    dest_dir = studio_home() / "uploads"
+    dest_dir = dest_dir or studio_home() / "uploads"
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{src.name}"
     n = 2
@@ -60,17 +69,21 @@ def keep_upload(tmp_path: str) -> str:
     return str(dest)
 
 
-def on_upload(file: str | None) -> tuple[Any, Any, Any]:
+def on_upload(file: str | None, ws: Workspace) -> tuple[Any, Any, Any]:
     """Keep the uploaded file; return its path for ``dataset_name``, clear the sample choice and the mapping."""
     if not file:
         return gr.update(), gr.update(), gr.update()
-    return keep_upload(file), None, ""
+    return keep_upload(file, ws.uploads_dir if ws.private else None), None, ""
 
 
-def validate(form_values: dict[str, Any], progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+def validate(
+    form_values: dict[str, Any], ws: Workspace, progress: gr.Progress = gr.Progress()
+) -> tuple[Any, ...]:
     """Read, normalise and tokenize the dataset with the chosen model's tokenizer.
 
-    Returns (summary markdown, preview table, length histogram, label-mask example, report CSV path, mapping text).
+    ``ws`` is the caller's workspace: a shared demo's session reads only its uploads, the samples or a hub id, and
+    its report CSV is written inside it. Returns (summary markdown, preview table, length histogram, label-mask
+    example, report CSV path, mapping text).
     """
     empty = pd.DataFrame(columns=PREVIEW_COLUMNS)
     if not form_values.get("dataset_name"):
@@ -79,6 +92,7 @@ def validate(form_values: dict[str, Any], progress: gr.Progress = gr.Progress())
         cfg = TrainingConfig.from_dict(
             {k: form_values[k] for k in DATA_FIELDS if form_values.get(k) not in (None, "")}
         )
+        ws.check_dataset(cfg.dataset_name)
         progress(0.1, desc="Reading and normalising rows")
         report = load_report_for(cfg)
         progress(0.4, desc="Loading the tokenizer")
@@ -87,8 +101,8 @@ def validate(form_values: dict[str, Any], progress: gr.Progress = gr.Progress())
         tokenized = tokenize_report(report, tokenizer, cfg.max_length, cfg.completion_only_loss)
     except StudioError as exc:
         return f"**This data cannot be used.** {exc}", empty, None, None, None, gr.update()
-    csv_dir = Path(downloads_dir()) / time.strftime("%Y%m%d-%H%M%S-report")
-    csv_dir.mkdir(parents=True, exist_ok=True)
+    downloads = ws.downloads_dir if ws.private else downloads_dir()
+    csv_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-report-"), dir=ensure(downloads)))
     csv_path = write_report_csv(report, csv_dir / f"{Path(report.source).stem}-report.csv")
     stages = " → ".join(f"{k} **{v:,}**" for k, v in report.stages.items())
     lines = [
@@ -177,7 +191,6 @@ def render(form: ConfigForm) -> dict[str, Any]:
         max_height=480,
         column_widths=["6%", "12%", "41%", "35%", "6%"],
     )
-    upload.upload(on_upload, upload, [name, sample, mapping], api_visibility="private")
     sample.change(
         lambda s: (str(SAMPLES[s]), "") if s else (gr.update(), gr.update()),
         sample,

@@ -31,11 +31,13 @@ def downloads_dir() -> Path:
     return folder
 
 
-def servable(path: str) -> str:
-    """A path Gradio may serve for ``path``: itself when under the working folder, else a hard link (or copy,
-    across file systems) in downloads_dir(). Gradio refuses to serve files outside its allowed folders."""
+def servable(path: str, private: bool = False) -> str:
+    """A path Gradio may serve for ``path``: itself when under the working folder (or, for a shared demo's
+    session, always: its workspace lies in the system temp folder, from which Gradio copies the file into its
+    cache under an unguessable name), else a hard link (or copy, across file systems) in downloads_dir().
+    Gradio refuses to serve files outside its allowed folders."""
     src = Path(path).resolve()
-    if Path.cwd().resolve() in src.parents:
+    if private or Path.cwd().resolve() in src.parents:
         return str(src)
     dest_dir = Path(tempfile.mkdtemp(dir=downloads_dir()))
     dest = dest_dir / src.name
@@ -53,6 +55,7 @@ def do_export(
     progress: gr.Progress = gr.Progress(track_tqdm=True),
     max_shard_size: str = "5GB",
     training_run: str | None = None,
+    private: bool = False,
 ) -> tuple[Any, ...]:
     """Run an export; returns (summary markdown, zip path for download or None, export folder or "").
 
@@ -81,7 +84,7 @@ def do_export(
         )
     return (
         f"**Done.** {result.summary()}\n\n{checks}\n\nZip: `{result.zip_path}`",
-        servable(result.zip_path),
+        servable(result.zip_path, private),
         result.path,
     )
 

@@ -30,13 +30,13 @@ def run_view(run_dir: str | None) -> tuple[Any, str]:
     return training_figure(rows, run.estimate_gib, run.device), run_markdown(run)
 
 
-def on_select(evt: gr.SelectData) -> tuple[Any, str]:
-    """Table row clicked: the row's folder (last column) -> its charts."""
+def selected_folder(evt: gr.SelectData) -> str | None:
+    """The run folder (last column) of the table row that was clicked."""
     row = evt.row_value or []
     folder = row[-1] if row else None
     if isinstance(folder, dict):  # a cell sent as {"value": ...}
         folder = folder.get("value")
-    return run_view(str(folder) if folder else None)
+    return str(folder) if folder else None
 
 
 def render() -> dict[str, Any]:
@@ -47,5 +47,4 @@ def render() -> dict[str, Any]:
     table = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, wrap=True, max_height=420)
     details = gr.Markdown()
     chart = gr.Plot(label="Selected run")
-    table.select(on_select, None, [chart, details], api_visibility="private")
     return {"caption": caption, "refresh": refresh, "table": table, "details": details, "chart": chart}

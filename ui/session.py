@@ -1,0 +1,97 @@
+"""Which workspace and training job an event belongs to: one shared pair locally, one pair per browser on a demo.
+
+A browser keeps a random session key in its local storage (gr.BrowserState), so a refreshed or reopened page finds
+its runs again; the page's first event binds Gradio's per-page ``session_hash`` to that key, and every later event
+of the page is resolved through ``request.session_hash``. An API client (gradio_client, raw HTTP) that never binds
+gets a workspace of its own derived from its session_hash. Nobody can name another session's folder: run folders
+are checked to lie inside the caller's workspace before anything reads, lists, exports, chats with or serves them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from core.errors import ConfigError
+from core.job import TrainingJob
+from core.workspace import Sessions, Workspace, new_key, valid_key
+
+STORAGE_KEY = "lora-studio-session"
+
+
+class SessionUI:
+    """Maps Gradio requests to (Workspace, TrainingJob) through a core.workspace.Sessions registry."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+        self._keys: dict[str, tuple[str, float]] = {}  # session_hash -> (key, bound at)
+        self._lock = threading.Lock()
+
+    @property
+    def private(self) -> bool:
+        """True when each browser session has its own workspace (a shared demo)."""
+        return self.sessions.private
+
+    def browser_state(self) -> gr.BrowserState:
+        """The component that keeps the key in the browser (render inside the Blocks)."""
+        return gr.BrowserState("", storage_key=STORAGE_KEY)
+
+    def bind(self, key: str | None, request: gr.Request) -> str:
+        """Page load: tie this page's session_hash to the browser's key (a new key if it has none).
+
+        Returns the key to store back in the browser.
+        """
+        if not self.private:
+            return key or ""
+        key = key if valid_key(key) else new_key()
+        now = time.time()
+        with self._lock:
+            self._keys[request.session_hash or ""] = (str(key), now)
+            if len(self._keys) > 10_000:  # forget pages bound longer ago than the sessions' time-to-live
+                self._keys = {h: v for h, v in self._keys.items() if now - v[1] < self.sessions.ttl_s}
+        return str(key)
+
+    def key(self, request: gr.Request | None) -> str | None:
+        """The session key for a request: the bound browser key, else one derived from its session_hash."""
+        session_hash = getattr(request, "session_hash", None) or ""
+        with self._lock:
+            bound = self._keys.get(session_hash)
+        if bound:
+            return bound[0]
+        if not session_hash:
+            return None
+        return "api-" + hashlib.sha256(f"lora-studio:{session_hash}".encode()).hexdigest()[:40]
+
+    def get(self, request: gr.Request | None) -> tuple[Workspace, TrainingJob]:
+        """(workspace, job) of the request's session. Raises gr.Error when a demo request carries no session."""
+        try:
+            return self.sessions.get(self.key(request))
+        except ConfigError as exc:
+            raise gr.Error(str(exc), title="No session") from None
+
+    def workspace(self, request: gr.Request | None) -> Workspace:
+        """The request's workspace."""
+        return self.get(request)[0]
+
+    def job(self, request: gr.Request | None) -> TrainingJob:
+        """The request's training job."""
+        return self.get(request)[1]
+
+    def runs_dir(self, request: gr.Request | None, typed_output_dir: str) -> Path:
+        """Folder whose runs this session may see: its own (demo) or the typed output_dir inside the workspace."""
+        try:
+            return self.workspace(request).output_dir(typed_output_dir)
+        except ConfigError as exc:
+            raise gr.Error(str(exc), title="Runs folder") from None
+
+    def own_path(self, request: gr.Request | None, path: Any, field: str) -> str:
+        """``path`` if it lies inside the session's workspace; gr.Error naming ``field`` otherwise."""
+        try:
+            return str(self.workspace(request).check_path(str(path or ""), field))
+        except ConfigError as exc:
+            raise gr.Error(str(exc), title="Not yours") from None
