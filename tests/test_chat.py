@@ -6,9 +6,8 @@ LoRA B deliberately non-zero so the adapter visibly changes the answers; one tes
 
 from __future__ import annotations
 
-import time
-
 import json
+import time
 from pathlib import Path
 
 import gradio as gr

@@ -127,7 +127,9 @@ def test_stop_ends_at_the_next_step_and_keeps_the_adapter(app_url):
     client = Client(app_url[0], verbose=False)
     outside = str(Path.home() / "lora-studio-test-runs")
     with pytest.raises(Exception, match="output_dir.*must be a folder name inside the workspace"):
-        client.predict(dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), output_dir=outside, api_name="/start")
+        client.predict(
+            dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"), output_dir=outside, api_name="/start"
+        )
     assert not Path(outside).exists()
     client.predict(
         dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"),
