@@ -19,18 +19,16 @@ from core.train import load_report_for
 from core.workspace import Sessions
 from ui.charts import training_figure
 from ui.forms import ConfigForm
+from ui.i18n import GPU_HELP_TITLE, HELP_TITLE, LANGUAGE_HINT, PRIVATE_NOTE, PRIVATE_NOTE_ZH, translate
 from ui.session import SessionUI
 from ui.tabs import chat_tab, data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_tab
 from ui.views import lora_math_markdown, status_markdown
+from ui.zh import GPU_HELP_EN, HELP_EN
 
 TITLE = "LoRA Studio"
 INTRO = (
     "Fine-tune a language model with **LoRA** or **QLoRA** without writing code: pick a model, add data, check "
     "that it fits your GPU, train while watching the loss, then export merged weights."
-)
-PRIVATE_NOTE = (
-    "Your uploads, runs, exports and chats are private to this browser and deleted {hours:g} hours after your last "
-    "visit. One run trains at a time on this machine: if someone else's is running, yours waits in line."
 )
 GPU_QUEUE = "gpu"  # one concurrency id for everything that loads a model, so heavy work stays serial
 
@@ -59,11 +57,13 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
     form = ConfigForm()
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
+        gr.Markdown(LANGUAGE_HINT)
         limits = demo_limits()
         if limits is not None:
             gr.Markdown(limits_markdown(limits))
+        hours = session.sessions.ttl_s / 3600
         if session.private:
-            gr.Markdown(PRIVATE_NOTE.format(hours=session.sessions.ttl_s / 3600))
+            gr.Markdown(PRIVATE_NOTE.format(hours=hours))
         key_state = session.browser_state()
         spec_state = gr.State(None)
         with gr.Tabs():
@@ -73,8 +73,12 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                 d = data_tab.render(form)
             with gr.Tab("3. GPU memory"):
                 e = estimate_tab.render()
+                with gr.Accordion(GPU_HELP_TITLE, open=False):
+                    gr.Markdown(GPU_HELP_EN)
             with gr.Tab("4. Train"):
                 t = train_tab.render(form)
+                with gr.Accordion(HELP_TITLE, open=False):
+                    gr.Markdown(HELP_EN)
             with gr.Tab("5. Export") as export_page:
                 x = export_tab.render()
             with gr.Tab("6. Runs") as runs_page:
@@ -363,8 +367,10 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         c["prompt"].submit(chat, chat_inputs, chat_outputs, api_visibility="private", **gpu)
         if session.private:  # the runs folder is the session's own; nothing to type
             out_dir.interactive = False
-    demo.form = form  # type: ignore[attr-defined]
-    demo.private_sessions = session.private  # type: ignore[attr-defined]  # exposed for tests: the field -> component mapping
+    demo.form = form  # type: ignore[attr-defined]  # exposed for tests: the field -> component mapping
+    demo.private_sessions = session.private  # type: ignore[attr-defined]
+    note = {PRIVATE_NOTE.format(hours=hours): PRIVATE_NOTE_ZH.format(hours=hours)}
+    demo.i18n_table = translate(demo, extra=note)  # type: ignore[attr-defined]  # for launch(i18n=...)
     return demo
 
 
@@ -382,5 +388,6 @@ def launch_app(
         share=share,
         max_file_size=f"{limits.max_upload_mb}mb" if limits else "200mb",
         theme=gr.themes.Soft(),
+        i18n=getattr(demo, "i18n_table", None),
         **kwargs,
     )
