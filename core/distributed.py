@@ -12,6 +12,7 @@ Files in the run folder, besides the single-process ones:
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -49,6 +50,9 @@ LAUNCH_FILE, EVENTS_FILE, STOP_FILE, WORKERS_LOG = (
 POLL_S = 0.25
 KILL_GRACE_S = 10.0  # SIGTERM to the process group, then SIGKILL after this many seconds
 TAIL_LINES = 12
+_LIVE: set[subprocess.Popen[bytes]] = (
+    set()
+)  # launchers of this process, ended at exit (daemon threads are not)
 
 
 def visible_gpus() -> int:
@@ -128,6 +132,7 @@ def run_distributed(
         proc = subprocess.Popen(
             argv, cwd=LAUNCH_PY.parent, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
+    _LIVE.add(proc)
     publish({**facts, "launcher_pid": proc.pid})
     reader = _EventReader(run_dir / EVENTS_FILE)
     finished: Finished | None = None
@@ -154,6 +159,7 @@ def run_distributed(
             time.sleep(POLL_S)
     finally:
         terminate_group(proc)
+        _LIVE.discard(proc)
     if rc == 0 and finished is not None:
         return finished
     raise _failure(rc, failures, run_dir / WORKERS_LOG)
@@ -177,6 +183,16 @@ def terminate_group(proc: subprocess.Popen[bytes]) -> None:
         log.error("accelerate launch (pid %s) did not end after SIGKILL", proc.pid)
 
 
+def _terminate_live() -> None:
+    """At interpreter exit (the app closed mid-run): end every launcher group still running, so no rank outlives
+    the app that supervised it."""
+    for proc in list(_LIVE):
+        terminate_group(proc)
+
+
+atexit.register(_terminate_live)
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -193,17 +209,17 @@ def _failure(rc: int | None, failures: list[dict[str, Any]], workers_log: Path) 
         if ev.get("user"):
             return StudioError(ev["error"])
     tail = _tail(workers_log)
-    if failures:
-        first = failures[0]
-        head = f"rank {first['rank']} failed: {first['error']}"
+    by_rank = {str(ev["rank"]): ev["error"] for ev in failures}
+    # torchrun's summary names the first rank that failed; others may have failed after it (a closed connection)
+    root = re.search(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", _tail(workers_log, 60), re.S)
+    if root:
+        rank, code = root.group(1), int(root.group(2))
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        head = f"rank {rank} {how}" + (f" ({by_rank[rank]})" if rank in by_rank else "")
+    elif failures:
+        head = f"rank {failures[0]['rank']} failed: {failures[0]['error']}"
     else:
-        m = re.search(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", tail, re.S)
-        if m:
-            code = int(m.group(2))
-            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-            head = f"rank {m.group(1)} {how}"
-        else:
-            head = f"accelerate launch exited with code {rc} and no result"
+        head = f"accelerate launch exited with code {rc} and no result"
     return TrainingFailed(
         f"Training failed in a worker process: {head}. The other ranks were stopped. Last lines of "
         f"{workers_log}:\n{tail}"
