@@ -5,7 +5,7 @@
     python launch.py train CONFIG.json [--json]                        train headless
         [--num-processes N] [--distributed-strategy auto|ddp|fsdp] [--accelerate-config FILE]  over N processes
     python launch.py export RUN_DIR (--merged | --adapter) [--out DIR] export a run
-    python launch.py estimate --model ID_OR_PATH --gpu-gib N [--dtype D] [--optim O] [--json]  VRAM estimate
+    python launch.py estimate --model ID_OR_PATH --gpu-gib N [--dtype D] [--optim O] [--num-processes N] [--json]
 
 Exit codes: 0 success, 1 the run / export failed, 2 bad arguments or config (every problem listed).
 """
@@ -213,6 +213,24 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         return _fail(str(exc), 1, args.json)
     estimates = estimate_all(spec, cfg)
     rec = recommend(estimates, args.gpu_gib, spec, cfg)
+    per_gpu: dict[str, Any] | None = None
+    if args.num_processes > 1:
+        from core.parallel import choose_strategy, estimate_per_gpu
+
+        method = (
+            rec.method if rec.method in ("lora", "qlora") else "lora"
+        )  # nothing fits one GPU: try sharding
+        run_cfg = cfg.replace(num_processes=args.num_processes, load_in_4bit=method == "qlora")
+        choice = choose_strategy(run_cfg, spec, args.num_processes, args.gpu_gib)
+        shared = estimate_per_gpu(estimates[method], spec, choice.strategy, args.num_processes)
+        per_gpu = {
+            "method": method,
+            "num_processes": args.num_processes,
+            "distributed_strategy": choice.strategy,
+            "reason": choice.reason,
+            "total_gib": shared.total_gib,
+            "components_gib": shared.components_gib,
+        }
     if args.json:
         print(
             _json(
@@ -221,6 +239,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                     "gpu_gib": args.gpu_gib,
                     "recommendation": rec.method,
                     "reason": rec.reason,
+                    "per_gpu": per_gpu,
                     "estimates": {
                         m: {
                             "total_gib": e.total_gib,
@@ -237,6 +256,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         print(estimate_text(spec, cfg, estimates))
         print("\n" + ", ".join(f"{m}: {fit_status(e.total_gib, args.gpu_gib)}" for m, e in estimates.items()))
         print(f"Recommendation for {args.gpu_gib:g} GiB: {rec.method.upper()} - {rec.reason}")
+        if per_gpu:
+            print(
+                f"{per_gpu['method'].upper()} over {args.num_processes} GPUs: {per_gpu['total_gib']:.1f} GiB per GPU. "
+                f"{per_gpu['reason']}"
+            )
     return 0
 
 
@@ -324,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="compute dtype of LoRA and full fine-tuning (float32 doubles weights and activations)",
     )
     s.add_argument("--optim", choices=["adamw_torch", "adamw_8bit", "paged_adamw_8bit"], default=None)
+    s.add_argument(
+        "--num-processes",
+        dest="num_processes",
+        type=int,
+        default=1,
+        help="GPUs to spread the run over: adds the memory per GPU under DDP or FSDP (as chosen, with the reason)",
+    )
     s.add_argument("--json", action="store_true")
     return p
 

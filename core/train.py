@@ -144,6 +144,10 @@ def run_training(
     estimate = estimate_vram(
         spec, cfg, cfg.method, fused_loss=plan.use_liger_kernel, upcast_non_quantized=False
     )
+    if world > 1:  # memory of each GPU under the run's strategy (core.parallel)
+        from core.parallel import estimate_per_gpu
+
+        estimate = estimate_per_gpu(estimate, spec, strategy, world)
     if has_cuda:
         torch.cuda.reset_peak_memory_stats()
     trainable, total = model.get_nb_trainable_parameters()  # type: ignore[operator]  # PeftModel method

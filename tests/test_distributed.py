@@ -158,6 +158,13 @@ def test_launch_and_cli_commands(tmp_path):
     bad.write_text(json.dumps({"max_steps": 1}))
     out = run_cli("train", str(bad), "--num-processes", "-2")
     assert out.returncode == 2 and "num_processes: -2 must be 1" in out.stderr
+    model = tmp_path / "llama2-7b"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(LLAMA2_7B))
+    out = run_cli("estimate", "--model", str(model), "--gpu-gib", "16", "--num-processes", "4", "--json")
+    per_gpu = json.loads(out.stdout.strip().splitlines()[-1])["per_gpu"]
+    assert per_gpu["distributed_strategy"] == "fsdp" and per_gpu["total_gib"] < 16 * 0.9
+    assert per_gpu["reason"].startswith("FSDP over 4 GPUs")
 
 
 # ---------------------------------------------------------------- real processes (gloo on the CPU)
