@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import TrainingConfig
-from core.errors import StudioError, TrainingFailed
+from core.errors import ConfigError, StudioError, TrainingFailed
 from core.events import Finished, LogLine, Metrics, Progress
 from core.parallel import (
     LAUNCH_PY,
@@ -49,6 +49,7 @@ LAUNCH_FILE, EVENTS_FILE, STOP_FILE, WORKERS_LOG = (
 )
 POLL_S = 0.25
 KILL_GRACE_S = 10.0  # SIGTERM to the process group, then SIGKILL after this many seconds
+STOP_GRACE_S = 900.0  # after Stop, the ranks finish the step and save; past this they are taken to be hung
 TAIL_LINES = 12
 _LIVE: set[subprocess.Popen[bytes]] = (
     set()
@@ -94,7 +95,8 @@ def plan_launch(cfg: TrainingConfig, run_dir: Path) -> tuple[StrategyChoice, lis
     n = resolve_num_processes(cfg, visible_gpus())
     gpu_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if has_cuda else None
     spec = inspect_model(resolve_model_path(cfg.model_name_or_path))
-    choice = choose_strategy(cfg, spec, n, gpu_gib)
+    choice = config_file_choice(cfg.accelerate_config_file) or choose_strategy(cfg, spec, n, gpu_gib)
+    n = choice.num_processes
     per_gpu = estimate_per_gpu(estimate_vram(spec, cfg, cfg.method), spec, choice.strategy, n)
     argv = worker_command(cfg, run_dir, n, choice.strategy, has_cuda, _free_port())
     facts = {
@@ -106,6 +108,33 @@ def plan_launch(cfg: TrainingConfig, run_dir: Path) -> tuple[StrategyChoice, lis
     }
     write_json_atomic(run_dir / LAUNCH_FILE, facts)
     return choice, argv, facts
+
+
+def config_file_choice(config_file: str) -> StrategyChoice | None:
+    """The strategy an accelerate config file sets (its distributed_type and num_processes, read by accelerate's
+    own loader), or None without a file.
+
+    Raises:
+        ConfigError: the file cannot be read as an accelerate config.
+    """
+    if not config_file:
+        return None
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    try:
+        loaded = load_config_from_file(str(Path(config_file).expanduser()))
+    except Exception as exc:  # yaml / json / missing keys: name the field and the file's problem
+        raise ConfigError(
+            [f"accelerate_config_file: {config_file!r} is not an accelerate config ({exc})."]
+        ) from None
+    kind = str(getattr(loaded, "distributed_type", "")).split(".")[-1]
+    strategy = "fsdp" if kind == "FSDP" else "ddp"
+    n = int(getattr(loaded, "num_processes", 0) or 0)
+    return StrategyChoice(
+        strategy,
+        max(n, 1),
+        f"{kind or 'as set'} over {n if n > 0 else 'the'} processes, as {config_file} sets.",
+    )
 
 
 def run_distributed(
@@ -121,8 +150,8 @@ def run_distributed(
 
     Raises:
         StudioError: a rank's user-facing error (bad data, model), as one process would raise it.
-        TrainingFailed: a rank crashed or was killed (its exit and the tail of workers.log), or the settings
-            cannot run here.
+        TrainingFailed: a rank crashed or was killed (its exit and the tail of workers.log), or the ranks did not
+            end within STOP_GRACE_S of Stop (they are killed).
     """
     choice, argv, facts = plan_launch(cfg, run_dir)
     publish(LogLine(f"Strategy: {choice.reason}"))
@@ -138,6 +167,7 @@ def run_distributed(
     finished: Finished | None = None
     failures: list[dict[str, Any]] = []
     pids: dict[str, int] = {}
+    stop_asked: float | None = None
     try:
         while True:
             rc = proc.poll()  # before reading, so events written just before the exit are read below
@@ -152,9 +182,15 @@ def run_distributed(
                     finished = Finished(ev["status"], ev.get("final_loss"))
                 else:
                     publish(_decode(ev))
-            if stop_event.is_set() and not (run_dir / STOP_FILE).exists():
+            if stop_event.is_set() and stop_asked is None:
                 (run_dir / STOP_FILE).write_text(f"{time.time()}\n", encoding="utf-8")
+                stop_asked = time.monotonic()
             if rc is not None:
+                break
+            if stop_asked is not None and time.monotonic() - stop_asked > STOP_GRACE_S:
+                failures.insert(
+                    0, {"rank": "all", "error": f"no rank ended within {STOP_GRACE_S:.0f} s of Stop"}
+                )
                 break
             time.sleep(POLL_S)
     finally:

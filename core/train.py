@@ -342,6 +342,13 @@ def preflight_config(cfg: TrainingConfig) -> None:
     if cfg.num_processes != 1 or cfg.accelerate_config_file:
         has_cuda = torch.cuda.is_available()
         problems += process_problems(cfg, torch.cuda.device_count() if has_cuda else 0, has_cuda)
+        if not problems and cfg.accelerate_config_file:
+            from core.distributed import config_file_choice
+
+            try:
+                config_file_choice(cfg.accelerate_config_file)
+            except ConfigError as exc:
+                problems += exc.problems
     if problems:
         raise ConfigError(problems)
 

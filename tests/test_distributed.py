@@ -137,6 +137,10 @@ def test_bad_multi_process_settings_name_the_field_and_the_fix(tmp_path, embedde
     job = TrainingJob()
     with pytest.raises(ConfigError, match="fsdp needs CUDA GPUs"):
         job.start(cfg_for(tmp_path / "runs", num_processes=2, distributed_strategy="fsdp"))
+    not_accelerate = tmp_path / "notes.yaml"
+    not_accelerate.write_text("just: notes\n")
+    with pytest.raises(ConfigError, match="accelerate_config_file: .* is not an accelerate config"):
+        job.start(cfg_for(tmp_path / "runs", accelerate_config_file=str(not_accelerate)))
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
@@ -211,8 +215,16 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, embed
 
 
 def test_stop_ends_every_rank_at_the_same_step_and_keeps_the_adapter(tmp_path, embedded_path):
+    """Launched from an accelerate config file (as for several machines), stopped from the job."""
+    from core.distributed import _free_port
+
+    config_file = tmp_path / "accelerate.yaml"
+    config_file.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_machines: 1\nnum_processes: 2\n"
+        f"mixed_precision: 'no'\nmain_process_port: {_free_port()}\n"
+    )
     job, run_dir, pids, launcher = start_and_wait_for_a_step(
-        cfg_for(tmp_path, max_steps=500, num_processes=2)
+        cfg_for(tmp_path, max_steps=500, accelerate_config_file=str(config_file))
     )
     assert job.stop()
     snap = job.wait(300)
@@ -221,6 +233,10 @@ def test_stop_ends_every_rank_at_the_same_step_and_keeps_the_adapter(tmp_path, e
     assert snap.status == "stopped" and 1 <= snap.step < 500, snap.message
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert (run_dir / "checkpoints" / f"checkpoint-{snap.step}").is_dir()  # resumable at the stop step
+    assert json.loads((run_dir / "launch.json").read_text())["launch_command"][3:5] == [
+        "--config_file",
+        str(config_file),
+    ]
     assert not any(alive(p) for p in [*pids.values(), launcher]) and processes_of(run_dir) == []
 
 
