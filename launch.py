@@ -3,8 +3,9 @@
     python launch.py [--host 127.0.0.1] [--port 7860] [--share] [--auth USER:PASSWORD]   open the UI
     python launch.py validate CONFIG.json [--report CSV] [--json]      check the data before training
     python launch.py train CONFIG.json [--json]                        train headless
+        [--num-processes N] [--distributed-strategy auto|ddp|fsdp] [--accelerate-config FILE]  over N processes
     python launch.py export RUN_DIR (--merged | --adapter) [--out DIR] export a run
-    python launch.py estimate --model ID_OR_PATH --gpu-gib N [--dtype D] [--optim O] [--json]  VRAM estimate
+    python launch.py estimate --model ID_OR_PATH --gpu-gib N [--dtype D] [--optim O] [--num-processes N] [--json]
 
 Exit codes: 0 success, 1 the run / export failed, 2 bad arguments or config (every problem listed).
 """
@@ -53,8 +54,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from core.errors import ConfigError
     from core.job import TrainingJob
 
+    overrides = {
+        "num_processes": args.num_processes,
+        "distributed_strategy": args.distributed_strategy,
+        "accelerate_config_file": args.accelerate_config,
+    }
     try:
         cfg = TrainingConfig.from_json_file(args.config)
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        cfg = cfg.replace(**changes) if changes else cfg
     except ConfigError as exc:
         return _fail(str(exc), 2, args.json)
     job = TrainingJob()
@@ -98,6 +106,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(snap.message)
     return 0 if snap.status in ("completed", "stopped") else 1
+
+
+def cmd_train_worker(args: argparse.Namespace) -> int:
+    from core.distributed import run_worker
+
+    return run_worker(Path(args.run_dir))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -199,6 +213,24 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         return _fail(str(exc), 1, args.json)
     estimates = estimate_all(spec, cfg)
     rec = recommend(estimates, args.gpu_gib, spec, cfg)
+    per_gpu: dict[str, Any] | None = None
+    if args.num_processes > 1:
+        from core.parallel import choose_strategy, estimate_per_gpu
+
+        method = (
+            rec.method if rec.method in ("lora", "qlora") else "lora"
+        )  # nothing fits one GPU: try sharding
+        run_cfg = cfg.replace(num_processes=args.num_processes, load_in_4bit=method == "qlora")
+        choice = choose_strategy(run_cfg, spec, args.num_processes, args.gpu_gib)
+        shared = estimate_per_gpu(estimates[method], spec, choice.strategy, args.num_processes)
+        per_gpu = {
+            "method": method,
+            "num_processes": args.num_processes,
+            "distributed_strategy": choice.strategy,
+            "reason": choice.reason,
+            "total_gib": shared.total_gib,
+            "components_gib": shared.components_gib,
+        }
     if args.json:
         print(
             _json(
@@ -207,6 +239,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                     "gpu_gib": args.gpu_gib,
                     "recommendation": rec.method,
                     "reason": rec.reason,
+                    "per_gpu": per_gpu,
                     "estimates": {
                         m: {
                             "total_gib": e.total_gib,
@@ -223,6 +256,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         print(estimate_text(spec, cfg, estimates))
         print("\n" + ", ".join(f"{m}: {fit_status(e.total_gib, args.gpu_gib)}" for m, e in estimates.items()))
         print(f"Recommendation for {args.gpu_gib:g} GiB: {rec.method.upper()} - {rec.reason}")
+        if per_gpu:
+            print(
+                f"{per_gpu['method'].upper()} over {args.num_processes} GPUs: {per_gpu['total_gib']:.1f} GiB per GPU. "
+                f"{per_gpu['reason']}"
+            )
     return 0
 
 
@@ -287,6 +325,25 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train from a JSON config of TrainingConfig field names")
     t.add_argument("config")
     t.add_argument("--json", action="store_true", help="print a JSON summary as the last stdout line")
+    t.add_argument(
+        "--num-processes",
+        dest="num_processes",
+        type=int,
+        help="processes (one per GPU) through accelerate launch; 0 = every visible GPU (sets num_processes)",
+    )
+    t.add_argument(
+        "--distributed-strategy",
+        dest="distributed_strategy",
+        choices=["auto", "ddp", "fsdp"],
+        help="with several processes: DDP, FSDP, or auto (DDP when the model fits one GPU)",
+    )
+    t.add_argument(
+        "--accelerate-config",
+        dest="accelerate_config",
+        help="an accelerate config file (`accelerate config`), e.g. for several machines",
+    )
+    w = sub.add_parser("train-worker", help="internal: one rank of a multi-process run (accelerate launch)")
+    w.add_argument("run_dir")
     v = sub.add_parser("validate", help="check a config's dataset: counts per stage, dropped rows and why")
     v.add_argument("config")
     v.add_argument("--report", default=None, help="write every dropped or altered row to this CSV")
@@ -320,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="compute dtype of LoRA and full fine-tuning (float32 doubles weights and activations)",
     )
     s.add_argument("--optim", choices=["adamw_torch", "adamw_8bit", "paged_adamw_8bit"], default=None)
+    s.add_argument(
+        "--num-processes",
+        dest="num_processes",
+        type=int,
+        default=1,
+        help="GPUs to spread the run over: adds the memory per GPU under DDP or FSDP (as chosen, with the reason)",
+    )
     s.add_argument("--json", action="store_true")
     return p
 
@@ -337,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "validate": cmd_validate,
         "train": cmd_train,
+        "train-worker": cmd_train_worker,
         "export": cmd_export,
         "estimate": cmd_estimate,
         None: cmd_ui,

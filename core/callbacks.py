@@ -93,3 +93,31 @@ class StudioCallback(TrainerCallback):
                 values["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
             self.publish(Metrics(state.global_step, values))
         return control
+
+
+class StopSync(TrainerCallback):
+    """Makes every rank of a multi-process run stop at the same optimizer step.
+
+    Rank 0 looks for ``stop_file`` (written by the supervising job at Stop) after each step; an all-reduce (max)
+    of that flag gives every rank the same answer, which sets ``stop_event`` for StudioCallback (listed after this
+    one) to act on. Ranks deciding alone could stop at different steps and deadlock in the next collective.
+
+    Args:
+        stop_file: the run folder's stop marker (only rank 0 reads it, so it may live on that machine only).
+        stop_event: the event StudioCallback honours.
+    """
+
+    def __init__(self, stop_file: Any, stop_event: threading.Event):
+        self.stop_file = stop_file
+        self.stop_event = stop_event
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import torch.distributed as dist
+
+        asked = state.is_world_process_zero and self.stop_file.exists()
+        flag = torch.tensor([1.0 if asked else 0.0], device=args.device)  # nccl reduces CUDA tensors only
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() > 0:
+            self.stop_event.set()
+        return control

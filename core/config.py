@@ -17,6 +17,7 @@ from core.config_names import (  # noqa: F401  (re-exported: the UI builds its c
     ATTN_IMPLEMENTATIONS,
     COMPUTE_DTYPES,
     DATASET_FORMATS,
+    DISTRIBUTED_STRATEGIES,
     DTYPES,
     OPTIMIZERS,
     QUANT_TYPES,
@@ -177,6 +178,28 @@ class TrainingConfig:
     validation_split: float = field(
         default=0.0,
         metadata=_help("Rows held out for evaluation loss: a fraction (< 1) or a count (>= 1); 0 = none."),
+    )
+
+    num_processes: int = field(
+        default=1,
+        metadata=_help(
+            "Training processes (accelerate's num_processes): 1 = in the app's process; N > 1 = accelerate launch "
+            "of N processes, one per GPU (gloo on the CPU); 0 = one per visible GPU."
+        ),
+    )
+    distributed_strategy: str = field(
+        default="auto",
+        metadata=_help(
+            "With several processes: ddp (each GPU holds the whole model), fsdp (weights, gradients and optimizer "
+            "states sharded across GPUs) or auto (DDP when the model fits one GPU, else FSDP)."
+        ),
+    )
+    accelerate_config_file: str = field(
+        default="",
+        metadata=_help(
+            "Optional accelerate config file (from `accelerate config`) for the launch, e.g. several machines; "
+            "its settings win over num_processes."
+        ),
     )
 
     # ------------------------------------------------------------------ validation

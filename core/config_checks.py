@@ -9,6 +9,7 @@ from core.config_names import (
     ATTN_IMPLEMENTATIONS,
     COMPUTE_DTYPES,
     DATASET_FORMATS,
+    DISTRIBUTED_STRATEGIES,
     DTYPES,
     OPTIMIZERS,
     QUANT_TYPES,
@@ -102,4 +103,17 @@ def config_problems(cfg: TrainingConfig) -> list[str]:
         f"attn_implementation: {cfg.attn_implementation!r} is not one of {ATTN_IMPLEMENTATIONS}.",
     )
     need(cfg.save_steps >= 0, f"save_steps: {cfg.save_steps} must be >= 0 (0 = only at the end or Stop).")
+    need(
+        0 <= cfg.num_processes <= 1024,
+        f"num_processes: {cfg.num_processes} must be 1 (this process), N > 1 (accelerate launch) or 0 (one per GPU).",
+    )
+    need(
+        cfg.distributed_strategy in DISTRIBUTED_STRATEGIES,
+        f"distributed_strategy: {cfg.distributed_strategy!r} is not one of {DISTRIBUTED_STRATEGIES}.",
+    )
+    need(
+        not (cfg.distributed_strategy == "fsdp" and cfg.load_in_8bit),
+        "distributed_strategy: fsdp cannot shard bitsandbytes 8-bit weights; use ddp, or QLoRA (load_in_4bit) "
+        "with fsdp.",
+    )
     return p

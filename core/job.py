@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,21 @@ def _minutes(seconds: float | None) -> str:
     if seconds is None:
         return "unknown until the current run has done a step"
     return "under a minute" if seconds < 60 else f"about {round(seconds / 60):d} min"
+
+
+def train(
+    cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], None], stop_event: threading.Event
+) -> Finished:
+    """Run ``cfg`` in this thread (core.train.run_training), or, for several processes or an accelerate config
+    file, as an ``accelerate launch`` this thread supervises (core.distributed.run_distributed). Same events,
+    same result, same errors."""
+    from core.distributed import run_distributed, uses_launcher
+
+    if uses_launcher(cfg):
+        return run_distributed(cfg, run_dir, publish, stop_event)
+    from core.train import run_training
+
+    return run_training(cfg, run_dir, publish, stop_event)
 
 
 class TrainingJob:
@@ -228,8 +244,6 @@ class TrainingJob:
             self._slot.leave(self)
 
     def _train(self, cfg: TrainingConfig, run_dir: Path) -> None:
-        from core.train import run_training
-
         handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         loggers = [logging.getLogger("core"), logging.getLogger("transformers"), logging.getLogger("peft")]
@@ -238,7 +252,7 @@ class TrainingJob:
         logging.getLogger("core").setLevel(logging.INFO)
         outcome: Finished | Failed
         try:
-            outcome = run_training(cfg, run_dir, lambda ev: self._publish(ev, run_dir), self._stop)
+            outcome = train(cfg, run_dir, lambda ev: self._publish(ev, run_dir), self._stop)
         except StudioError as exc:
             outcome = Failed(str(exc))
         except Exception as exc:  # out of memory, library errors: show the reason, keep the app alive

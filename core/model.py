@@ -223,9 +223,10 @@ def target_modules_for(cfg: TrainingConfig, spec: ModelSpec) -> tuple[str, ...]:
     return cfg.lora_target_modules
 
 
-def get_quantization_config(cfg: TrainingConfig) -> BitsAndBytesConfig | None:
+def get_quantization_config(cfg: TrainingConfig, sharded: bool = False) -> BitsAndBytesConfig | None:
     """BitsAndBytesConfig for QLoRA (cfg.load_in_4bit; recipe: seed chapter 26.7.3) or LLM.int8 (cfg.load_in_8bit),
-    else None."""
+    else None. ``sharded`` (FSDP): the 4-bit weights are stored in the compute dtype so FSDP can flatten and shard
+    them with the rest (PEFT guide "FSDP with QLoRA"); otherwise uint8."""
     if not (cfg.load_in_4bit or cfg.load_in_8bit):
         return None
     import torch
@@ -239,7 +240,7 @@ def get_quantization_config(cfg: TrainingConfig) -> BitsAndBytesConfig | None:
         bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
         bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
         bnb_4bit_compute_dtype=getattr(torch, cfg.bnb_4bit_compute_dtype),
-        bnb_4bit_quant_storage=torch.uint8,
+        bnb_4bit_quant_storage=getattr(torch, cfg.bnb_4bit_compute_dtype) if sharded else torch.uint8,
     )
 
 
@@ -281,6 +282,7 @@ def load_model_for_training(
     dtype_name: str,
     target_modules: tuple[str, ...],
     attn_implementation: str = "sdpa",
+    sharded: bool = False,
 ) -> PeftModel:
     """Load the base (16/32-bit, or 4-bit for QLoRA), prepare it, and wrap it in a fresh LoRA adapter.
 
@@ -291,6 +293,8 @@ def load_model_for_training(
         dtype_name: weights dtype for LoRA ("bfloat16", "float16", "float32").
         target_modules: Linear leaf names to adapt.
         attn_implementation: transformers attention kernel name (see core.engine.plan_engine).
+        sharded: FSDP will shard the model: no device_map (under accelerate's FSDP launch transformers loads the
+            weights on rank 0 only and FSDP broadcasts them), and 4-bit storage in the compute dtype.
 
     Returns:
         A ``peft.PeftModel`` whose only trainable parameters are the LoRA A and B matrices.
@@ -298,8 +302,10 @@ def load_model_for_training(
     import torch
     from transformers import AutoModelForCausalLM
 
-    quant = get_quantization_config(cfg)
-    kwargs: dict[str, Any] = {"device_map": {"": device}, "attn_implementation": attn_implementation}
+    quant = get_quantization_config(cfg, sharded)
+    kwargs: dict[str, Any] = {"attn_implementation": attn_implementation}
+    if not sharded:
+        kwargs["device_map"] = {"": device}
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["dtype"] = getattr(torch, cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else dtype_name)

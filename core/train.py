@@ -5,9 +5,10 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,13 @@ warnings.filterwarnings(
 
 
 def run_training(
-    cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], None], stop_event: threading.Event
+    cfg: TrainingConfig,
+    run_dir: Path,
+    publish: Callable[[Any], None],
+    stop_event: threading.Event,
+    *,
+    callbacks: Sequence[Any] = (),
+    strategy: str = "single",
 ) -> Finished:
     """Load data and model, train, and save ``run_dir/adapter``. Blocking; the job runs it on a thread.
 
@@ -43,6 +50,9 @@ def run_training(
         run_dir: an existing, empty run folder (config.json is written by the caller).
         publish: receives LogLine / Progress / Metrics events and a final dict of run facts.
         stop_event: set to end training after the current optimizer step (the adapter is still saved).
+        callbacks: TrainerCallbacks run before StudioCallback (a rank's core.callbacks.StopSync).
+        strategy: "single", or "ddp" / "fsdp" when this is one rank of an accelerate launch (core.distributed):
+            the rank's own GPU, steps counted over WORLD_SIZE ranks, the adapter saved once (rank 0).
 
     Returns:
         Finished with status "completed" or "stopped" and the last logged training loss.
@@ -96,7 +106,8 @@ def run_training(
     bf16_ok = has_cuda and torch.cuda.is_bf16_supported()
     dtype_name = resolve_dtype(cfg.dtype, has_cuda, bf16_ok)
     compute = cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else dtype_name
-    device = "cuda" if has_cuda else "cpu"
+    world, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = ("cuda" if world == 1 else f"cuda:{local_rank}") if has_cuda else "cpu"
     if not has_cuda and cfg.optim != "adamw_torch":
         raise ConfigError(
             [f"optim: {cfg.optim} uses bitsandbytes' CUDA kernels; use adamw_torch on the CPU."]
@@ -127,10 +138,16 @@ def run_training(
     set_seed(
         cfg.seed
     )  # LoRA A's random init (B starts at zero), then the Trainer reseeds for data and dropout
-    model = load_model_for_training(cfg, path, device, dtype_name, targets, plan.attn_implementation)
+    model = load_model_for_training(
+        cfg, path, device, dtype_name, targets, plan.attn_implementation, sharded=strategy == "fsdp"
+    )
     estimate = estimate_vram(
         spec, cfg, cfg.method, fused_loss=plan.use_liger_kernel, upcast_non_quantized=False
     )
+    if world > 1:  # memory of each GPU under the run's strategy (core.parallel)
+        from core.parallel import estimate_per_gpu
+
+        estimate = estimate_per_gpu(estimate, spec, strategy, world)
     if has_cuda:
         torch.cuda.reset_peak_memory_stats()
     trainable, total = model.get_nb_trainable_parameters()  # type: ignore[operator]  # PeftModel method
@@ -180,8 +197,8 @@ def run_training(
         # measured at the start and ~5 times during the run, shows whether the model is learning.
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
         eval_sets["train_sample"] = [data[i] for i in order[: cfg.monitor_rows]]
-    steps_per_epoch = math.ceil(
-        len(data) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps)
+    steps_per_epoch = math.ceil(  # each optimizer step takes batch x accumulation rows on each of the ranks
+        len(data) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world)
     )
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.num_train_epochs)
     if checkpoint:
@@ -200,7 +217,7 @@ def run_training(
         train_dataset=data,
         eval_dataset=eval_sets or None,
         data_collator=collator,
-        callbacks=[callback],
+        callbacks=[*callbacks, callback],
     )
     try:
         publish(LogLine("Training started"))
@@ -220,16 +237,22 @@ def run_training(
                 "nothing is being learned (labels masked or a broken loss). The adapter was not saved. Check the "
                 "Data tab's label preview and completion_only_loss."
             )
-        require_healthy_adapter(model, cfg.learning_rate)
+        if strategy != "fsdp":  # FSDP holds flat shards; the merged export verifies the saved adapter instead
+            require_healthy_adapter(model, cfg.learning_rate)
         status = "stopped" if stop_event.is_set() else "completed"
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         final_loss = losses[-1] if losses else result.training_loss
         publish(LogLine(f"Training {status} after {trainer.state.global_step} steps; saving the adapter"))
         final = run_dir / "adapter"
-        tmp = staging_dir(final)
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(tmp)
-        publish_dir(tmp, final)
+        if world > 1:
+            from core.distributed import save_adapter_once
+
+            save_adapter_once(trainer, tokenizer, final)
+        else:
+            tmp = staging_dir(final)
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(tmp)
+            publish_dir(tmp, final)
         publish(LogLine(f"Adapter saved to {final}"))
         return Finished(status, float(final_loss) if final_loss is not None else None)
     finally:
@@ -300,6 +323,7 @@ def preflight_config(cfg: TrainingConfig) -> None:
     import torch
 
     from core.engine import varlen_unavailable_reason
+    from core.parallel import process_problems
     from core.space import demo_limits, limit_problems
 
     problems: list[str] = []
@@ -315,6 +339,16 @@ def preflight_config(cfg: TrainingConfig) -> None:
                 f"attn_implementation: varlen is unavailable here ({reason or 'packing is off'}); use auto or sdpa."
             )
     problems += limit_problems(cfg, demo_limits())
+    if cfg.num_processes != 1 or cfg.accelerate_config_file:
+        has_cuda = torch.cuda.is_available()
+        problems += process_problems(cfg, torch.cuda.device_count() if has_cuda else 0, has_cuda)
+        if not problems and cfg.accelerate_config_file:
+            from core.distributed import config_file_choice
+
+            try:
+                config_file_choice(cfg.accelerate_config_file)
+            except ConfigError as exc:
+                problems += exc.problems
     if problems:
         raise ConfigError(problems)
 

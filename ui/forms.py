@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.config import TrainingConfig
+from core.errors import ConfigError
 
 
 class ConfigForm:
@@ -72,3 +73,28 @@ class ConfigForm:
 def info(name: str) -> str:
     """The field's help text, for a component's ``info=``."""
     return TrainingConfig.help_for(name)
+
+
+def launch_markdown(num_processes: Any, distributed_strategy: Any, accelerate_config_file: Any) -> str:
+    """The Train tab's line under "Several GPUs": the equivalent CLI command and how the run will be launched."""
+    from core.parallel import cli_command
+
+    try:
+        cfg = TrainingConfig.from_dict(
+            {
+                "num_processes": num_processes,
+                "distributed_strategy": distributed_strategy,
+                "accelerate_config_file": accelerate_config_file or "",
+            }
+        )
+    except ConfigError as exc:
+        return "\n".join(f"- {p}" for p in exc.problems)
+    if cfg.num_processes == 1 and not cfg.accelerate_config_file:
+        how = "One process: training runs inside the app."
+    else:
+        n = "one per visible GPU" if cfg.num_processes == 0 else f"{cfg.num_processes} processes"
+        how = (
+            f"`accelerate launch` of {n} (gloo on a machine without CUDA); the log names the strategy chosen "
+            "and why, and the GPU memory estimate per GPU."
+        )
+    return f"{how} Same run from a terminal: `{cli_command(cfg)}`"

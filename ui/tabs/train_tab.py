@@ -9,12 +9,13 @@ import gradio as gr
 from core.config import (
     ATTN_IMPLEMENTATIONS,
     COMPUTE_DTYPES,
+    DISTRIBUTED_STRATEGIES,
     OPTIMIZERS,
     QUANT_TYPES,
     SCHEDULERS,
     TrainingConfig,
 )
-from ui.forms import ConfigForm, info
+from ui.forms import ConfigForm, info, launch_markdown
 
 D = TrainingConfig()  # defaults shown in the form
 
@@ -267,6 +268,43 @@ def render(form: ConfigForm) -> dict[str, Any]:
                         placeholder="empty = a new run; or paste a run folder from the Runs tab",
                         info=info("resume_from_checkpoint"),
                     ),
+                )
+            with gr.Accordion("Several GPUs (accelerate)", open=False):
+                processes = form.add(
+                    "num_processes",
+                    gr.Number(
+                        value=D.num_processes,
+                        precision=0,
+                        minimum=0,
+                        label="Processes (one per GPU; 0 = all GPUs)",
+                        info=info("num_processes"),
+                    ),
+                )
+                strategy = form.add(
+                    "distributed_strategy",
+                    gr.Dropdown(
+                        list(DISTRIBUTED_STRATEGIES),
+                        value=D.distributed_strategy,
+                        label="Strategy",
+                        info=info("distributed_strategy"),
+                    ),
+                )
+                config_file = form.add(
+                    "accelerate_config_file",
+                    gr.Textbox(
+                        value=D.accelerate_config_file,
+                        label="accelerate config file (optional)",
+                        info=info("accelerate_config_file"),
+                    ),
+                )
+                command = gr.Markdown(launch_markdown(D.num_processes, D.distributed_strategy, ""))
+            for component in (processes, strategy, config_file):
+                component.change(
+                    launch_markdown,
+                    [processes, strategy, config_file],
+                    command,
+                    queue=False,
+                    api_visibility="private",
                 )
     lora_math = gr.Markdown()
     with gr.Row():

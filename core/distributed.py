@@ -1,0 +1,383 @@
+"""Training over several processes: the job's thread supervises ``accelerate launch`` of ``launch.py train-worker
+RUN_DIR`` (run_distributed); every rank runs the same core.train.run_training (run_worker).
+
+Files in the run folder, besides the single-process ones:
+    launch.json    the plan: num_processes, strategy and its reason, the launch command.
+    events.jsonl   one JSON object per line: rank 0's events (progress, metrics, log, info, finished) and every
+                   rank's pid and failure. The supervisor turns them back into core.events records and publishes
+                   them, so the snapshot and metrics.jsonl are the same as for one process.
+    stop.request   written by the supervisor at Stop; rank 0 sees it and the ranks agree (core.callbacks.StopSync).
+    workers.log    every rank's stdout and stderr (tracebacks, torchrun's failure summary).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.config import TrainingConfig
+from core.errors import ConfigError, StudioError, TrainingFailed
+from core.events import Finished, LogLine, Metrics, Progress
+from core.parallel import (
+    LAUNCH_PY,
+    StrategyChoice,
+    choose_strategy,
+    estimate_per_gpu,
+    resolve_num_processes,
+    worker_command,
+)
+from core.runs import write_json_atomic
+
+log = logging.getLogger(__name__)
+LAUNCH_FILE, EVENTS_FILE, STOP_FILE, WORKERS_LOG = (
+    "launch.json",
+    "events.jsonl",
+    "stop.request",
+    "workers.log",
+)
+POLL_S = 0.25
+KILL_GRACE_S = 10.0  # SIGTERM to the process group, then SIGKILL after this many seconds
+STOP_GRACE_S = 900.0  # after Stop, the ranks finish the step and save; past this they are taken to be hung
+TAIL_LINES = 12
+_LIVE: set[subprocess.Popen[bytes]] = (
+    set()
+)  # launchers of this process, ended at exit (daemon threads are not)
+
+
+def visible_gpus() -> int:
+    """CUDA GPUs this process sees (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def uses_launcher(cfg: TrainingConfig) -> bool:
+    """True when ``cfg`` trains through accelerate launch (more than one process, or an accelerate config file);
+    False for the in-process thread (num_processes 1, or 0 on a machine with at most one GPU)."""
+    if cfg.accelerate_config_file:
+        return True
+    if cfg.num_processes == 1:
+        return False  # the default: no torch import needed to decide
+    return resolve_num_processes(cfg, visible_gpus()) > 1
+
+
+def _free_port() -> int:
+    """A TCP port free on this machine now (for torchrun's rendezvous of a single-machine run)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def plan_launch(cfg: TrainingConfig, run_dir: Path) -> tuple[StrategyChoice, list[str], dict[str, Any]]:
+    """Choose the strategy, write ``launch.json`` and return (choice, argv, facts for the snapshot's info).
+
+    The settings were checked by core.train.preflight_config (core.parallel.process_problems) before the run
+    folder was made.
+    """
+    import torch
+
+    from core.model import inspect_model, resolve_model_path
+    from core.vram import estimate_vram
+
+    has_cuda = torch.cuda.is_available()
+    n = resolve_num_processes(cfg, visible_gpus())
+    gpu_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if has_cuda else None
+    spec = inspect_model(resolve_model_path(cfg.model_name_or_path))
+    choice = config_file_choice(cfg.accelerate_config_file) or choose_strategy(cfg, spec, n, gpu_gib)
+    n = choice.num_processes
+    per_gpu = estimate_per_gpu(estimate_vram(spec, cfg, cfg.method), spec, choice.strategy, n)
+    argv = worker_command(cfg, run_dir, n, choice.strategy, has_cuda, _free_port())
+    facts = {
+        "num_processes": n,
+        "distributed_strategy": choice.strategy,
+        "strategy_reason": choice.reason,
+        "estimate_per_gpu_gib": per_gpu.total_gib,
+        "launch_command": argv,
+    }
+    write_json_atomic(run_dir / LAUNCH_FILE, facts)
+    return choice, argv, facts
+
+
+def config_file_choice(config_file: str) -> StrategyChoice | None:
+    """The strategy an accelerate config file sets (its distributed_type and num_processes, read by accelerate's
+    own loader), or None without a file.
+
+    Raises:
+        ConfigError: the file cannot be read as an accelerate config.
+    """
+    if not config_file:
+        return None
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    try:
+        loaded = load_config_from_file(str(Path(config_file).expanduser()))
+    except Exception as exc:  # yaml / json / missing keys: name the field and the file's problem
+        raise ConfigError(
+            [f"accelerate_config_file: {config_file!r} is not an accelerate config ({exc})."]
+        ) from None
+    kind = str(getattr(loaded, "distributed_type", "")).split(".")[-1]
+    strategy = "fsdp" if kind == "FSDP" else "ddp"
+    n = int(getattr(loaded, "num_processes", 0) or 0)
+    return StrategyChoice(
+        strategy,
+        max(n, 1),
+        f"{kind or 'as set'} over {n if n > 0 else 'the'} processes, as {config_file} sets.",
+    )
+
+
+def run_distributed(
+    cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], None], stop_event: threading.Event
+) -> Finished:
+    """Train ``cfg`` over several processes and publish their events as run_training would. Blocking.
+
+    The launcher runs in its own process group (a new session); whatever happens, the group is terminated before
+    this returns, so no rank outlives the run. Stop writes ``stop.request``; the ranks end at the same step.
+
+    Returns:
+        Finished (completed / stopped) with rank 0's last training loss.
+
+    Raises:
+        StudioError: a rank's user-facing error (bad data, model), as one process would raise it.
+        TrainingFailed: a rank crashed or was killed (its exit and the tail of workers.log), or the ranks did not
+            end within STOP_GRACE_S of Stop (they are killed).
+    """
+    choice, argv, facts = plan_launch(cfg, run_dir)
+    publish(LogLine(f"Strategy: {choice.reason}"))
+    publish(LogLine("Launching: " + " ".join(argv[1:])))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(run_dir / WORKERS_LOG, "ab") as out:
+        proc = subprocess.Popen(
+            argv, cwd=LAUNCH_PY.parent, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    _LIVE.add(proc)
+    publish({**facts, "launcher_pid": proc.pid})
+    reader = _EventReader(run_dir / EVENTS_FILE)
+    finished: Finished | None = None
+    failures: list[dict[str, Any]] = []
+    pids: dict[str, int] = {}
+    stop_asked: float | None = None
+    try:
+        while True:
+            rc = proc.poll()  # before reading, so events written just before the exit are read below
+            for ev in reader.read_new():
+                kind = ev.get("type")
+                if kind == "rank":
+                    pids[str(ev["rank"])] = int(ev["pid"])
+                    publish({"rank_pids": dict(pids)})
+                elif kind == "failed":
+                    failures.append(ev)
+                elif kind == "finished":
+                    finished = Finished(ev["status"], ev.get("final_loss"))
+                else:
+                    publish(_decode(ev))
+            if stop_event.is_set() and stop_asked is None:
+                (run_dir / STOP_FILE).write_text(f"{time.time()}\n", encoding="utf-8")
+                stop_asked = time.monotonic()
+            if rc is not None:
+                break
+            if stop_asked is not None and time.monotonic() - stop_asked > STOP_GRACE_S:
+                failures.insert(
+                    0, {"rank": "all", "error": f"no rank ended within {STOP_GRACE_S:.0f} s of Stop"}
+                )
+                break
+            time.sleep(POLL_S)
+    finally:
+        terminate_group(proc)
+        _LIVE.discard(proc)
+    if rc == 0 and finished is not None:
+        return finished
+    raise _failure(rc, failures, run_dir / WORKERS_LOG)
+
+
+def terminate_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the launcher's process group, SIGKILL what is left after KILL_GRACE_S; reap the launcher."""
+    pgid = proc.pid  # start_new_session: the launcher leads its own group, and the ranks are in it
+    for sig, grace in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break  # nobody left in the group
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _group_alive(pgid):
+            proc.poll()
+            time.sleep(0.1)
+    try:
+        proc.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        log.error("accelerate launch (pid %s) did not end after SIGKILL", proc.pid)
+
+
+def _terminate_live() -> None:
+    """At interpreter exit (the app closed mid-run): end every launcher group still running, so no rank outlives
+    the app that supervised it."""
+    for proc in list(_LIVE):
+        terminate_group(proc)
+
+
+atexit.register(_terminate_live)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _failure(rc: int | None, failures: list[dict[str, Any]], workers_log: Path) -> StudioError:
+    """The error to show: a rank's own (user errors as they are), else torchrun's summary, plus the log tail."""
+    for ev in failures:
+        if ev.get("user"):
+            return StudioError(ev["error"])
+    tail = _tail(workers_log)
+    by_rank = {str(ev["rank"]): ev["error"] for ev in failures}
+    # torchrun's summary names the first rank that failed; others may have failed after it (a closed connection)
+    root = re.search(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", _tail(workers_log, 60), re.S)
+    if root:
+        rank, code = root.group(1), int(root.group(2))
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        head = f"rank {rank} {how}" + (f" ({by_rank[rank]})" if rank in by_rank else "")
+    elif failures:
+        head = f"rank {failures[0]['rank']} failed: {failures[0]['error']}"
+    else:
+        head = f"accelerate launch exited with code {rc} and no result"
+    return TrainingFailed(
+        f"Training failed in a worker process: {head}. The other ranks were stopped. Last lines of "
+        f"{workers_log}:\n{tail}"
+    )
+
+
+def _tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    kept = [ln for ln in text.splitlines() if ln.strip() and "Warning" not in ln]
+    return "\n".join(kept[-lines:])
+
+
+class _EventReader:
+    """Reads whole new lines of a JSON-lines file that another process appends to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset = path, 0
+
+    def read_new(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next poll
+        self.offset += end
+        return [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+
+
+def _decode(ev: dict[str, Any]) -> Any:
+    """An events.jsonl record back to the core.events record (or info dict) run_training published."""
+    kind = ev["type"]
+    if kind == "progress":
+        return Progress(ev["step"], ev["max_steps"], ev["epoch"], ev["elapsed_s"], ev["eta_s"])
+    if kind == "metrics":
+        return Metrics(ev["step"], ev["values"])
+    if kind == "log":
+        return LogLine(ev["text"])
+    return ev["info"]
+
+
+class EventSink:
+    """The worker side of events.jsonl: rank 0 writes its events; every rank writes its pid and its failure.
+
+    Each record is one ``write`` of one line to a file opened for appending (O_APPEND), so the ranks' lines do not
+    interleave.
+    """
+
+    def __init__(self, path: Path, rank: int) -> None:
+        self.path, self.rank = path, rank
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def publish(self, event: Any) -> None:
+        """run_training's publish: encode rank 0's events; other ranks' are dropped (they are the same)."""
+        if self.rank != 0:
+            return
+        if isinstance(event, Progress):
+            self.write({"type": "progress", **event.__dict__})
+        elif isinstance(event, Metrics):
+            self.write({"type": "metrics", "step": event.step, "values": event.values})
+        elif isinstance(event, LogLine):
+            self.write({"type": "log", "text": event.text})
+        elif isinstance(event, dict):
+            self.write({"type": "info", "info": event})
+
+
+def run_worker(run_dir: Path) -> int:
+    """One rank (``launch.py train-worker RUN_DIR`` under accelerate launch): train the run folder's config.
+
+    Returns:
+        0 when training finished (rank 0 wrote ``finished``), 1 when this rank failed (``failed`` written).
+    """
+    from core.callbacks import StopSync
+    from core.train import run_training
+
+    rank = int(os.environ.get("RANK", "0"))
+    sink = EventSink(run_dir / EVENTS_FILE, rank)
+    sink.write({"type": "rank", "rank": rank, "pid": os.getpid()})
+    stop_event = threading.Event()
+    try:
+        cfg = TrainingConfig.from_json_file(run_dir / "config.json")
+        plan = json.loads((run_dir / LAUNCH_FILE).read_text(encoding="utf-8"))
+        outcome = run_training(
+            cfg,
+            run_dir,
+            sink.publish,
+            stop_event,
+            callbacks=[StopSync(run_dir / STOP_FILE, stop_event)],
+            strategy=plan["distributed_strategy"],
+        )
+    except StudioError as exc:
+        sink.write({"type": "failed", "rank": rank, "error": str(exc), "user": True})
+        return 1
+    except BaseException as exc:  # noqa: BLE001  (KeyboardInterrupt / SIGTERM too: say which rank ended how)
+        traceback.print_exc()
+        sink.write({"type": "failed", "rank": rank, "error": f"{type(exc).__name__}: {exc}", "user": False})
+        return 1
+    if rank == 0:
+        sink.write({"type": "finished", "status": outcome.status, "final_loss": outcome.final_loss})
+    return 0
+
+
+def save_adapter_once(trainer: Any, tokenizer: Any, final: Path) -> None:
+    """Save the adapter of a multi-process run to ``final`` once. Called on every rank (FSDP gathers the full
+    adapter state collectively); rank 0 writes a staging folder in the run folder and renames it into place.
+
+    Raises:
+        FileExistsError: ``final`` exists (core.runs.publish_dir).
+    """
+    from core.runs import publish_dir
+
+    tmp = final.with_name(f".{final.name}.partial")  # the same path on every rank: the run folder is new
+    trainer.save_model(str(tmp))  # writes on the main process only (args.should_save)
+    if trainer.is_world_process_zero():
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # as a single-process adapter folder
+        tokenizer.save_pretrained(tmp)
+        publish_dir(tmp, final)
+    trainer.accelerator.wait_for_everyone()
