@@ -265,30 +265,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from ui.app import build_app, launch_app
+    from ui.serve import serve
 
-    auth = None
-    if args.auth:
-        user, sep, password = args.auth.partition(":")
-        if not (sep and user and password):
-            print("launch.py: error: --auth must be USER:PASSWORD (both non-empty)", file=sys.stderr)
-            return 2
-        auth = (user, password)
-    from core.workspace import Sessions
-
-    if args.workspace:
-        folder = Path(args.workspace).expanduser().resolve()
-        if not folder.is_dir():
-            print(f"launch.py: error: --workspace {folder} is not a folder", file=sys.stderr)
-            return 2
-        os.environ["LORA_STUDIO_WORKSPACE"] = str(folder)
-    if args.session_ttl_hours <= 0:
-        print("launch.py: error: --session-ttl-hours must be > 0", file=sys.stderr)
-        return 2
-    private = args.private_sessions or bool(os.environ.get("SPACE_ID"))
-    sessions = Sessions(private=private, ttl_s=args.session_ttl_hours * 3600)
-    launch_app(build_app(sessions=sessions), host=args.host, port=args.port, share=args.share, auth=auth)
-    return 0
+    return serve(args)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,43 @@
+"""``python launch.py`` without a command: check the UI options, choose local or private sessions, serve the app."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _error(message: str) -> int:
+    print(f"launch.py: error: {message}", file=sys.stderr)
+    return 2
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve the UI with ``args`` (host, port, share, auth, workspace, private_sessions, session_ttl_hours).
+
+    Private sessions are on with ``--private-sessions`` or on a Hugging Face Space (``SPACE_ID`` set).
+
+    Returns:
+        The exit code: 2 for a bad option (message on stderr), 0 after the server stops.
+    """
+    from core.workspace import Sessions
+    from ui.app import build_app, launch_app
+
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not (sep and user and password):
+            return _error("--auth must be USER:PASSWORD (both non-empty)")
+        auth = (user, password)
+    if args.workspace:
+        folder = Path(args.workspace).expanduser().resolve()
+        if not folder.is_dir():
+            return _error(f"--workspace {folder} is not a folder")
+        os.environ["LORA_STUDIO_WORKSPACE"] = str(folder)
+    if args.session_ttl_hours <= 0:
+        return _error("--session-ttl-hours must be > 0")
+    private = args.private_sessions or bool(os.environ.get("SPACE_ID"))
+    sessions = Sessions(private=private, ttl_s=args.session_ttl_hours * 3600)
+    launch_app(build_app(sessions=sessions), host=args.host, port=args.port, share=args.share, auth=auth)
+    return 0
