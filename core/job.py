@@ -108,15 +108,18 @@ class TrainingJob:
         self._slot = slot or SLOT
 
     # ------------------------------------------------------------------ public API
-    def start(self, cfg: TrainingConfig) -> Path:
+    def start(self, cfg: TrainingConfig, max_waiting: int | None = None) -> Path:
         """Validate ``cfg``, create a new run folder and start training in the background.
+
+        ``max_waiting`` caps the line (a shared demo passes one): with that many runs already waiting for the
+        slot, the Start is refused instead of queued.
 
         Returns:
             The run folder.
 
         Raises:
             ConfigError: the config has problems (all listed).
-            JobBusyError: this job is already active (another job's run only queues this one).
+            JobBusyError: this job is already active (another job's run only queues this one), or the line is full.
         """
         problems = cfg.validate()
         if problems:
@@ -128,6 +131,11 @@ class TrainingJob:
             if self._snap.is_active:
                 raise JobBusyError(
                     f"A run is already {self._snap.status} in {self._snap.run_dir}; stop it first."
+                )
+            waiting = self._slot.waiting()
+            if max_waiting is not None and waiting >= max_waiting:
+                raise JobBusyError(
+                    f"{waiting} runs are already waiting for this machine (the most it queues); try again later."
                 )
             try:
                 run_dir = new_run_dir(cfg.output_dir)
@@ -228,22 +236,25 @@ class TrainingJob:
         return True
 
     def _run(self, cfg: TrainingConfig, run_dir: Path) -> None:
+        # The slot is left before the terminal snapshot is published: while this job still shows active, a new
+        # Start of the same job is refused, so it can never re-join the line this thread is about to leave.
+        outcome: Finished | Failed = Finished(STOPPED, None)
+        trained = False
         try:
-            if not (self._slot.wait_turn(self, self._stop, self._on_wait) and self._wait_for_chat()):
-                self._finish(Finished(STOPPED, None), run_dir, trained=False)
-                return
-            with self._lock:
-                if self._snap.status == QUEUED:
-                    self._snap = replace(self._snap, status=LOADING, message="Loading data and model...")
-            started = time.monotonic()
-            self._train(cfg, run_dir)
-            steps = self.snapshot().step
-            if steps > 0:
-                TrainingJob.seconds_per_step = (time.monotonic() - started) / steps
+            if self._slot.wait_turn(self, self._stop, self._on_wait) and self._wait_for_chat():
+                with self._lock:
+                    if self._snap.status == QUEUED:
+                        self._snap = replace(self._snap, status=LOADING, message="Loading data and model...")
+                started = time.monotonic()
+                outcome, trained = self._train(cfg, run_dir), True
+                steps = self.snapshot().step
+                if steps > 0:
+                    TrainingJob.seconds_per_step = (time.monotonic() - started) / steps
         finally:
             self._slot.leave(self)
+        self._finish(outcome, run_dir, trained=trained)
 
-    def _train(self, cfg: TrainingConfig, run_dir: Path) -> None:
+    def _train(self, cfg: TrainingConfig, run_dir: Path) -> Finished | Failed:
         handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         loggers = [logging.getLogger("core"), logging.getLogger("transformers"), logging.getLogger("peft")]
@@ -271,7 +282,7 @@ class TrainingJob:
                 lg.removeHandler(handler)
             handler.close()
         _release_gpu_memory()  # after the exception (and the tensors its traceback held) is gone
-        self._finish(outcome, run_dir)
+        return outcome
 
     def _publish(self, event: Any, run_dir: Path) -> None:
         with self._lock:

@@ -48,6 +48,11 @@ class TrainingSlot:
         with self._cond:
             return self._line.index(waiter) if waiter in self._line else None
 
+    def waiting(self) -> int:
+        """How many jobs are in line behind the one holding the slot."""
+        with self._cond:
+            return max(0, len(self._line) - 1)
+
     def busy(self) -> bool:
         """True while any job holds the slot."""
         with self._cond:

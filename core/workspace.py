@@ -61,11 +61,24 @@ def check_name(value: str, field: str) -> str:
     )
 
 
+def shown(value: str, limit: int = 120) -> str:
+    """``value`` quoted for a message, cut to ``limit`` characters (user input is never echoed at length)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'"
+
+
+def _is_local_path(value: str) -> bool:
+    try:
+        return Path(value).expanduser().exists()
+    except (OSError, ValueError):  # NUL bytes, names too long
+        return False
+
+
 def inside(path: str | Path, root: Path) -> bool:
     """Whether ``path`` resolves (symlinks followed) to ``root`` or something under it."""
     try:
         resolved = Path(path).expanduser().resolve()
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):
         return False
     root = root.resolve()
     return resolved == root or root in resolved.parents
@@ -132,7 +145,7 @@ class Workspace:
         if path and inside(path, self.root):
             return Path(path).expanduser().resolve()
         where = "your session's files" if self.private else f"the workspace {self.root}"
-        raise ConfigError([f"{field}: {str(path)!r} is not in {where}; pick one from the list."])
+        raise ConfigError([f"{field}: {shown(str(path))} is not in {where}; pick one from the list."])
 
     def check_dataset(self, dataset_name: str) -> None:
         """A private session may train on its own uploads, the packaged samples or a hub dataset id, nothing else.
@@ -144,10 +157,35 @@ class Workspace:
             return
         if inside(dataset_name, self.uploads_dir) or inside(dataset_name, ASSETS):
             return
-        if is_hub_id(dataset_name) and not Path(dataset_name).exists():
+        if "\x00" not in dataset_name and is_hub_id(dataset_name) and not _is_local_path(dataset_name):
             return
         raise ConfigError(
-            [f"dataset_name: {dataset_name!r} is not one of your uploads or the samples; upload the file."]
+            [
+                f"dataset_name: {shown(dataset_name)} is not one of your uploads or the samples; upload the file."
+            ]
+        )
+
+    def check_model(self, model_name_or_path: str) -> None:
+        """A private session may use the presets, a hub id (not a local path) or a folder of its own.
+
+        Raises:
+            ConfigError: any other local folder (another session's export, a model kept on the server).
+        """
+        from core.presets import MODEL_PRESETS
+
+        name = (model_name_or_path or "").strip()
+        if not self.private or name in {p.model_name_or_path for p in MODEL_PRESETS}:
+            return
+        if inside(name, self.root):
+            return
+        hub_like = "\x00" not in name and name.count("/") == 1 and not name.startswith((".", "/", "~"))
+        if hub_like and not _is_local_path(name):
+            return
+        raise ConfigError(
+            [
+                f"model_name_or_path: {shown(name)} is not a preset or a hub id; on this shared demo local "
+                "folders other than your own are not readable."
+            ]
         )
 
     def bind(self, cfg: TrainingConfig) -> TrainingConfig:
@@ -162,10 +200,14 @@ class Workspace:
             output_dir = str(self.output_dir(cfg.output_dir))
         except ConfigError as exc:
             problems += exc.problems
-        try:
-            self.check_dataset(cfg.dataset_name)
-        except ConfigError as exc:
-            problems += exc.problems
+        for check, value in (
+            (self.check_dataset, cfg.dataset_name),
+            (self.check_model, cfg.model_name_or_path),
+        ):
+            try:
+                check(value)
+            except ConfigError as exc:
+                problems += exc.problems
         try:
             if cfg.resume_from_checkpoint:
                 self.check_path(cfg.resume_from_checkpoint, "resume_from_checkpoint")
@@ -176,10 +218,34 @@ class Workspace:
         return replace(cfg, output_dir=output_dir)
 
     def touch(self) -> None:
-        """Record activity (the cleanup keeps a session for its time-to-live after this)."""
-        if self.private:
-            self.root.mkdir(parents=True, exist_ok=True)
+        """Record activity (the cleanup keeps a session for its time-to-live after this). The folder itself is
+        made by the first upload or run, so sessions that never write anything leave nothing on disk."""
+        if self.private and self.root.is_dir():
             (self.root / LAST_SEEN).touch()
+
+
+def browser_secret(root: Path) -> str:
+    """The secret that encrypts the session key kept in each browser, stable across restarts.
+
+    ``$LORA_STUDIO_SECRET``, else a random one saved once in ``root/.browser-secret`` (mode 0600). Gradio's own
+    default is new at every start, which would orphan every visitor's runs on a restart.
+    """
+    if os.environ.get("LORA_STUDIO_SECRET"):
+        return os.environ["LORA_STUDIO_SECRET"]
+    path = root / ".browser-secret"
+    root.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_name(f".browser-secret.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
+        try:
+            os.link(tmp, path)  # never replaces a secret another process wrote first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
 
 
 def local_workspace() -> Workspace:
@@ -264,4 +330,8 @@ class Sessions:
                 self._jobs.pop(folder.name, None)
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder.name)
+        with self._lock:  # jobs of sessions that never wrote a file (API calls without a session)
+            for name in [n for n, j in self._jobs.items() if not j.snapshot().is_active]:
+                if not (self.root / name).exists():
+                    del self._jobs[name]
         return removed

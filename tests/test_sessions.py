@@ -65,6 +65,17 @@ def test_a_private_session_binds_its_config_to_its_own_folders(tmp_path):
     assert ws_a.bind(TrainingConfig(dataset_name="owner/dataset")).dataset_name == "owner/dataset"  # hub id
     with pytest.raises(ConfigError, match="no session key"):
         sessions.get("short")
+    # models: presets and hub ids, never another session's folder or any other local folder
+    (ws_b.runs_dir / "run-1" / "merged").mkdir(parents=True)
+    (ws_b.runs_dir / "run-1" / "merged" / "config.json").write_text("{}")
+    for model in (str(ws_b.runs_dir / "run-1" / "merged"), "/etc", str(ASSETS), "x\x00y"):
+        with pytest.raises(ConfigError, match="model_name_or_path"):
+            ws_a.check_model(model)
+    ws_b.check_model(str(ws_b.runs_dir / "run-1" / "merged"))  # its own export
+    ws_a.check_model("Qwen/Qwen2.5-0.5B-Instruct")
+    with pytest.raises(ConfigError, match=r"dataset_name: 'a+\.\.\.' is not") as caught:
+        ws_a.check_dataset("a" * 5000)
+    assert len(str(caught.value)) < 300  # long input is cut in messages
 
 
 def test_idle_sessions_are_deleted_after_their_time_to_live_and_active_ones_kept(tmp_path):
@@ -72,6 +83,9 @@ def test_idle_sessions_are_deleted_after_their_time_to_live_and_active_ones_kept
     ws_old, _ = sessions.get(new_key())
     ws_new, _ = sessions.get(new_key())
     (ws_old.runs_dir / "run-1").mkdir(parents=True)
+    (ws_new.uploads_dir).mkdir(parents=True)
+    ws_old.touch()
+    ws_new.touch()
     old = time.time() - 7200
     os.utime(ws_old.root / ".last-seen", (old, old))
     assert sessions.cleanup() == [ws_old.key]

@@ -30,7 +30,8 @@ INTRO = (
     "Fine-tune a language model with **LoRA** or **QLoRA** without writing code: pick a model, add data, check "
     "that it fits your GPU, train while watching the loss, then export merged weights."
 )
-GPU_QUEUE = "gpu"  # one concurrency id for everything that loads a model, so heavy work stays serial
+GPU_QUEUE = "gpu"
+MAX_WAITING = 10  # a shared demo queues at most this many runs behind the one training  # one concurrency id for everything that loads a model, so heavy work stays serial
 
 
 def with_request(fn: Any, signature: Any) -> Any:
@@ -91,8 +92,18 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
 
         # ---- model facts -> state, target module choices
         load_outputs = [spec_state, m["facts"], t["targets"], form.components["learning_rate"]]
+
+        def load_model(
+            model_name_or_path: str, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)
+        ) -> tuple[Any, ...]:
+            try:  # a shared demo's visitor reads presets, hub ids and their own folders only
+                session.workspace(request).check_model(model_name_or_path)
+            except ConfigError as exc:
+                return None, f"**Cannot use this model.** {exc}", gr.update(choices=[], value=[]), gr.update()
+            return model_tab.load_model_info(model_name_or_path, progress)
+
         m["load"].click(
-            model_tab.load_model_info,
+            load_model,
             m["path"],
             load_outputs,
             api_name="load_model",
@@ -100,9 +111,10 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             concurrency_limit=1,
         )
         loaded.then(
-            model_tab.load_model_info,
+            load_model,
             m["path"],
             load_outputs,
+            api_visibility="private",
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
         )
@@ -195,7 +207,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                             f"dataset: {len(report.examples):,} usable rows; the demo trains on up to {cap.max_rows:,}."
                         ]
                     )
-                run_dir = job.start(cfg)
+                run_dir = job.start(cfg, max_waiting=MAX_WAITING if session.private else None)
             except ConfigError as exc:
                 raise gr.Error("\n".join(exc.problems), title="Fix these settings") from None
             except JobBusyError as exc:
@@ -248,7 +260,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         )
         t["stop"].click(stop, None, t["status"], api_name="stop")
         t["timer"].tick(poll, seen, poll_outputs, api_name="poll", show_progress="hidden", queue=False)
-        loaded.then(poll_fresh, None, poll_outputs)
+        loaded.then(poll_fresh, None, poll_outputs, api_visibility="private")
 
         # ---- export (only runs inside the caller's workspace)
         out_dir = form.components["output_dir"]
@@ -258,7 +270,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             current = session.job(request).snapshot().run_dir
             return gr.update(choices=runs, value=current if current in runs else (runs[0] if runs else None))
 
-        loaded.then(refresh_runs, out_dir, x["run"])
+        loaded.then(refresh_runs, out_dir, x["run"], api_visibility="private")
         for trigger in (x["refresh"].click, export_page.select):
             trigger(refresh_runs, out_dir, x["run"], api_visibility="private")
 
@@ -321,7 +333,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
 
         runs_outputs = [r["table"], r["caption"]]
         r["refresh"].click(refresh_run_table, out_dir, runs_outputs, api_name="list_runs")
-        loaded.then(refresh_run_table, out_dir, runs_outputs)
+        loaded.then(refresh_run_table, out_dir, runs_outputs, api_visibility="private")
         runs_page.select(refresh_run_table, out_dir, runs_outputs, api_visibility="private")
         r["table"].select(view_run, None, [r["chart"], r["details"]], api_visibility="private")
 
@@ -329,7 +341,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         def chat_runs(output_dir: str, current: str | None, request: gr.Request) -> Any:
             return chat_tab.refresh_runs(str(session.runs_dir(request, output_dir)), current)
 
-        loaded.then(chat_runs, [out_dir, c["run"]], c["run"])
+        loaded.then(chat_runs, [out_dir, c["run"]], c["run"], api_visibility="private")
         for trigger in (c["refresh"].click, chat_page.select):
             trigger(chat_runs, [out_dir, c["run"]], c["run"], api_visibility="private")
 

@@ -19,7 +19,7 @@ import gradio as gr
 
 from core.errors import ConfigError
 from core.job import TrainingJob
-from core.workspace import Sessions, Workspace, new_key, valid_key
+from core.workspace import Sessions, Workspace, browser_secret, new_key, valid_key
 
 STORAGE_KEY = "lora-studio-session"
 
@@ -39,7 +39,8 @@ class SessionUI:
 
     def browser_state(self) -> gr.BrowserState:
         """The component that keeps the key in the browser (render inside the Blocks)."""
-        return gr.BrowserState("", storage_key=STORAGE_KEY)
+        secret = browser_secret(self.sessions.root) if self.private else None
+        return gr.BrowserState("", storage_key=STORAGE_KEY, secret=secret)
 
     def bind(self, key: str | None, request: gr.Request) -> str:
         """Page load: tie this page's session_hash to the browser's key (a new key if it has none).

@@ -93,6 +93,7 @@ def validate(
             {k: form_values[k] for k in DATA_FIELDS if form_values.get(k) not in (None, "")}
         )
         ws.check_dataset(cfg.dataset_name)
+        ws.check_model(cfg.model_name_or_path)
         progress(0.1, desc="Reading and normalising rows")
         report = load_report_for(cfg)
         progress(0.4, desc="Loading the tokenizer")
