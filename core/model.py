@@ -281,6 +281,7 @@ def load_model_for_training(
     dtype_name: str,
     target_modules: tuple[str, ...],
     attn_implementation: str = "sdpa",
+    fused_lora: bool = False,
 ) -> PeftModel:
     """Load the base (16/32-bit, or 4-bit for QLoRA), prepare it, and wrap it in a fresh LoRA adapter.
 
@@ -291,6 +292,7 @@ def load_model_for_training(
         dtype_name: weights dtype for LoRA ("bfloat16", "float16", "float32").
         target_modules: Linear leaf names to adapt.
         attn_implementation: transformers attention kernel name (see core.engine.plan_engine).
+        fused_lora: patch the LoRA layers to core.lora_fused's branch (see core.engine.plan_engine).
 
     Returns:
         A ``peft.PeftModel`` whose only trainable parameters are the LoRA A and B matrices.
@@ -315,7 +317,12 @@ def load_model_for_training(
             else ""
         )
         raise ModelError(f"Loading {cfg.model_name_or_path} failed: {exc}{hint}") from exc
-    return prepare_for_training(model, cfg, target_modules, quantized=quant is not None)
+    peft_model = prepare_for_training(model, cfg, target_modules, quantized=quant is not None)
+    if fused_lora:
+        from core.lora_fused import enable_fused_lora
+
+        log.info("Fused LoRA branch on %d layers", enable_fused_lora(peft_model))
+    return peft_model
 
 
 def prepare_for_training(
