@@ -18,6 +18,7 @@ must agree: same rows, same weights) and the ratios.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import math
@@ -161,11 +162,13 @@ def run_side(
                 use_liger_kernel=False,
                 auto_micro_batch=False,
                 attn_implementation="sdpa",
-                fused_lora=False,
             ),
             spec,
             has_cuda,
             None,
+        )
+        plan = dataclasses.replace(  # the recipe: peft's own LoRA forward
+            plan, fused_lora=False, notes=tuple(n for n in plan.notes if not n.startswith("LoRA branch"))
         )
         collator = DataCollatorForSeq2Seq(
             tok if tok is not None else _PadWithZero(), padding=True, label_pad_token_id=-100

@@ -147,13 +147,6 @@ class TrainingConfig:
         default=True,
         metadata=_help("Liger-Kernel's fused norms, SwiGLU and cross-entropy on a CUDA GPU when installed."),
     )
-    fused_lora: bool = field(
-        default=True,
-        metadata=_help(
-            "Fused LoRA branch (one addmm for B, scaling and the sum; dropout mask kept instead of a copy): the "
-            "same function as peft's forward with fewer passes over memory."
-        ),
-    )
     auto_micro_batch: bool = field(
         default=True,
         metadata=_help(
