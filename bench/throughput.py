@@ -18,6 +18,7 @@ must agree: same rows, same weights) and the ratios.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import math
@@ -121,8 +122,18 @@ def model_dir(arch: str, root: Path, device: str) -> Path:
     return model_folder(arch, root, with_weights=True)
 
 
-def run_side(side: str, cfg: TrainingConfig, folder: Path, rows: list[dict], device: str, steps: int) -> dict:
-    """Train ``steps`` optimizer steps with one side's recipe; returns tokens/s, memory and losses."""
+def run_side(
+    side: str,
+    cfg: TrainingConfig,
+    folder: Path,
+    rows: list[dict],
+    device: str,
+    steps: int,
+    args_overrides: dict | None = None,
+    extra_callbacks: list | None = None,
+) -> dict:
+    """Train ``steps`` optimizer steps with one side's recipe; returns tokens/s, memory and losses.
+    ``args_overrides`` (TrainingArguments fields) and ``extra_callbacks`` serve diagnostics (bench/trainer_step.py)."""
     has_cuda = device == "cuda"
     spec = inspect_model(str(folder))
     targets = spec.linear_names
@@ -147,11 +158,17 @@ def run_side(side: str, cfg: TrainingConfig, folder: Path, rows: list[dict], dev
         model = prepare_for_training(base, cfg, targets, quantized=quantized, upcast_non_quantized=True)
         plan = plan_engine(
             cfg.replace(
-                packing=False, use_liger_kernel=False, auto_micro_batch=False, attn_implementation="sdpa"
+                packing=False,
+                use_liger_kernel=False,
+                auto_micro_batch=False,
+                attn_implementation="sdpa",
             ),
             spec,
             has_cuda,
             None,
+        )
+        plan = dataclasses.replace(  # the recipe: peft's own LoRA forward
+            plan, fused_lora=False, notes=tuple(n for n in plan.notes if not n.startswith("LoRA branch"))
         )
         collator = DataCollatorForSeq2Seq(
             tok if tok is not None else _PadWithZero(), padding=True, label_pad_token_id=-100
@@ -160,7 +177,9 @@ def run_side(side: str, cfg: TrainingConfig, folder: Path, rows: list[dict], dev
         gpu_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if has_cuda else None
         plan = plan_engine(cfg, spec, has_cuda, gpu_gib, [len(r["input_ids"]) for r in rows])
         cfg = plan.apply(cfg)
-        model = load_model_for_training(cfg, str(folder), device, dtype, targets, plan.attn_implementation)
+        model = load_model_for_training(
+            cfg, str(folder), device, dtype, targets, plan.attn_implementation, fused_lora=plan.fused_lora
+        )
         collator = make_collator(tok, plan.packing, has_cuda)
     load_peak = torch.cuda.max_memory_allocated() / 2**30 if has_cuda else 0.0
     clock = TokenClock()
@@ -168,12 +187,14 @@ def run_side(side: str, cfg: TrainingConfig, folder: Path, rows: list[dict], dev
     args.save_strategy = "no"
     args.disable_tqdm = True
     args.logging_steps = 1
+    for key, value in (args_overrides or {}).items():
+        setattr(args, key, value)
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=rows,
         data_collator=CountingCollator(collator, clock),
-        callbacks=[clock],
+        callbacks=[clock, *(extra_callbacks or [])],
     )
     t0 = time.time()
     trainer.train()

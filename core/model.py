@@ -283,6 +283,7 @@ def load_model_for_training(
     target_modules: tuple[str, ...],
     attn_implementation: str = "sdpa",
     sharded: bool = False,
+    fused_lora: bool = False,
 ) -> PeftModel:
     """Load the base (16/32-bit, or 4-bit for QLoRA), prepare it, and wrap it in a fresh LoRA adapter.
 
@@ -295,6 +296,7 @@ def load_model_for_training(
         attn_implementation: transformers attention kernel name (see core.engine.plan_engine).
         sharded: FSDP will shard the model: no device_map (under accelerate's FSDP launch transformers loads the
             weights on rank 0 only and FSDP broadcasts them), and 4-bit storage in the compute dtype.
+        fused_lora: patch the LoRA layers to core.lora_fused's branch (see core.engine.plan_engine).
 
     Returns:
         A ``peft.PeftModel`` whose only trainable parameters are the LoRA A and B matrices.
@@ -321,7 +323,12 @@ def load_model_for_training(
             else ""
         )
         raise ModelError(f"Loading {cfg.model_name_or_path} failed: {exc}{hint}") from exc
-    return prepare_for_training(model, cfg, target_modules, quantized=quant is not None)
+    peft_model = prepare_for_training(model, cfg, target_modules, quantized=quant is not None)
+    if fused_lora:
+        from core.lora_fused import enable_fused_lora
+
+        log.info("Fused LoRA branch on %d layers", enable_fused_lora(peft_model))
+    return peft_model
 
 
 def prepare_for_training(

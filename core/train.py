@@ -139,7 +139,14 @@ def run_training(
         cfg.seed
     )  # LoRA A's random init (B starts at zero), then the Trainer reseeds for data and dropout
     model = load_model_for_training(
-        cfg, path, device, dtype_name, targets, plan.attn_implementation, sharded=strategy == "fsdp"
+        cfg,
+        path,
+        device,
+        dtype_name,
+        targets,
+        plan.attn_implementation,
+        sharded=strategy == "fsdp",
+        fused_lora=plan.fused_lora,
     )
     estimate = estimate_vram(
         spec, cfg, cfg.method, fused_loss=plan.use_liger_kernel, upcast_non_quantized=False

@@ -93,6 +93,14 @@ def test_plan_falls_back_on_the_cpu_and_names_why():
         plan_engine(TrainingConfig(attn_implementation="varlen"), None, has_cuda=False, gpu_gib=None)
 
 
+def test_fused_lora_is_planned_by_default_and_can_be_turned_off(monkeypatch):
+    on = plan_engine(TrainingConfig(), None, has_cuda=False, gpu_gib=None)
+    monkeypatch.setenv("LORA_STUDIO_FUSED_LORA", "0")
+    off = plan_engine(TrainingConfig(), None, has_cuda=False, gpu_gib=None)
+    assert on.fused_lora and any("LoRA branch: fused" in n for n in on.notes)
+    assert not off.fused_lora and not any("LoRA branch" in n for n in off.notes)
+
+
 def test_micro_batch_grows_with_short_rows_and_never_needs_more_memory(tmp_path):
     from core.model import inspect_model
     from core.vram import estimate_vram

@@ -1,0 +1,165 @@
+"""A fused LoRA branch for peft's Linear and bitsandbytes Linear4bit LoRA layers: the same function, fewer passes.
+
+peft computes ``result = base(x).clone(); result = result + lora_B(lora_A(dropout(x))) * scaling`` (the clone only
+for 4-bit bases), i.e. besides the two small matrix products, five to seven full passes over the layer's output
+(clone, the B product's output, the scaling, the sum) and a dropped copy of the input kept for backward. Here the
+second product, the scaling and the sum are one ``addmm`` (out = result + scaling * h @ B^T, one read and one write
+of the output), and backward keeps the input and the dropout mask instead of a dropped copy of the input (the input
+is often saved anyway: q/k/v and gate/up share theirs), recomputing the dropped input in backward.
+
+Same function: the dropout mask comes from ``torch.native_dropout``, which is what ``nn.Dropout`` calls on a GPU, so
+the random stream and the masks are the ones peft draws; under gradient checkpointing the recomputation replays the
+same RNG state. Products run in the compute dtype as autocast would run them (bf16 on the GPU), the sum is
+accumulated once in the product's fp32 accumulator instead of rounded twice. tests/test_lora_fused.py checks loss
+and every LoRA gradient against peft's own forward (CPU, fp32, dropout on); bench/RESULTS.md has the GPU figures.
+
+Falls back to peft's forward per call for anything else (several active adapters, DoRA or other variants, merged or
+disabled adapters, mixed-adapter batches, lora_bias, dtype combinations without autocast that peft would upcast).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import torch
+
+_ORIGINAL = "_studio_unfused_forward"
+
+
+class _LoraBranch(torch.autograd.Function):
+    """out = result + scaling * dropout(x) @ A^T @ B^T, saving x, the mask and the rank-r activation."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        result: torch.Tensor,
+        weight_a: torch.Tensor,
+        weight_b: torch.Tensor,
+        p: float,
+        scaling: float,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        a = weight_a.to(dtype)
+        b = weight_b.to(dtype)
+        x2 = x.reshape(-1, x.shape[-1]).to(dtype)
+        if p > 0.0:
+            dropped, mask = torch.native_dropout(x2, p, True)
+        else:
+            dropped, mask = x2, None
+        h = dropped @ a.t()  # (M, r)
+        del dropped
+        out = torch.addmm(result.reshape(-1, result.shape[-1]).to(dtype), h, b.t(), alpha=scaling)
+        ctx.p, ctx.scaling, ctx.x_shape, ctx.x_dtype = p, scaling, x.shape, x.dtype
+        ctx.wa_dtype, ctx.wb_dtype, ctx.result_dtype = weight_a.dtype, weight_b.dtype, result.dtype
+        ctx.save_for_backward(x, mask, h, weight_a, weight_b)
+        return out.reshape(*result.shape[:-1], out.shape[-1]).to(result.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        x, mask, h, weight_a, weight_b = ctx.saved_tensors
+        dtype = h.dtype
+        a, b = weight_a.to(dtype), weight_b.to(dtype)
+        g = grad_out.reshape(-1, grad_out.shape[-1]).to(dtype)
+        grad_b = grad_a = grad_x = None
+        grad_h = (g @ b) * ctx.scaling  # (M, r)
+        keep = 1.0 / (1.0 - ctx.p) if ctx.p > 0.0 else 1.0
+        if ctx.needs_input_grad[3]:
+            grad_b = (g.t() @ h * ctx.scaling).to(ctx.wb_dtype)
+        if ctx.needs_input_grad[2]:
+            x2 = x.reshape(-1, x.shape[-1]).to(dtype)
+            dropped = torch.ops.aten.native_dropout_backward(x2, mask, keep) if mask is not None else x2
+            grad_a = (grad_h.t() @ dropped).to(ctx.wa_dtype)
+            del dropped
+        if ctx.needs_input_grad[0]:
+            gx = grad_h @ a
+            if mask is not None:
+                gx = torch.ops.aten.native_dropout_backward(gx, mask, keep)
+            grad_x = gx.reshape(ctx.x_shape).to(ctx.x_dtype)
+        grad_result = grad_out if ctx.needs_input_grad[1] else None
+        return grad_x, grad_result, grad_a, grad_b, None, None, None
+
+
+def _compute_dtype(x: torch.Tensor, weight_a: torch.Tensor, result: torch.Tensor) -> torch.dtype | None:
+    """The dtype peft's products would run in, or None where peft would mix dtypes (then its forward runs)."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    if x.dtype == weight_a.dtype == result.dtype:
+        return x.dtype
+    return None
+
+
+def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """Forward of one patched LoRA layer: the fused branch when it computes what peft would, else peft's own."""
+    original = getattr(self, _ORIGINAL)
+    active = self.active_adapters
+    if (
+        args
+        or kwargs
+        or self.disable_adapters
+        or self.merged
+        or len(active) != 1
+        or active[0] not in self.lora_A
+        or active[0] in getattr(self, "lora_variant", {})
+        or getattr(self, "lora_bias", {}).get(active[0], False)
+        or not torch.is_grad_enabled()
+    ):
+        return original(x, *args, **kwargs)
+    name = active[0]
+    dropout = self.lora_dropout[name]
+    if isinstance(dropout, torch.nn.Dropout):
+        p = float(dropout.p) if dropout.training else 0.0
+    elif isinstance(dropout, torch.nn.Identity):
+        p = 0.0
+    else:
+        return original(x, *args, **kwargs)
+    weight_a, weight_b = self.lora_A[name].weight, self.lora_B[name].weight
+    result = self.base_layer(x)
+    dtype = _compute_dtype(x, weight_a, result)
+    if dtype is None or p >= 1.0:
+        return original(x, *args, **kwargs)
+    out: torch.Tensor = _LoraBranch.apply(x, result, weight_a, weight_b, p, float(self.scaling[name]), dtype)
+    return out
+
+
+def fusable_layer_types() -> tuple[type, ...]:
+    """peft LoRA layer classes whose forward the fused branch reproduces (bnb's only where bitsandbytes imports)."""
+    from peft.tuners.lora.layer import Linear
+
+    types_: list[type] = [Linear]
+    try:
+        from peft.tuners.lora.bnb import Linear4bit
+
+        types_.append(Linear4bit)
+    except ImportError:  # bitsandbytes missing: no 4-bit layers exist either
+        pass
+    return tuple(types_)
+
+
+def enable_fused_lora(model: Any) -> int:
+    """Patch every plain LoRA Linear / Linear4bit layer of ``model`` (a PeftModel) to the fused branch.
+
+    Returns:
+        The number of layers patched (0 when none qualify; their forward is then peft's, unchanged).
+    """
+    kinds = fusable_layer_types()
+    count = 0
+    for module in model.modules():
+        if type(module) in kinds and not hasattr(module, _ORIGINAL):
+            setattr(module, _ORIGINAL, module.forward)
+            module.forward = types.MethodType(_fused_forward, module)
+            count += 1
+    return count
+
+
+def disable_fused_lora(model: Any) -> int:
+    """Undo enable_fused_lora (peft's forward again); returns the number of layers restored."""
+    count = 0
+    for module in model.modules():
+        if hasattr(module, _ORIGINAL):
+            module.forward = getattr(module, _ORIGINAL)
+            delattr(module, _ORIGINAL)
+            count += 1
+    return count
