@@ -286,7 +286,7 @@ def training_arguments(
     """
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_train_batch_size,
@@ -318,6 +318,13 @@ def training_arguments(
         # logs num_input_tokens_seen -> tokens/s in the UI (packed rows have no padding to leave out)
         include_num_input_tokens_seen="all" if plan.packing else "non_padding",
     )
+    if has_cuda and int(os.environ.get("WORLD_SIZE", "1")) == 1 and args.n_gpu > 1:
+        # One process sees several GPUs: the Trainer would wrap the model in nn.DataParallel (measured on 2 H200s:
+        # the packed micro-batch's loss doubled and the gradient norm was NaN). Several GPUs train through
+        # accelerate launch (num_processes); this process uses one.
+        log.info("%d GPUs visible: this run uses one; set num_processes to use all of them.", args.n_gpu)
+        args._n_gpu = 1
+    return args
 
 
 def preflight_config(cfg: TrainingConfig) -> None:

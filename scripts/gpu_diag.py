@@ -1,0 +1,102 @@
+"""Single-GPU engine variants on the SmolLM2-135M shape (random weights): first losses, grad norms, status.
+
+python scripts/gpu_diag.py --tokenizer .bench-tok
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from gpu_multi import build_model  # noqa: E402
+
+from core.config import TrainingConfig  # noqa: E402
+from core.job import TrainingJob  # noqa: E402
+from core.runs import read_metrics  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--tokenizer", default=".bench-tok")
+    p.add_argument(
+        "--two-gpus", action="store_true", help="one process on 2 visible GPUs, then FSDP variants"
+    )
+    args = p.parse_args()
+    model = build_model(Path("/tmp/diag/model"), ROOT / args.tokenizer)
+    base = TrainingConfig(
+        model_name_or_path=model,
+        dataset_name=str(ROOT / "assets" / "humaneval_alpaca.jsonl"),
+        max_steps=3,
+        max_length=256,
+        per_device_train_batch_size=2,
+        completion_only_loss=False,
+        monitor_rows=0,
+        save_steps=0,
+        lora_dropout=0.0,
+        learning_rate=5e-4,
+        output_dir="/tmp/diag/runs",
+    )
+    variants = {
+        "default": {},
+        "batch1": {"per_device_train_batch_size": 1},
+        "no_fused": {"_env": "0"},
+        "no_liger": {"use_liger_kernel": False},
+        "no_packing": {"packing": False},
+        "sdpa": {"attn_implementation": "sdpa"},
+        "no_auto_mb": {"auto_micro_batch": False},
+        "fp32_no_liger_sdpa_nopack": {
+            "use_liger_kernel": False,
+            "packing": False,
+            "attn_implementation": "sdpa",
+            "dtype": "float32",
+        },
+    }
+    if args.two_gpus:
+        variants = {
+            "single_on_2_visible": {},
+            "fsdp": {"num_processes": 2, "distributed_strategy": "fsdp"},
+            "fsdp_no_fused": {"num_processes": 2, "distributed_strategy": "fsdp", "_env": "0"},
+            "fsdp_no_fused_no_liger": {
+                "num_processes": 2,
+                "distributed_strategy": "fsdp",
+                "_env": "0",
+                "use_liger_kernel": False,
+            },
+        }
+    for name, change in variants.items():
+        change = dict(change)
+        os.environ["LORA_STUDIO_FUSED_LORA"] = change.pop("_env", "1")
+        job = TrainingJob()
+        run_dir = job.start(base.replace(**change))
+        snap = job.wait(300)
+        rows = [
+            {k: m[k] for k in ("step", "loss", "grad_norm") if k in m}
+            for m in read_metrics(run_dir)
+            if "loss" in m
+        ]
+        notes = [
+            line
+            for line in snap.logs
+            if "Packing" in line
+            or "Attention" in line
+            or "Liger" in line
+            or "micro" in line.lower()
+            or "Fused" in line
+        ]
+        print(
+            json.dumps(
+                {name: {"status": snap.status, "rows": rows, "msg": snap.message[:700], "notes": notes[-5:]}}
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
