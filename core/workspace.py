@@ -281,6 +281,7 @@ class Sessions:
         self.root = (root or (sessions_root() if private else local_workspace().root)).resolve()
         self._local = (Workspace(self.root), job or TrainingJob())
         self._jobs: dict[str, TrainingJob] = {}
+        self._used: dict[str, float] = {}  # session folder name -> last request (time.time())
         self._lock = threading.Lock()
         self._last_cleanup = 0.0
 
@@ -299,13 +300,14 @@ class Sessions:
             return self._local
         if not valid_key(key):
             raise ConfigError(["session: this page has no session key; reload the page."])
+        if time.monotonic() - self._last_cleanup > 60:
+            self.cleanup()
         name = self.folder_name(str(key))
         ws = Workspace(self.root / name, private=True, key=name)
         ws.touch()
         with self._lock:
             job = self._jobs.setdefault(name, TrainingJob())
-        if time.monotonic() - self._last_cleanup > 60:
-            self.cleanup()
+            self._used[name] = time.time()
         return ws, job
 
     def cleanup(self, now: float | None = None) -> list[str]:
@@ -328,10 +330,12 @@ class Sessions:
                 if now - last <= self.ttl_s:
                     continue
                 self._jobs.pop(folder.name, None)
+                self._used.pop(folder.name, None)
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder.name)
-        with self._lock:  # jobs of sessions that never wrote a file (API calls without a session)
+        with self._lock:  # idle jobs of sessions that never wrote a file (API calls without a session)
             for name in [n for n, j in self._jobs.items() if not j.snapshot().is_active]:
-                if not (self.root / name).exists():
+                if not (self.root / name).exists() and now - self._used.get(name, now) > self.ttl_s:
                     del self._jobs[name]
+                    self._used.pop(name, None)
         return removed

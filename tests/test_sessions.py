@@ -91,6 +91,13 @@ def test_idle_sessions_are_deleted_after_their_time_to_live_and_active_ones_kept
     assert sessions.cleanup() == [ws_old.key]
     assert not ws_old.root.exists() and ws_new.root.exists()
     assert sessions.cleanup(now=time.time() + 7200) == [ws_new.key]
+    # a session that has written nothing yet (an API client) keeps its job within the time-to-live
+    key = new_key()
+    _, job = sessions.get(key)
+    sessions.cleanup()
+    assert sessions.get(key)[1] is job and not (sessions.root / Sessions.folder_name(key)).exists()
+    sessions.cleanup(now=time.time() + 7200)
+    assert sessions.get(key)[1] is not job
     local = Sessions(private=False, root=tmp_path / "local")
     assert local.cleanup(now=time.time() + 10**9) == []  # a local install keeps everything
 
