@@ -181,10 +181,11 @@ class TrainingConfig:
     )
 
     num_processes: int = field(
-        default=1,
+        default=0,
         metadata=_help(
-            "Training processes (accelerate's num_processes): 1 = in the app's process; N > 1 = accelerate launch "
-            "of N processes, one per GPU (gloo on the CPU); 0 = one per visible GPU."
+            "Training processes (accelerate's num_processes): 0 = auto, one per visible GPU (inside the app when "
+            "there is at most one); 1 = inside the app's process; N > 1 = accelerate launch of N processes, one "
+            "per GPU (gloo on the CPU)."
         ),
     )
     distributed_strategy: str = field(

@@ -200,7 +200,7 @@ def worker_command(
 def cli_command(cfg: TrainingConfig, config_path: str = "CONFIG.json") -> str:
     """The headless command equivalent to starting ``cfg`` in the UI (CONFIG.json holds the other fields)."""
     parts = ["python", "launch.py", "train", config_path]
-    if cfg.num_processes != 1:
+    if cfg.num_processes != 0:
         parts += ["--num-processes", str(cfg.num_processes)]
     if cfg.distributed_strategy != "auto":
         parts += ["--distributed-strategy", cfg.distributed_strategy]

@@ -60,7 +60,7 @@ def limit_problems(cfg: TrainingConfig, limits: DemoLimits | None) -> list[str]:
         )
     if cfg.load_in_8bit:
         p.append("load_in_8bit: needs a CUDA GPU, which this demo does not have.")
-    if cfg.num_processes != 1 or cfg.accelerate_config_file:
+    if cfg.num_processes > 1 or cfg.accelerate_config_file:
         p.append(
             "num_processes: the demo trains in one process; set it to 1 and leave accelerate_config_file empty."
         )

@@ -91,6 +91,11 @@ def launch_markdown(num_processes: Any, distributed_strategy: Any, accelerate_co
         return "\n".join(f"- {p}" for p in exc.problems)
     if cfg.num_processes == 1 and not cfg.accelerate_config_file:
         how = "One process: training runs inside the app."
+    elif cfg.num_processes == 0 and not cfg.accelerate_config_file:
+        how = (
+            "Auto: with several GPUs visible, `accelerate launch` of one process per GPU (the log names the "
+            "strategy and why); otherwise training runs inside the app."
+        )
     else:
         n = "one per visible GPU" if cfg.num_processes == 0 else f"{cfg.num_processes} processes"
         how = (

@@ -187,13 +187,14 @@ ZH: dict[str, str] = {
     "Base model": "基础模型",
     "Fine-tuned": "微调后",
     "Several GPUs (accelerate)": "多块 GPU（accelerate）",
-    "Processes (one per GPU; 0 = all GPUs)": "进程数（每块 GPU 一个；0 = 全部 GPU）",
-    "Training processes (accelerate's num_processes): 1 = in the app's process; N > 1 = accelerate launch of N processes, one per GPU (gloo on the CPU); 0 = one per visible GPU.": "训练进程数（accelerate 的 num_processes）：1 = 在应用自身的进程里训练；N > 1 = 用 accelerate launch 启动 N 个进程，每块 GPU 一个（CPU 上用 gloo）；0 = 每块可见 GPU 一个。",
+    "Processes (one per GPU; 0 = all GPUs)": "进程数（每块 GPU 一个；0 = 全部 GPU，自动）",
+    "Training processes (accelerate's num_processes): 0 = auto, one per visible GPU (inside the app when there is at most one); 1 = inside the app's process; N > 1 = accelerate launch of N processes, one per GPU (gloo on the CPU).": "训练进程数（accelerate 的 num_processes）：0 = 自动，每块可见 GPU 一个（最多只有一块 GPU 时在应用内训练）；1 = 在应用自身的进程里训练；N > 1 = 用 accelerate launch 启动 N 个进程，每块 GPU 一个（CPU 上用 gloo）。",
     "Strategy": "并行策略",
     "With several processes: ddp (each GPU holds the whole model), fsdp (weights, gradients and optimizer states sharded across GPUs) or auto (DDP when the model fits one GPU, else FSDP).": "多进程时：ddp（每块 GPU 放一份完整模型）、fsdp（权重、梯度和优化器状态分片到各块 GPU）或 auto（模型放得进一块 GPU 时用 DDP，否则用 FSDP）。",
     "accelerate config file (optional)": "accelerate 配置文件（可选）",
     "Optional accelerate config file (from `accelerate config`) for the launch, e.g. several machines; its settings win over num_processes.": "启动时使用的 accelerate 配置文件（由 `accelerate config` 生成，可选），例如多台机器；其中的设置优先于 num_processes。",
     "One process: training runs inside the app. Same run from a terminal: `python launch.py train CONFIG.json`": "单进程：训练在应用内运行。在终端里做同样的训练：`python launch.py train CONFIG.json`",
+    "Auto: with several GPUs visible, `accelerate launch` of one process per GPU (the log names the strategy and why); otherwise training runs inside the app. Same run from a terminal: `python launch.py train CONFIG.json`": "自动：有多块 GPU 可见时，用 `accelerate launch` 为每块 GPU 启动一个进程（日志会写明所选策略及原因）；否则训练在应用内运行。在终端里做同样的训练：`python launch.py train CONFIG.json`",
 }
 
 HELP_EN = """\
