@@ -70,6 +70,11 @@ def main() -> None:
                 "use_liger_kernel": False,
             },
         }
+    if args.qlora_fsdp:
+        variants = {
+            "qlora_fsdp": {"num_processes": 2, "distributed_strategy": "fsdp", "load_in_4bit": True},
+            "auto_default": {},  # num_processes 0: one process per visible GPU
+        }
     for name, change in variants.items():
         change = dict(change)
         os.environ["LORA_STUDIO_FUSED_LORA"] = change.pop("_env", "1")
