@@ -95,12 +95,18 @@ def main() -> None:
             or "micro" in line.lower()
             or "Fused" in line
         ]
-        print(
-            json.dumps(
-                {name: {"status": snap.status, "rows": rows, "msg": snap.message[:700], "notes": notes[-5:]}}
-            ),
-            flush=True,
-        )
+        out = {"status": snap.status, "rows": rows, "msg": snap.message[:700], "notes": notes[-5:]}
+        if args.qlora_fsdp and snap.status == "completed":
+            from core.export import export_adapter, export_merged
+
+            for kind, fn in (("merged", export_merged), ("adapter", export_adapter)):
+                try:
+                    out[kind] = fn(run_dir).summary()[:400]
+                except Exception as exc:  # report, do not stop the other checks
+                    out[kind] = f"{type(exc).__name__}: {exc}"[:400]
+            launch = run_dir / "launch.json"
+            out["launch"] = json.loads(launch.read_text()) if launch.exists() else None
+        print(json.dumps({name: out}, default=str), flush=True)
 
 
 if __name__ == "__main__":
