@@ -28,6 +28,7 @@ def main() -> None:
     p.add_argument(
         "--two-gpus", action="store_true", help="one process on 2 visible GPUs, then FSDP variants"
     )
+    p.add_argument("--qlora-fsdp", action="store_true", help="QLoRA with FSDP, the auto default, exports")
     args = p.parse_args()
     model = build_model(Path("/tmp/diag/model"), ROOT / args.tokenizer)
     base = TrainingConfig(
