@@ -108,6 +108,10 @@ def run_training(
     compute = cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else dtype_name
     world, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
     device = ("cuda" if world == 1 else f"cuda:{local_rank}") if has_cuda else "cpu"
+    if has_cuda and world > 1:
+        # a sharded (FSDP) load has no device_map: bitsandbytes quantizes onto the current device, which must be
+        # this rank's (seen on 2 H200s: "Inconsistent compute device and device_id on rank 1: cuda:0 vs cuda:1")
+        torch.cuda.set_device(local_rank)
     if not has_cuda and cfg.optim != "adamw_torch":
         raise ConfigError(
             [f"optim: {cfg.optim} uses bitsandbytes' CUDA kernels; use adamw_torch on the CPU."]
