@@ -178,9 +178,11 @@ def estimate_vram(
         c["LoRA weights"] = 0.0  # the weights themselves
         c["gradients"] = n * weight_bytes
         c["optimizer states"] = n * (ADAM_8BIT_BYTES if "8bit" in cfg.optim else ADAM_STATES * weight_bytes)
+        state_bytes = ADAM_8BIT_BYTES if "8bit" in cfg.optim else ADAM_STATES * weight_bytes
         notes.append(
-            f"Full fine-tuning: weights {weight_bytes} B + gradients {weight_bytes} B + optimizer states per "
-            "parameter (in pure bf16 that is the textbook's 7B example, 26.1.1: 14 + 14 + 28 GB)."
+            f"Full fine-tuning: weights {weight_bytes} B + gradients {weight_bytes} B + optimizer states "
+            f"{state_bytes:.3g} B per parameter (in pure bf16 that is the textbook's 7B example, 26.1.1: "
+            "14 + 14 + 28 GB)."
         )
     else:
         trainable = spec.lora_params(cfg.lora_r, _targets(spec, cfg))

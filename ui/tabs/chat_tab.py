@@ -91,7 +91,7 @@ def render() -> dict[str, Any]:
         refresh = gr.Button("Refresh", scale=1)
     prompt = gr.Textbox(label="Prompt", lines=3, placeholder="Ask both models the same question...")
     with gr.Row():
-        temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature", info="0 = greedy")
+        temperature = gr.Slider(0, 2, value=0.0, step=0.05, label="Temperature", info="0 = greedy")
         top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label="Top-p")
         max_new_tokens = gr.Slider(1, 1024, value=256, step=1, label="Max new tokens")
     send = gr.Button("Send", variant="primary")
