@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import weakref
 from typing import Any
 
@@ -18,7 +17,7 @@ from core.space import demo_limits, limits_markdown
 from core.train import load_report_for
 from core.workspace import Sessions
 from ui.charts import training_figure
-from ui.forms import ConfigForm
+from ui.forms import ConfigForm, with_request
 from ui.i18n import GPU_HELP_TITLE, HELP_TITLE, LANGUAGE_HINT, PRIVATE_NOTE, PRIVATE_NOTE_ZH, translate
 from ui.session import SessionUI
 from ui.tabs import chat_tab, data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_tab
@@ -32,16 +31,6 @@ INTRO = (
 )
 GPU_QUEUE = "gpu"
 MAX_WAITING = 10  # a shared demo queues at most this many runs behind the one training  # one concurrency id for everything that loads a model, so heavy work stays serial
-
-
-def with_request(fn: Any, signature: Any) -> Any:
-    """Give a form handler ``fn(*values, request)`` the signature ``signature`` plus a trailing gr.Request
-    parameter, so Gradio passes the request and names the API parameters after the fields."""
-    params = [*signature.parameters.values()]
-    params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD))
-    fn.__signature__ = signature.replace(parameters=params)
-    fn.__annotations__ = {"request": gr.Request}
-    return fn
 
 
 def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) -> gr.Blocks:
@@ -384,22 +373,3 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
     note = {PRIVATE_NOTE.format(hours=hours): PRIVATE_NOTE_ZH.format(hours=hours)}
     demo.i18n_table = translate(demo, extra=note)  # type: ignore[attr-defined]  # for launch(i18n=...)
     return demo
-
-
-def launch_app(
-    demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs: Any
-) -> Any:
-    """Queue and launch ``demo``; uploads are capped at 200 MB with a readable error."""
-    demo.queue(default_concurrency_limit=4)
-    if not getattr(demo, "private_sessions", False):  # a demo's downloads come from gradio's cache only
-        kwargs.setdefault("allowed_paths", [str(export_tab.downloads_dir())])
-    limits = demo_limits()
-    return demo.launch(
-        server_name=host,
-        server_port=port,
-        share=share,
-        max_file_size=f"{limits.max_upload_mb}mb" if limits else "200mb",
-        theme=gr.themes.Soft(),
-        i18n=getattr(demo, "i18n_table", None),
-        **kwargs,
-    )

@@ -7,6 +7,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import gradio as gr
+
 from core.config import TrainingConfig
 from core.errors import ConfigError
 
@@ -103,3 +105,13 @@ def launch_markdown(num_processes: Any, distributed_strategy: Any, accelerate_co
             "and why, and the GPU memory estimate per GPU."
         )
     return f"{how} Same run from a terminal: `{cli_command(cfg)}`"
+
+
+def with_request(fn: Any, signature: Any) -> Any:
+    """Give a form handler ``fn(*values, request)`` the signature ``signature`` plus a trailing gr.Request
+    parameter, so Gradio passes the request and names the API parameters after the fields."""
+    params = [*signature.parameters.values()]
+    params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    fn.__signature__ = signature.replace(parameters=params)
+    fn.__annotations__ = {"request": gr.Request}
+    return fn

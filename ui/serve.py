@@ -6,6 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from core.space import demo_limits
+from ui.tabs import export_tab
 
 
 def _error(message: str) -> int:
@@ -22,7 +28,7 @@ def serve(args: argparse.Namespace) -> int:
         The exit code: 2 for a bad option (message on stderr), 0 after the server stops.
     """
     from core.workspace import Sessions
-    from ui.app import build_app, launch_app
+    from ui.app import build_app
 
     auth = None
     if args.auth:
@@ -41,3 +47,22 @@ def serve(args: argparse.Namespace) -> int:
     sessions = Sessions(private=private, ttl_s=args.session_ttl_hours * 3600)
     launch_app(build_app(sessions=sessions), host=args.host, port=args.port, share=args.share, auth=auth)
     return 0
+
+
+def launch_app(
+    demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs: Any
+) -> Any:
+    """Queue and launch ``demo``; uploads are capped at 200 MB with a readable error."""
+    demo.queue(default_concurrency_limit=4)
+    if not getattr(demo, "private_sessions", False):  # a demo's downloads come from gradio's cache only
+        kwargs.setdefault("allowed_paths", [str(export_tab.downloads_dir())])
+    limits = demo_limits()
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=f"{limits.max_upload_mb}mb" if limits else "200mb",
+        theme=gr.themes.Soft(),
+        i18n=getattr(demo, "i18n_table", None),
+        **kwargs,
+    )
