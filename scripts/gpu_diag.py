@@ -15,9 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from gpu_multi import build_model  # noqa: E402
+from gpu_multi import base_config, build_model  # noqa: E402
 
-from core.config import TrainingConfig  # noqa: E402
 from core.job import TrainingJob  # noqa: E402
 from core.runs import read_metrics  # noqa: E402
 
@@ -31,19 +30,7 @@ def main() -> None:
     p.add_argument("--qlora-fsdp", action="store_true", help="QLoRA with FSDP, the auto default, exports")
     args = p.parse_args()
     model = build_model(Path("/tmp/diag/model"), ROOT / args.tokenizer)
-    base = TrainingConfig(
-        model_name_or_path=model,
-        dataset_name=str(ROOT / "assets" / "humaneval_alpaca.jsonl"),
-        max_steps=3,
-        max_length=256,
-        per_device_train_batch_size=2,
-        completion_only_loss=False,
-        monitor_rows=0,
-        save_steps=0,
-        lora_dropout=0.0,
-        learning_rate=5e-4,
-        output_dir="/tmp/diag/runs",
-    )
+    base = base_config(model, Path("/tmp/diag/runs"), max_steps=3, per_device_train_batch_size=2)
     variants = {
         "default": {},
         "batch1": {"per_device_train_batch_size": 1},

@@ -57,6 +57,23 @@ def build_model(folder: Path, tokenizer: Path) -> str:
     return str(folder)
 
 
+def base_config(model: str, output_dir: Path, **changes: object) -> TrainingConfig:
+    """HumanEval alpaca rows at 256 tokens on ``model``, dropout 0 (so ranks and one process draw no different
+    masks), no fixed-row evaluation or periodic checkpoints; ``changes`` override any field."""
+    fields: dict[str, object] = dict(
+        model_name_or_path=model,
+        dataset_name=str(ROOT / "assets" / "humaneval_alpaca.jsonl"),
+        max_length=256,
+        completion_only_loss=False,
+        monitor_rows=0,
+        save_steps=0,
+        lora_dropout=0.0,
+        learning_rate=5e-4,
+        output_dir=str(output_dir),
+    )
+    return TrainingConfig.from_dict({**fields, **changes})
+
+
 def pids_alive(pids: list[int]) -> list[int]:
     alive = []
     for pid in pids:
@@ -90,19 +107,7 @@ def main() -> None:
     results: dict[str, object] = {"gpus": torch.cuda.device_count(), "device": torch.cuda.get_device_name(0)}
     work = Path("/tmp/multi")
     model = build_model(work / "model", ROOT / args.tokenizer)
-    base = TrainingConfig(
-        model_name_or_path=model,
-        dataset_name=str(ROOT / "assets" / "humaneval_alpaca.jsonl"),
-        max_steps=8,
-        max_length=256,
-        per_device_train_batch_size=1,
-        completion_only_loss=False,
-        monitor_rows=0,
-        save_steps=0,
-        lora_dropout=0.0,
-        learning_rate=5e-4,
-        output_dir=str(work / "runs"),
-    )
+    base = base_config(model, work / "runs", max_steps=8, per_device_train_batch_size=1)
 
     def report(name: str, value: object) -> None:
         results[name] = value

@@ -9,19 +9,15 @@ Skipped when Chromium or Playwright is missing; ``.ci/run`` installs both, so CI
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ASSETS, ROOT
+from tests.conftest import ASSETS, ROOT, running_app
 
 pytestmark = pytest.mark.slow
 
@@ -37,36 +33,13 @@ SHOTS = ROOT / "test-output" / "screenshots"
 TABS = ["1. Model", "2. Data", "3. GPU memory", "4. Train", "5. Export", "6. Runs", "7. Chat"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, embedded_path):
     cwd = tmp_path_factory.mktemp("browser-app")
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LORA_STUDIO_SESSIONS_DIR": str(cwd / "sessions")}
-    log = open(cwd / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "launch.py"), "--port", str(port), "--private-sessions"],
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None, (cwd / "server.log").read_text()
-            time.sleep(1)
-    yield f"http://127.0.0.1:{port}/", cwd
-    proc.terminate()
-    proc.wait(timeout=30)
+    with running_app(
+        cwd, "--private-sessions", env={"LORA_STUDIO_SESSIONS_DIR": str(cwd / "sessions")}
+    ) as url:
+        yield url, cwd
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,6 @@ up; and the real app over HTTP proving one session cannot list, download, export
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +15,7 @@ from core.errors import ConfigError
 from core.job import TrainingJob
 from core.slot import TrainingSlot
 from core.workspace import Sessions, Workspace, check_name, new_key
-from tests.conftest import ASSETS, ROOT
+from tests.conftest import ASSETS, running_app
 
 
 def test_typed_names_and_folders_stay_inside_the_workspace(tmp_path):
@@ -167,37 +164,13 @@ def test_a_second_job_waits_in_line_and_stop_leaves_the_queue(tiny_llama, tmp_pa
 # ------------------------------------------------------------------ the real app, private sessions, over HTTP
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_sessions_cannot_see_each_others_runs_over_http(tmp_path, embedded_path):
     import httpx
     from gradio_client import Client
 
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LORA_STUDIO_SESSIONS_DIR": str(tmp_path / "sessions")}
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "launch.py"), "--port", str(port), "--private-sessions"],
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                httpx.get(url, timeout=2)
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None, (tmp_path / "server.log").read_text()
-                time.sleep(1)
+    sessions = {"LORA_STUDIO_SESSIONS_DIR": str(tmp_path / "sessions")}
+    with running_app(tmp_path, "--private-sessions", env=sessions) as url:
         alice, bob = Client(url, verbose=False), Client(url, verbose=False)
         data = str(ASSETS / "humaneval_alpaca.jsonl")
         started = alice.predict(
@@ -234,6 +207,3 @@ def test_sessions_cannot_see_each_others_runs_over_http(tmp_path, embedded_path)
         while "COMPLETED" not in (status := bob.predict(api_name="/poll")[0]) and time.time() < deadline:
             time.sleep(2)
         assert "COMPLETED" in status and run_a not in status
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -1,49 +1,20 @@
 """The real app on localhost, driven over HTTP with gradio_client: load, validate, start, poll, stop, export."""
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ASSETS, ROOT
+from tests.conftest import ASSETS, running_app
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, embedded_path):
     cwd = tmp_path_factory.mktemp("ui-cwd")
-    port = free_port()
-    log = open(cwd / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "launch.py"), "--port", str(port)],
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None, (cwd / "server.log").read_text()
-            time.sleep(1)
-    yield url, cwd
-    proc.terminate()
-    proc.wait(timeout=30)
+    with running_app(cwd) as url:
+        yield url, cwd
 
 
 def poll_until(client, done, timeout_s=600):
