@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from gpu_multi import base_config, build_model  # noqa: E402
+from gpu_multi import SMOLLM2, base_config, build_model  # noqa: E402
 
 from core.job import TrainingJob  # noqa: E402
 from core.runs import read_metrics  # noqa: E402
@@ -28,8 +28,18 @@ def main() -> None:
         "--two-gpus", action="store_true", help="one process on 2 visible GPUs, then FSDP variants"
     )
     p.add_argument("--qlora-fsdp", action="store_true", help="QLoRA with FSDP, the auto default, exports")
+    p.add_argument(
+        "--shard-check",
+        action="store_true",
+        help="per-GPU peak memory of DDP vs FSDP (LoRA and QLoRA) on a 2.0B Llama shape (hidden 4096, 8 layers)",
+    )
     args = p.parse_args()
-    model = build_model(Path("/tmp/diag/model"), ROOT / args.tokenizer)
+    if args.shard_check:  # weights big enough (4.0 GB bf16) that sharding them shows in each GPU's peak
+        shape = {**SMOLLM2, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 8}
+        shape.update(num_attention_heads=32, num_key_value_heads=32, tie_word_embeddings=False)
+        model = build_model(Path("/tmp/diag/model2b"), ROOT / args.tokenizer, shape)
+    else:
+        model = build_model(Path("/tmp/diag/model"), ROOT / args.tokenizer)
     base = base_config(model, Path("/tmp/diag/runs"), max_steps=3, per_device_train_batch_size=2)
     variants = {
         "default": {},
@@ -63,6 +73,12 @@ def main() -> None:
             "qlora_fsdp": {"num_processes": 2, "distributed_strategy": "fsdp", "load_in_4bit": True},
             "auto_default": {},  # num_processes 0: one process per visible GPU
         }
+    if args.shard_check:
+        variants = {
+            f"{s}_{m}": {"num_processes": 2, "distributed_strategy": s, "load_in_4bit": m == "qlora"}
+            for m in ("lora", "qlora")
+            for s in ("ddp", "fsdp")
+        }
     for name, change in variants.items():
         change = dict(change)
         os.environ["LORA_STUDIO_FUSED_LORA"] = change.pop("_env", "1")
@@ -84,6 +100,9 @@ def main() -> None:
             or "Fused" in line
         ]
         out = {"status": snap.status, "rows": rows, "msg": snap.message[:700], "notes": notes[-5:]}
+        peaks = [m["peak_reserved_gib"] for m in read_metrics(run_dir) if "peak_reserved_gib" in m]
+        out["rank0_peak_reserved_gib"] = max(peaks, default=None)
+        out["estimate_gib"] = snap.info.get("estimate_gib")
         if args.qlora_fsdp and snap.status == "completed":
             from core.export import export_adapter, export_merged
 

@@ -42,7 +42,8 @@ SMOLLM2 = dict(
 )
 
 
-def build_model(folder: Path, tokenizer: Path) -> str:
+def build_model(folder: Path, tokenizer: Path, shape: dict | None = None) -> str:
+    """Save a Llama of ``shape`` (default SMOLLM2) with random bf16 weights and the tokenizer files to ``folder``."""
     import shutil
 
     import torch
@@ -50,7 +51,9 @@ def build_model(folder: Path, tokenizer: Path) -> str:
 
     if not (folder / "config.json").exists():
         torch.manual_seed(0)
-        model = LlamaForCausalLM(LlamaConfig(**SMOLLM2, bos_token_id=1, eos_token_id=2, pad_token_id=2))
+        model = LlamaForCausalLM(
+            LlamaConfig(**(shape or SMOLLM2), bos_token_id=1, eos_token_id=2, pad_token_id=2)
+        )
         model.to(torch.bfloat16).save_pretrained(folder)
         for f in tokenizer.iterdir():
             shutil.copy(f, folder / f.name)
