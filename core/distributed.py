@@ -363,21 +363,3 @@ def run_worker(run_dir: Path) -> int:
     if rank == 0:
         sink.write({"type": "finished", "status": outcome.status, "final_loss": outcome.final_loss})
     return 0
-
-
-def save_adapter_once(trainer: Any, tokenizer: Any, final: Path) -> None:
-    """Save the adapter of a multi-process run to ``final`` once. Called on every rank (FSDP gathers the full
-    adapter state collectively); rank 0 writes a staging folder in the run folder and renames it into place.
-
-    Raises:
-        FileExistsError: ``final`` exists (core.runs.publish_dir).
-    """
-    from core.runs import publish_dir
-
-    tmp = final.with_name(f".{final.name}.partial")  # the same path on every rank: the run folder is new
-    trainer.save_model(str(tmp))  # writes on the main process only (args.should_save)
-    if trainer.is_world_process_zero():
-        (tmp / "training_args.bin").unlink(missing_ok=True)  # as a single-process adapter folder
-        tokenizer.save_pretrained(tmp)
-        publish_dir(tmp, final)
-    trainer.accelerator.wait_for_everyone()

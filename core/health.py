@@ -75,24 +75,34 @@ def preflight(
     return tokens, per_module
 
 
-def check_adapter(model: Any) -> list[str]:
-    """Problems with a trained adapter: LoRA B matrices still all zero, or non-finite LoRA weights.
+def check_adapter(model: Any, tensors: dict[str, Any] | None = None) -> list[str]:
+    """Problems with a trained adapter: no LoRA weights at all, LoRA B matrices still all zero, or non-finite
+    LoRA weights.
 
-    Returns an empty list when every ``lora_B`` moved and every LoRA weight is finite.
+    Args:
+        model: the peft model whose ``named_parameters`` are checked (ignored when ``tensors`` is given).
+        tensors: {parameter name: tensor} to check instead, e.g. the adapter gathered from FSDP shards.
+
+    Returns an empty list when there are LoRA weights, every ``lora_B`` moved and every LoRA weight is finite.
     """
     import torch
 
+    named = tensors.items() if tensors is not None else model.named_parameters()
     unmoved: list[str] = []
     nonfinite: list[str] = []
-    for name, param in model.named_parameters():
+    seen = 0
+    for name, param in named:
         if "lora_" not in name:
             continue
+        seen += 1
         data = param.detach()
         if not bool(torch.isfinite(data).all()):
             nonfinite.append(name)
         elif "lora_B" in name and not bool(data.any()):
             unmoved.append(name)
     problems = []
+    if seen == 0:
+        problems.append("it holds no LoRA weights")
     if nonfinite:
         problems.append(f"{len(nonfinite)} LoRA weights contain NaN/inf, e.g. {nonfinite[0]}")
     if unmoved:
@@ -102,9 +112,9 @@ def check_adapter(model: Any) -> list[str]:
     return problems
 
 
-def require_healthy_adapter(model: Any, learning_rate: float) -> None:
-    """Raise TrainingFailed naming the problem and a fix when check_adapter finds any."""
-    problems = check_adapter(model)
+def require_healthy_adapter(model: Any, learning_rate: float, tensors: dict[str, Any] | None = None) -> None:
+    """Raise TrainingFailed naming the problem and a fix when check_adapter(model, tensors) finds any."""
+    problems = check_adapter(model, tensors)
     if problems:
         raise TrainingFailed(
             "The adapter is not usable: "

@@ -250,7 +250,7 @@ def run_training(
                 "nothing is being learned (labels masked or a broken loss). The adapter was not saved. Check the "
                 "Data tab's label preview and completion_only_loss."
             )
-        if strategy != "fsdp":  # FSDP holds flat shards; the merged export verifies the saved adapter instead
+        if world == 1:  # several ranks: checked in core.rank_save (FSDP's flat shards are gathered first)
             require_healthy_adapter(model, cfg.learning_rate)
         status = "stopped" if stop_event.is_set() else "completed"
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -258,9 +258,9 @@ def run_training(
         publish(LogLine(f"Training {status} after {trainer.state.global_step} steps; saving the adapter"))
         final = run_dir / "adapter"
         if world > 1:
-            from core.distributed import save_adapter_once
+            from core.rank_save import save_adapter_once
 
-            save_adapter_once(trainer, tokenizer, final)
+            save_adapter_once(trainer, tokenizer, final, cfg.learning_rate)
         else:
             tmp = staging_dir(final)
             model.save_pretrained(str(tmp))

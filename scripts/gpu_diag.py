@@ -71,6 +71,7 @@ def main() -> None:
     if args.qlora_fsdp:
         variants = {
             "qlora_fsdp": {"num_processes": 2, "distributed_strategy": "fsdp", "load_in_4bit": True},
+            "lora_fsdp": {"num_processes": 2, "distributed_strategy": "fsdp"},
             "auto_default": {},  # num_processes 0: one process per visible GPU
         }
     if args.shard_check:

@@ -254,3 +254,34 @@ def test_a_killed_rank_fails_the_run_and_leaves_no_process(tmp_path, embedded_pa
     assert not any(alive(p) for p in [*pids.values(), launcher]) and processes_of(run_dir) == []
     assert torch.distributed.is_available()  # the app's own process never joined a group
     assert not torch.distributed.is_initialized()
+
+
+def test_adapter_from_a_gathered_state_dict_loads_as_peft_saves_it(tiny_llama, tmp_path):
+    """FSDP's path (core.rank_save): the LoRA entries of a full state dict, written in peft's format, load with
+    PeftModel.from_pretrained to the same weights; an adapter with no LoRA tensors is refused, not published."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from core.errors import TrainingFailed
+    from core.health import require_healthy_adapter
+    from core.model import prepare_for_training
+    from core.rank_save import adapter_from_state_dict, write_peft_adapter
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    model = prepare_for_training(base, TrainingConfig(), ("q_proj", "v_proj"), quantized=False)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    tensors = adapter_from_state_dict(model.state_dict(), "default")
+    layers = AutoModelForCausalLM.from_pretrained(tiny_llama).config.num_hidden_layers
+    assert len(tensors) == layers * 2 * 2 and not any(".default." in k for k in tensors)
+    require_healthy_adapter(model, 2e-4, tensors)
+    write_peft_adapter(model, tensors, tmp_path / "adapter")
+    again = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), tmp_path / "adapter")
+    ours = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    theirs = {n: p for n, p in again.named_parameters() if "lora_" in n}
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[n], theirs[n]) for n in ours)
+    with pytest.raises(TrainingFailed, match="no LoRA weights"):
+        require_healthy_adapter(model, 2e-4, {})  # what the Trainer's own save gathered under FSDP
