@@ -33,7 +33,16 @@ def main() -> None:
         action="store_true",
         help="per-GPU peak memory of DDP vs FSDP (LoRA and QLoRA) on a 2.0B Llama shape (hidden 4096, 8 layers)",
     )
+    p.add_argument(
+        "--cap-check",
+        action="store_true",
+        help="the 2.0B shape on GPUs capped below its weights (scripts/gpu_cap): DDP must fail, FSDP must train",
+    )
     args = p.parse_args()
+    if args.cap_check:
+        args.shard_check = True
+        cap = str(ROOT / "scripts" / "gpu_cap")
+        os.environ["PYTHONPATH"] = os.pathsep.join([cap, os.environ.get("PYTHONPATH", "")])
     if args.shard_check:  # weights big enough (4.0 GB bf16) that sharding them shows in each GPU's peak
         shape = {**SMOLLM2, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 8}
         shape.update(num_attention_heads=32, num_key_value_heads=32, tie_word_embeddings=False)
@@ -80,8 +89,20 @@ def main() -> None:
             for m in ("lora", "qlora")
             for s in ("ddp", "fsdp")
         }
+    if args.cap_check:  # weights: 3.7 GiB in bf16, ~1.5 GiB in 4-bit (embeddings and head stay bf16)
+        variants = {
+            f"{s}_{m}_cap{gib}": {
+                "num_processes": 2,
+                "distributed_strategy": s,
+                "load_in_4bit": m == "qlora",
+                "_cap": gib,
+            }
+            for m, gib in (("lora", "3.0"), ("qlora", "1.2"))
+            for s in ("ddp", "fsdp")
+        }
     for name, change in variants.items():
         change = dict(change)
+        os.environ["STUDIO_DIAG_GPU_GIB"] = change.pop("_cap", "")
         os.environ["LORA_STUDIO_FUSED_LORA"] = change.pop("_env", "1")
         job = TrainingJob()
         run_dir = job.start(base.replace(**change))
