@@ -151,6 +151,13 @@ def estimate_per_gpu(est: VramEstimate, spec: ModelSpec, strategy: str, n: int) 
     ratio = (overhead - ALLOCATOR_FIXED_GIB) / old_subtotal if old_subtotal > 0 else 0.0
     c["allocator overhead"] = sum(c.values()) * ratio + ALLOCATOR_FIXED_GIB
     c["CUDA context"] = context
+    if strategy == FSDP and est.method == "qlora":
+        # Measured on 2 H200s (bench/RESULTS.md, session 4): bitsandbytes quantizes onto the GPU while loading, so
+        # each rank holds the whole 4-bit model before FSDP shards it; that is the per-GPU peak when it is larger.
+        whole = est.components_gib.get("weights", 0.0) + ALLOCATOR_FIXED_GIB + context
+        if whole > sum(c.values()):
+            c["QLoRA loading (whole 4-bit model per GPU)"] = whole - sum(c.values())
+            note += " QLoRA: each GPU first loads the whole 4-bit model, which sets the peak here."
     return replace(est, components_gib=c, notes=(*est.notes, note))
 
 

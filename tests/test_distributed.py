@@ -118,6 +118,12 @@ def test_auto_strategy_and_memory_per_gpu(llama7b):
     assert choose_strategy(lora.replace(distributed_strategy="ddp"), llama7b, 4, 16.0).strategy == "ddp"
     assert choose_strategy(lora, llama7b, 2, None).strategy == "ddp"  # CPU: gloo DDP
     assert choose_strategy(lora, llama7b, 1, 16.0).strategy == "single"
+    # QLoRA + FSDP: each GPU first loads the whole 4-bit model (measured on 2 H200s), so that bounds the peak
+    q_one = estimate_vram(llama7b, qlora, "qlora")
+    q_fsdp = estimate_per_gpu(q_one, llama7b, "fsdp", 8)
+    assert q_fsdp.total_gib >= q_one.components_gib["weights"]
+    assert "QLoRA loading (whole 4-bit model per GPU)" in q_fsdp.components_gib
+    assert "whole 4-bit model" in q_fsdp.notes[-1]
 
 
 def test_bad_multi_process_settings_name_the_field_and_the_fix(tmp_path, embedded_path):
