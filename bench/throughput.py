@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from transformers import Trainer, TrainerCallback  # noqa: E402
 
 from core.config import TrainingConfig  # noqa: E402
-from core.engine import make_collator, plan_engine  # noqa: E402
+from core.engine import make_collator, plan_engine, studio_trainer  # noqa: E402
 from core.model import (  # noqa: E402
     embedded_model_path,
     get_quantization_config,
@@ -78,7 +78,9 @@ class TokenClock(TrainerCallback):
         self.marks: list[tuple[float, int]] = []
 
     def on_step_end(self, args, state, control, **kwargs):
-        if torch.cuda.is_available():
+        # synchronise only at the two marks rate() reads: a sync every step would idle the GPU while the host
+        # prepares the next step, a cost the product does not have
+        if torch.cuda.is_available() and state.global_step in (WARMUP, state.max_steps):
             torch.cuda.synchronize()
         self.marks.append((time.perf_counter(), self.tokens))
 
@@ -187,9 +189,12 @@ def run_side(
     args.save_strategy = "no"
     args.disable_tqdm = True
     args.logging_steps = 1
+    if side == "baseline":  # the recipe's TrainingArguments defaults: NaN filter on, no token counting
+        args.logging_nan_inf_filter = True
+        args.include_num_input_tokens_seen = "no"
     for key, value in (args_overrides or {}).items():
         setattr(args, key, value)
-    trainer = Trainer(
+    trainer = (Trainer if side == "baseline" else studio_trainer)(
         model=model,
         args=args,
         train_dataset=rows,

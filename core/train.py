@@ -62,10 +62,9 @@ def run_training(
         Anything else the libraries raise (out of memory, ...) propagates to the job, which reports it.
     """
     import torch
-    from transformers import Trainer
 
     from core.callbacks import StudioCallback
-    from core.engine import make_collator, plan_engine
+    from core.engine import make_collator, plan_engine, studio_trainer
     from core.health import preflight, require_healthy_adapter
     from core.model import (
         inspect_model,
@@ -224,7 +223,7 @@ def run_training(
     )
     collator = make_collator(tokenizer, plan.packing, has_cuda)
     callback = StudioCallback(publish, stop_event)
-    trainer = Trainer(
+    trainer = studio_trainer(
         model=model,
         args=args,
         train_dataset=data,
@@ -323,6 +322,8 @@ def training_arguments(
         disable_tqdm=False,
         # logs num_input_tokens_seen -> tokens/s in the UI (packed rows have no padding to leave out)
         include_num_input_tokens_seen="all" if plan.packing else "non_padding",
+        # no per-micro-batch host sync; a NaN/inf loss reaches the log and fails the run (core.engine docstring)
+        logging_nan_inf_filter=False,
     )
     if has_cuda and int(os.environ.get("WORLD_SIZE", "1")) == 1 and args.n_gpu > 1:
         # One process sees several GPUs: the Trainer would wrap the model in nn.DataParallel (measured on 2 H200s:

@@ -83,3 +83,35 @@ def test_fused_branch_falls_back_where_it_would_differ(tiny_llama):
         with model.disable_adapter():
             plain = model(input_ids=ids).logits
     assert plain.shape == ref.shape
+
+
+def test_last_layer_of_each_block_is_not_recomputed_under_checkpointing(tiny_llama):
+    """Each decoder layer's last LoRA layer (down_proj) runs its branch before its base product, so the
+    non-reentrant checkpoint's recomputation stops before that product: its base layer runs once per step
+    (forward only) instead of twice, while every other base layer runs twice (forward and recompute)."""
+    from transformers import AutoModelForCausalLM
+
+    from core.model import prepare_for_training
+
+    cfg = TrainingConfig(
+        model_name_or_path=str(tiny_llama),
+        lora_r=4,
+        lora_alpha=8,
+        lora_dropout=0.1,
+        gradient_checkpointing=True,
+    )
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    model = prepare_for_training(base, cfg, ("q_proj", "up_proj", "down_proj"), quantized=False)
+    enable_fused_lora(model)
+    model.train()
+    calls: dict[str, int] = {}
+    for name, module in model.named_modules():
+        if name.endswith(("down_proj.base_layer", "up_proj.base_layer", "q_proj.base_layer")):
+            key = name.split(".")[-2]
+            module.register_forward_hook(lambda *_, k=key: calls.__setitem__(k, calls.get(k, 0) + 1))
+    ids = torch.randint(3, 1000, (1, 24), generator=torch.Generator().manual_seed(3))
+    model(input_ids=ids, labels=ids).loss.backward()
+    layers = base.config.num_hidden_layers
+    assert calls == {"q_proj": 2 * layers, "up_proj": 2 * layers, "down_proj": layers}
+    grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]  # A's are 0 while B is 0
+    assert len(grads) == 3 * layers and all(g is not None and g.abs().sum() > 0 for g in grads)
