@@ -38,6 +38,8 @@ def main() -> None:
         action="store_true",
         help="the 2.0B shape on GPUs capped below its weights (scripts/gpu_cap): DDP must fail, FSDP must train",
     )
+    p.add_argument("--cap-lora-gib", default="3.4", help="--cap-check: per-GPU cap for the LoRA pair")
+    p.add_argument("--lora-only", action="store_true", help="--cap-check: skip the QLoRA pair")
     args = p.parse_args()
     if args.cap_check:
         args.shard_check = True
@@ -97,8 +99,9 @@ def main() -> None:
                 "load_in_4bit": m == "qlora",
                 "_cap": gib,
             }
-            for m, gib in (("lora", "3.0"), ("qlora", "1.2"))
+            for m, gib in (("lora", args.cap_lora_gib), ("qlora", "1.2"))
             for s in ("ddp", "fsdp")
+            if m == "lora" or not args.lora_only
         }
     for name, change in variants.items():
         change = dict(change)
