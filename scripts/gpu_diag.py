@@ -39,11 +39,16 @@ def main() -> None:
         help="the 2.0B shape on GPUs capped below its weights (scripts/gpu_cap): DDP must fail, FSDP must train",
     )
     p.add_argument("--cap-lora-gib", default="3.4", help="--cap-check: per-GPU cap for the LoRA pair")
+    p.add_argument(
+        "--mem-trace", action="store_true", help="--cap-check: print FSDP wrapping memory per rank"
+    )
     p.add_argument("--lora-only", action="store_true", help="--cap-check: skip the QLoRA pair")
     args = p.parse_args()
     if args.cap_check:
         args.shard_check = True
         cap = str(ROOT / "scripts" / "gpu_cap")
+        if args.mem_trace:
+            os.environ["STUDIO_DIAG_MEM_TRACE"] = "1"
         os.environ["PYTHONPATH"] = os.pathsep.join([cap, os.environ.get("PYTHONPATH", "")])
     if args.shard_check:  # weights big enough (4.0 GB bf16) that sharding them shows in each GPU's peak
         shape = {**SMOLLM2, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 8}
