@@ -18,7 +18,7 @@ from pathlib import Path
 
 from core.config import TrainingConfig
 from core.modelspec import ModelSpec
-from core.vram import ALLOCATOR_FIXED_GIB, HEADROOM, VramEstimate
+from core.vram import ALLOCATOR_FIXED_GIB, GIB, HEADROOM, VramEstimate
 
 LAUNCH_PY = Path(__file__).resolve().parents[1] / "launch.py"
 SINGLE, DDP, FSDP = "single", "ddp", "fsdp"
@@ -124,7 +124,9 @@ def estimate_per_gpu(est: VramEstimate, spec: ModelSpec, strategy: str, n: int) 
 
     DDP: every rank holds the whole model; the reducer adds gradient buckets the size of the trainable
     gradients. FSDP (full shard): weights, LoRA weights, gradients and optimizer states divided by n, plus one
-    wrapped decoder layer gathered whole, twice (the current layer and the prefetched next). Activations and
+    wrapped decoder layer gathered whole, twice (the current layer and the prefetched next), and the root unit
+    (embeddings and head) gathered whole; the per-GPU peak is the larger of that and the moments measured before
+    training (wrapping the root unit; QLoRA's loading of the whole 4-bit model). Activations and
     logits are per rank (each rank runs its own micro-batch). The allocator overhead keeps its ratio to the rest.
 
     Returns:
@@ -140,10 +142,12 @@ def estimate_per_gpu(est: VramEstimate, spec: ModelSpec, strategy: str, n: int) 
         c["DDP gradient buckets"] = c.get("gradients", 0.0)
         note = f"DDP over {n} GPUs: each GPU holds the whole model; plus gradient buckets for the all-reduce."
     else:
-        layer = c.get("weights", 0.0) / max(1, spec.num_hidden_layers)
+        root = min(spec.embedding_params * 2 / GIB, c.get("weights", 0.0))  # 16-bit embeddings and head
+        layer = (c.get("weights", 0.0) - root) / max(1, spec.num_hidden_layers)
         for key in ("weights", "LoRA weights", "gradients", "optimizer states"):
             c[key] = c.get(key, 0.0) / n
         c["FSDP gathered layers"] = 2 * layer
+        c["FSDP gathered embeddings and head"] = root  # the root unit, outside every decoder layer
         note = (
             f"FSDP over {n} GPUs: weights, gradients and optimizer states / {n}; two decoder layers gathered "
             "whole at a time; activations per GPU."
@@ -151,13 +155,22 @@ def estimate_per_gpu(est: VramEstimate, spec: ModelSpec, strategy: str, n: int) 
     ratio = (overhead - ALLOCATOR_FIXED_GIB) / old_subtotal if old_subtotal > 0 else 0.0
     c["allocator overhead"] = sum(c.values()) * ratio + ALLOCATOR_FIXED_GIB
     c["CUDA context"] = context
-    if strategy == FSDP and est.method == "qlora":
-        # Measured on 2 H200s (bench/RESULTS.md, session 4): bitsandbytes quantizes onto the GPU while loading, so
-        # each rank holds the whole 4-bit model before FSDP shards it; that is the per-GPU peak when it is larger.
-        whole = est.components_gib.get("weights", 0.0) + ALLOCATOR_FIXED_GIB + context
-        if whole > sum(c.values()):
-            c["QLoRA loading (whole 4-bit model per GPU)"] = whole - sum(c.values())
-            note += " QLoRA: each GPU first loads the whole 4-bit model, which sets the peak here."
+    if strategy == FSDP:
+        # Measured on 2 H200s (bench/RESULTS.md, session 4; scripts/gpu_cap --mem-trace): wrapping the root unit
+        # (embeddings and head, outside every decoder layer) briefly holds it twice, unsharded; and for QLoRA
+        # bitsandbytes quantizes onto the GPU while loading, so each rank first holds the whole 4-bit model.
+        # Whichever is larger than the training peak sets the per-GPU peak.
+        root = c["FSDP gathered embeddings and head"]
+        moments = {"FSDP wrapping (embeddings and head held twice)": c.get("weights", 0.0) + 2 * root}
+        if est.method == "qlora":
+            moments["QLoRA loading (whole 4-bit model per GPU)"] = est.components_gib.get("weights", 0.0)
+        name, need = max(moments.items(), key=lambda kv: kv[1])
+        extra = need + ALLOCATOR_FIXED_GIB + context - sum(c.values())
+        if extra > 0:
+            c[name] = extra
+            note += (
+                f" Peak while {name.split(' (')[0].lower()}: {need + ALLOCATOR_FIXED_GIB + context:.1f} GiB."
+            )
     return replace(est, components_gib=c, notes=(*est.notes, note))
 
 

@@ -96,7 +96,7 @@ def llama7b(tmp_path_factory):
 # ---------------------------------------------------------------- plan: strategy, memory per GPU, commands
 
 
-def test_auto_strategy_and_memory_per_gpu(llama7b):
+def test_auto_strategy_and_memory_per_gpu(llama7b, tmp_path):
     lora = TrainingConfig(max_length=1024, per_device_train_batch_size=2, gradient_checkpointing=True)
     one = estimate_vram(llama7b, lora, "lora")
     assert 14.4 < one.total_gib < 30  # 7B in bf16 does not fit 90% of a 16 GiB GPU
@@ -123,7 +123,37 @@ def test_auto_strategy_and_memory_per_gpu(llama7b):
     q_fsdp = estimate_per_gpu(q_one, llama7b, "fsdp", 8)
     assert q_fsdp.total_gib >= q_one.components_gib["weights"]
     assert "QLoRA loading (whole 4-bit model per GPU)" in q_fsdp.components_gib
-    assert "whole 4-bit model" in q_fsdp.notes[-1]
+    assert "Peak while qlora loading" in q_fsdp.notes[-1]
+    # the 2.0B shape of scripts/gpu_diag.py --cap-check: measured 3.40 GiB peak while FSDP wrapped the embeddings
+    # and head (1.90 GiB sharded weights per GPU after wrapping), 2 GPUs
+    from transformers import LlamaConfig
+
+    LlamaConfig(
+        vocab_size=49152,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=8,
+        num_attention_heads=32,
+    ).save_pretrained(tmp_path)
+    shape = inspect_model(str(tmp_path))
+    small = lora.replace(max_length=256, per_device_train_batch_size=2)
+    two_b = estimate_per_gpu(estimate_vram(shape, small, "lora"), shape, "fsdp", 2)
+    assert two_b.components_gib["weights"] == pytest.approx(1.899, rel=0.02)  # measured after wrapping
+    assert 3.4 <= two_b.total_gib < 5.6  # peak allocated 3.40 at wrapping; reserved 5.53 while training
+    # a big vocabulary on few layers: the estimate covers the wrapping moment (embeddings and head held twice)
+    LlamaConfig(
+        vocab_size=256000,
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=2,
+        num_attention_heads=16,
+    ).save_pretrained(tmp_path / "wide")
+    wide = inspect_model(str(tmp_path / "wide"))
+    w8 = estimate_per_gpu(estimate_vram(wide, small.replace(max_length=32), "lora"), wide, "fsdp", 8)
+    root = wide.embedding_params * 2 / 2**30
+    assert w8.components_gib["FSDP gathered embeddings and head"] == pytest.approx(root)
+    assert w8.components_gib["FSDP gathered layers"] < root / 4  # layers exclude the embeddings
+    assert w8.total_gib >= w8.components_gib["weights"] + 2 * root
 
 
 def test_bad_multi_process_settings_name_the_field_and_the_fix(tmp_path, embedded_path):
