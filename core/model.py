@@ -308,6 +308,10 @@ def load_model_for_training(
     kwargs: dict[str, Any] = {"attn_implementation": attn_implementation}
     if not sharded:
         kwargs["device_map"] = {"": device}
+    elif quant is not None:
+        # bitsandbytes would quantize onto the current GPU (transformers sets device_map to it), so every rank
+        # would first hold the whole 4-bit model; quantized on the CPU, FSDP moves only each rank's shards
+        kwargs["device_map"] = {"": "cpu"}
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["dtype"] = getattr(torch, cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else dtype_name)

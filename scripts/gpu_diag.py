@@ -42,6 +42,7 @@ def main() -> None:
     p.add_argument(
         "--mem-trace", action="store_true", help="--cap-check: print FSDP wrapping memory per rank"
     )
+    p.add_argument("--only", nargs="*", default=None, help="run only these variant names")
     p.add_argument("--lora-only", action="store_true", help="--cap-check: skip the QLoRA pair")
     args = p.parse_args()
     if args.cap_check:
@@ -108,6 +109,8 @@ def main() -> None:
             for s in ("ddp", "fsdp")
             if m == "lora" or not args.lora_only
         }
+    if args.only is not None:
+        variants = {k: v for k, v in variants.items() if k in args.only}
     for name, change in variants.items():
         change = dict(change)
         os.environ["STUDIO_DIAG_GPU_GIB"] = change.pop("_cap", "")
