@@ -294,8 +294,9 @@ def load_model_for_training(
         dtype_name: weights dtype for LoRA ("bfloat16", "float16", "float32").
         target_modules: Linear leaf names to adapt.
         attn_implementation: transformers attention kernel name (see core.engine.plan_engine).
-        sharded: FSDP will shard the model: no device_map (under accelerate's FSDP launch transformers loads the
-            weights on rank 0 only and FSDP broadcasts them), and 4-bit storage in the compute dtype.
+        sharded: FSDP will shard the model: it loads on the CPU (QLoRA quantizes there: bitsandbytes would
+            otherwise quantize the whole model onto each rank's GPU) and FSDP moves each rank's shards to its GPU
+            one unit at a time; 4-bit storage in the compute dtype so FSDP can flatten it.
         fused_lora: patch the LoRA layers to core.lora_fused's branch (see core.engine.plan_engine).
 
     Returns:

@@ -125,8 +125,8 @@ def estimate_per_gpu(est: VramEstimate, spec: ModelSpec, strategy: str, n: int) 
     DDP: every rank holds the whole model; the reducer adds gradient buckets the size of the trainable
     gradients. FSDP (full shard): weights, LoRA weights, gradients and optimizer states divided by n, plus one
     wrapped decoder layer gathered whole, twice (the current layer and the prefetched next), and the root unit
-    (embeddings and head) gathered whole; the per-GPU peak is the larger of that and the moments measured before
-    training (wrapping the root unit; QLoRA's loading of the whole 4-bit model). Activations and
+    (embeddings and head) gathered whole; the per-GPU peak is the larger of that and the moment the root unit is
+    wrapped (held twice), measured before training. Activations and
     logits are per rank (each rank runs its own micro-batch). The allocator overhead keeps its ratio to the rest.
 
     Returns:
@@ -156,21 +156,15 @@ def estimate_per_gpu(est: VramEstimate, spec: ModelSpec, strategy: str, n: int) 
     c["allocator overhead"] = sum(c.values()) * ratio + ALLOCATOR_FIXED_GIB
     c["CUDA context"] = context
     if strategy == FSDP:
-        # Measured on 2 H200s (bench/RESULTS.md, session 4; scripts/gpu_cap --mem-trace): wrapping the root unit
-        # (embeddings and head, outside every decoder layer) briefly holds it twice, unsharded; and for QLoRA
-        # bitsandbytes quantizes onto the GPU while loading, so each rank first holds the whole 4-bit model.
-        # Whichever is larger than the training peak sets the per-GPU peak.
+        # Measured on 2 H200s (bench/RESULTS.md, session 4; scripts/gpu_cap --mem-trace): the model loads on the
+        # CPU (QLoRA quantizes there too, core.model) and FSDP moves one unit at a time; wrapping the root unit
+        # (embeddings and head, outside every decoder layer) briefly holds it twice, unsharded. When that moment
+        # needs more than training, it sets the per-GPU peak.
         root = c["FSDP gathered embeddings and head"]
-        moments = {"FSDP wrapping (embeddings and head held twice)": c.get("weights", 0.0) + 2 * root}
-        if est.method == "qlora":
-            moments["QLoRA loading (whole 4-bit model per GPU)"] = est.components_gib.get("weights", 0.0)
-        name, need = max(moments.items(), key=lambda kv: kv[1])
-        extra = need + ALLOCATOR_FIXED_GIB + context - sum(c.values())
-        if extra > 0:
-            c[name] = extra
-            note += (
-                f" Peak while {name.split(' (')[0].lower()}: {need + ALLOCATOR_FIXED_GIB + context:.1f} GiB."
-            )
+        wrapping = c.get("weights", 0.0) + 2 * root + ALLOCATOR_FIXED_GIB + context
+        if wrapping > sum(c.values()):
+            c["FSDP wrapping (embeddings and head held twice)"] = wrapping - sum(c.values())
+            note += f" Peak while wrapping the embeddings and head: {wrapping:.1f} GiB."
     return replace(est, components_gib=c, notes=(*est.notes, note))
 
 
