@@ -90,7 +90,10 @@ def run_training(
     if tokenized.dropped:
         row, why = tokenized.dropped[0]
         publish(LogLine(f"{len(tokenized.dropped)} rows left out after tokenization, e.g. row {row}: {why}"))
-    write_report_csv(report, run_dir / "data_report.csv")
+    if (
+        int(os.environ.get("RANK", "0")) == 0
+    ):  # ranks of a multi-process run read the same data: write it once
+        write_report_csv(report, run_dir / "data_report.csv")
 
     has_cuda = torch.cuda.is_available()
     if cfg.load_in_8bit and not has_cuda:
@@ -388,7 +391,7 @@ def load_report_for(cfg: TrainingConfig) -> DatasetReport:
 
 def write_report_csv(report: DatasetReport, path: Path) -> Path:
     """Every dropped or noted row (row, status, reason) as CSV, written via a temporary file."""
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     report.issues_frame().to_csv(tmp, index=False)
     tmp.replace(path)
     return path
