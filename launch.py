@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -367,6 +368,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_cleanly_on(*signals: signal.Signals) -> None:
+    """Turn these signals into SystemExit in the main thread, so exit handlers run (core.procs ends every
+    training launcher this process started; without this, SIGTERM from a service manager or SIGHUP from a
+    closed terminal left the launcher and its ranks training)."""
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in signals:
+        try:
+            if signal.getsignal(sig) is signal.SIG_IGN:  # e.g. SIGHUP under nohup: stay ignored
+                continue
+            signal.signal(sig, _exit)
+        except (ValueError, OSError):  # not the main thread, or a platform without this signal
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -377,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     # bitsandbytes warns on import that optional CPU kernels ("pip install kernels") are missing; irrelevant here.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
+    if args.command != "train-worker":  # a rank is ended by its launcher (and by its parent's death)
+        _exit_cleanly_on(signal.SIGTERM, signal.SIGHUP)
     handlers = {
         "validate": cmd_validate,
         "train": cmd_train,

@@ -66,6 +66,13 @@ class StudioCallback(TrainerCallback):
             control.should_save = args.save_strategy != "no"  # a resumable checkpoint at Stop and at the end
         return control
 
+    def on_train_end(self, args, state, control, **kwargs):
+        # RISE_LOGS in a row guards against one noisy log mid-run; a run whose last log is already far above the
+        # first loss has nothing after it to recover, so it diverged (seen: 1.11 -> 16.45 at the last of 2 steps)
+        if self.rising_logs > 0 and self.diverged_at is None:
+            self.diverged_at = state.global_step
+        return control
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
         if any(not math.isfinite(values[k]) for k in ("loss", "grad_norm") if k in values):

@@ -12,7 +12,6 @@ Files in the run folder, besides the single-process ones:
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from core.parallel import (
     resolve_num_processes,
     worker_command,
 )
+from core.procs import LIVE_LAUNCHERS, PARENT_DEATH_HOOK, end_with_parent, terminate_group
 from core.runs import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,9 @@ LAUNCH_FILE, EVENTS_FILE, STOP_FILE, WORKERS_LOG = (
     "workers.log",
 )
 POLL_S = 0.25
-KILL_GRACE_S = 10.0  # SIGTERM to the process group, then SIGKILL after this many seconds
 STOP_GRACE_S = 900.0  # after Stop, the ranks finish the step and save; past this they are taken to be hung
 TAIL_LINES = 12
-_LIVE: set[subprocess.Popen[bytes]] = (
-    set()
-)  # launchers of this process, ended at exit (daemon threads are not)
+FENCE, BROKEN_FENCE = "`" * 3, "` ` `"  # the log tail is shown in a fenced code block
 
 
 def visible_gpus() -> int:
@@ -159,9 +156,15 @@ def run_distributed(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(run_dir / WORKERS_LOG, "ab") as out:
         proc = subprocess.Popen(
-            argv, cwd=LAUNCH_PY.parent, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            argv,
+            cwd=LAUNCH_PY.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=PARENT_DEATH_HOOK,  # the launcher ends with the app, however the app ends
         )
-    _LIVE.add(proc)
+    LIVE_LAUNCHERS.add(proc)
     publish({**facts, "launcher_pid": proc.pid})
     reader = _EventReader(run_dir / EVENTS_FILE)
     finished: Finished | None = None
@@ -194,49 +197,11 @@ def run_distributed(
                 break
             time.sleep(POLL_S)
     finally:
-        terminate_group(proc)
-        _LIVE.discard(proc)
+        terminate_group(proc, [*pids.values()])
+        LIVE_LAUNCHERS.discard(proc)
     if rc == 0 and finished is not None:
         return finished
     raise _failure(rc, failures, run_dir / WORKERS_LOG)
-
-
-def terminate_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the launcher's process group, SIGKILL what is left after KILL_GRACE_S; reap the launcher."""
-    pgid = proc.pid  # start_new_session: the launcher leads its own group, and the ranks are in it
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 0.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break  # nobody left in the group
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _group_alive(pgid):
-            proc.poll()
-            time.sleep(0.1)
-    try:
-        proc.wait(timeout=KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        log.error("accelerate launch (pid %s) did not end after SIGKILL", proc.pid)
-
-
-def _terminate_live() -> None:
-    """At interpreter exit (the app closed mid-run): end every launcher group still running, so no rank outlives
-    the app that supervised it."""
-    for proc in list(_LIVE):
-        terminate_group(proc)
-
-
-atexit.register(_terminate_live)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _failure(rc: int | None, failures: list[dict[str, Any]], workers_log: Path) -> StudioError:
@@ -258,7 +223,7 @@ def _failure(rc: int | None, failures: list[dict[str, Any]], workers_log: Path) 
         head = f"accelerate launch exited with code {rc} and no result"
     return TrainingFailed(
         f"Training failed in a worker process: {head}. The other ranks were stopped. Last lines of "
-        f"{workers_log}:\n{tail}"
+        f"{workers_log}:\n```text\n{tail.replace(FENCE, BROKEN_FENCE)}\n```"  # a code block in Markdown
     )
 
 
@@ -338,6 +303,7 @@ def run_worker(run_dir: Path) -> int:
     from core.callbacks import StopSync
     from core.train import run_training
 
+    end_with_parent()  # no rank outlives its launcher (seen: SIGKILL of the launcher left both ranks training)
     rank = int(os.environ.get("RANK", "0"))
     sink = EventSink(run_dir / EVENTS_FILE, rank)
     sink.write({"type": "rank", "rank": rank, "pid": os.getpid()})

@@ -104,6 +104,7 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._snap = JobSnapshot()
         self._thread: threading.Thread | None = None
+        self._done = threading.Event()  # set when the current job thread has finished
         self._stop = threading.Event()
         self._slot = slot or SLOT
 
@@ -157,8 +158,9 @@ class TrainingJob:
                 else "Loading data and model...",
                 info={"config": cfg.to_dict(), "started_at": time.time()},
             )
+            self._done = threading.Event()
             self._thread = threading.Thread(
-                target=self._run, args=(cfg, run_dir), name="lora-studio-train", daemon=True
+                target=self._run, args=(cfg, run_dir, self._done), name="lora-studio-train", daemon=True
             )
             self._thread.start()
         return run_dir
@@ -200,14 +202,17 @@ class TrainingJob:
             return self._snap
 
     def is_running(self) -> bool:
-        """True while the training thread is alive (a terminal snapshot is written just before it ends)."""
-        return self._thread is not None and self._thread.is_alive()
+        """True until the training thread has written its terminal snapshot.
+
+        An event, not ``Thread.is_alive``: on CPython 3.11 a KeyboardInterrupt that lands in ``Thread.join`` leaves
+        the thread reported dead while it still runs (seen as Ctrl-C in the CLI returning before the stop).
+        """
+        return self._thread is not None and not self._done.is_set()
 
     def wait(self, timeout_s: float | None = None) -> JobSnapshot:
-        """Block until the job thread ends (or ``timeout_s`` passes); returns the snapshot."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout_s)
+        """Block until the job thread has finished (or ``timeout_s`` passes); returns the snapshot."""
+        if self._thread is not None:
+            self._done.wait(timeout_s)
         return self.snapshot()
 
     # ------------------------------------------------------------------ thread side
@@ -235,7 +240,13 @@ class TrainingJob:
             time.sleep(0.25)
         return True
 
-    def _run(self, cfg: TrainingConfig, run_dir: Path) -> None:
+    def _run(self, cfg: TrainingConfig, run_dir: Path, done: threading.Event) -> None:
+        try:
+            self._run_job(cfg, run_dir)
+        finally:
+            done.set()
+
+    def _run_job(self, cfg: TrainingConfig, run_dir: Path) -> None:
         # The slot is left before the terminal snapshot is published: while this job still shows active, a new
         # Start of the same job is refused, so it can never re-join the line this thread is about to leave.
         outcome: Finished | Failed = Finished(STOPPED, None)

@@ -192,7 +192,8 @@ class Workspace:
         """``cfg`` with output_dir placed in this workspace and every user path checked (all problems at once).
 
         Raises:
-            ConfigError: output_dir / resume_from_checkpoint / dataset_name outside the workspace.
+            ConfigError: output_dir / resume_from_checkpoint / dataset_name outside the workspace, or an
+                accelerate_config_file in a private session.
         """
         problems: list[str] = []
         output_dir = cfg.output_dir
@@ -213,6 +214,12 @@ class Workspace:
                 self.check_path(cfg.resume_from_checkpoint, "resume_from_checkpoint")
         except ConfigError as exc:
             problems += exc.problems
+        if self.private and cfg.accelerate_config_file:
+            # reading an arbitrary server path would tell a visitor which files exist and their YAML keys
+            problems.append(
+                "accelerate_config_file: not available in a shared session (several machines are set up by "
+                "whoever runs the server); leave it empty."
+            )
         if problems:
             raise ConfigError(problems)
         return replace(cfg, output_dir=output_dir)

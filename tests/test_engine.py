@@ -282,3 +282,23 @@ def test_bad_resumes_are_refused_before_a_run_folder_exists(tmp_path):
     (checkpoints / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
     with pytest.raises(ConfigError, match="failed \\(diverged\\)"):
         resolve_checkpoint(str(run_dir))
+
+
+def test_a_blow_up_at_the_last_log_fails_the_run():
+    """RISE_LOGS logs in a row fail a run mid-way; a loss far above the first one at the very last log fails it
+    too (a 2-step run went 1.11 -> 16.45 and was reported completed), a last log within bounds does not."""
+    import threading
+
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from core.callbacks import StudioCallback
+
+    args = TrainingArguments(output_dir="unused", report_to=[], use_cpu=True)
+    for losses, diverged in (([1.11, 16.45], True), ([1.11, 0.9], False)):
+        cb = StudioCallback(lambda _e: None, threading.Event())
+        state, control = TrainerState(), TrainerControl()
+        for step, loss in enumerate(losses, 1):
+            state.global_step = step
+            cb.on_log(args, state, control, logs={"loss": loss})
+        cb.on_train_end(args, state, control)
+        assert (cb.diverged_at == len(losses)) if diverged else cb.diverged_at is None

@@ -60,6 +60,9 @@ def test_a_private_session_binds_its_config_to_its_own_folders(tmp_path):
     assert "dataset_name" in problems[0] and "resume_from_checkpoint" in problems[1]
     assert ws_b.bind(TrainingConfig(dataset_name=str(theirs))).dataset_name == str(theirs)
     assert ws_a.bind(TrainingConfig(dataset_name="owner/dataset")).dataset_name == "owner/dataset"  # hub id
+    # an accelerate config file would be read from anywhere on the server: refused before anything opens it
+    with pytest.raises(ConfigError, match="accelerate_config_file: not available in a shared session"):
+        ws_a.bind(TrainingConfig(dataset_name=sample, accelerate_config_file="/etc/hostname"))
     with pytest.raises(ConfigError, match="no session key"):
         sessions.get("short")
     # models: presets and hub ids, never another session's folder or any other local folder
