@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -319,3 +321,54 @@ def test_adapter_from_a_gathered_state_dict_loads_as_peft_saves_it(tiny_llama, t
     assert all(torch.equal(ours[n], theirs[n]) for n in ours)
     with pytest.raises(TrainingFailed, match="no LoRA weights"):
         require_healthy_adapter(model, 2e-4, {})  # what the Trainer's own save gathered under FSDP
+
+
+def _cli_until_a_step(tmp_path: Path, processes: int) -> tuple[subprocess.Popen, Path]:
+    """``launch.py train`` as a user runs it (own session, SIGINT not ignored), until the run logged a step."""
+    from tests.test_cli import ROOT
+
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(cfg_for(tmp_path, max_steps=500, output_dir=str(tmp_path / "runs")).to_dict())
+    )
+    cli = subprocess.Popen(
+        [sys.executable, "launch.py", "train", str(config), "--num-processes", str(processes), "--json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        runs = sorted(Path(tmp_path / "runs").glob("run-*"))
+        if runs and any("loss" in m for m in read_metrics(runs[-1])):
+            return cli, runs[-1]
+        assert cli.poll() is None, "the CLI ended before a step"
+        time.sleep(0.5)
+    raise AssertionError("no step within 300 s")
+
+
+def test_ranks_end_with_a_supervisor_killed_outright(tmp_path, embedded_path):
+    """SIGKILL of the CLI leaves the launcher no chance to clean up: the parent-death signal ends the launcher,
+    and the ranks with it (a breaker pass found both ranks training on, re-parented to init)."""
+    cli, run_dir = _cli_until_a_step(tmp_path, 2)
+    assert len(processes_of(run_dir)) == 3  # the launcher and two ranks
+    cli.kill()
+    cli.wait(30)
+    deadline = time.monotonic() + 60
+    while processes_of(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_of(run_dir) == []
+
+
+def test_ctrl_c_in_the_cli_stops_after_the_step_and_saves(tmp_path, embedded_path):
+    """SIGINT while training: the CLI waits for the stop (a KeyboardInterrupt inside Thread.join used to make the
+    job look finished, and the CLI exited without a result), then reports "stopped" with the adapter saved."""
+    cli, run_dir = _cli_until_a_step(tmp_path, 1)
+    cli.send_signal(signal.SIGINT)
+    out, _ = cli.communicate(timeout=300)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert cli.returncode == 0 and result["status"] == "stopped" and result["steps"] >= 1, result
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
