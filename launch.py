@@ -360,12 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--num-processes",
         dest="num_processes",
-        type=int,
+        type=_positive_int,
         default=1,
         help="GPUs to spread the run over: adds the memory per GPU under DDP or FSDP (as chosen, with the reason)",
     )
     s.add_argument("--json", action="store_true")
     return p
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the GPUs an estimate spreads over)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a number of GPUs (use 1 or more)")
+    return value
 
 
 def _exit_cleanly_on(*signals: signal.Signals) -> None:

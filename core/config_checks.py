@@ -105,7 +105,7 @@ def config_problems(cfg: TrainingConfig) -> list[str]:
     need(cfg.save_steps >= 0, f"save_steps: {cfg.save_steps} must be >= 0 (0 = only at the end or Stop).")
     need(
         0 <= cfg.num_processes <= 1024,
-        f"num_processes: {cfg.num_processes} must be 1 (this process), N > 1 (accelerate launch) or 0 (one per GPU).",
+        f"num_processes: {cfg.num_processes} must be 1 (this process), 2..1024 (accelerate launch) or 0 (one per GPU).",
     )
     need(
         cfg.distributed_strategy in DISTRIBUTED_STRATEGIES,

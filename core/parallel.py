@@ -11,6 +11,7 @@ shard).
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from dataclasses import dataclass, replace
@@ -96,10 +97,13 @@ def choose_strategy(
         name = cfg.distributed_strategy.upper()
         return StrategyChoice(cfg.distributed_strategy, n, f"{name} over {n} processes, as set.")
     if gpu_gib is None or spec is None:
+        cores = os.cpu_count() or 1
+        crowded = f" {n} processes share {cores} CPU cores, so each runs slower." if n > cores else ""
         return StrategyChoice(
             DDP,
             n,
-            f"DDP over {n} CPU processes (gloo): no CUDA GPU, and FSDP needs one; each process holds the model.",
+            f"DDP over {n} CPU processes (gloo): no CUDA GPU, and FSDP needs one; each process holds the model."
+            + crowded,
         )
     est = estimate_vram(spec, cfg, cfg.method)
     if est.total_gib <= gpu_gib * HEADROOM or cfg.load_in_8bit:

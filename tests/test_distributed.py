@@ -372,3 +372,21 @@ def test_ctrl_c_in_the_cli_stops_after_the_step_and_saves(tmp_path, embedded_pat
     result = json.loads(out.strip().splitlines()[-1])
     assert cli.returncode == 0 and result["status"] == "stopped" and result["steps"] >= 1, result
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_estimate_refuses_a_negative_gpu_count_and_cpu_crowding_is_named(llama7b):
+    out = run_cli(
+        "estimate",
+        "--model",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "--gpu-gib",
+        "24",
+        "--num-processes",
+        "-1",
+    )
+    assert out.returncode == 2 and "-1 is not a number of GPUs" in out.stderr
+    many = (os.cpu_count() or 1) + 1
+    reason = choose_strategy(TrainingConfig(num_processes=many), llama7b, many, None).reason
+    assert f"{many} processes share {os.cpu_count()} CPU cores" in reason
+    if (os.cpu_count() or 1) >= 2:  # as many processes as cores: nothing to warn about
+        assert "share" not in choose_strategy(TrainingConfig(num_processes=2), llama7b, 2, None).reason
