@@ -216,22 +216,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     rec = recommend(estimates, args.gpu_gib, spec, cfg)
     per_gpu: dict[str, Any] | None = None
     if args.num_processes > 1:
-        from core.parallel import choose_strategy, estimate_per_gpu
+        from core.parallel import per_gpu_summary
 
-        method = (
-            rec.method if rec.method in ("lora", "qlora") else "lora"
-        )  # nothing fits one GPU: try sharding
-        run_cfg = cfg.replace(num_processes=args.num_processes, load_in_4bit=method == "qlora")
-        choice = choose_strategy(run_cfg, spec, args.num_processes, args.gpu_gib)
-        shared = estimate_per_gpu(estimates[method], spec, choice.strategy, args.num_processes)
-        per_gpu = {
-            "method": method,
-            "num_processes": args.num_processes,
-            "distributed_strategy": choice.strategy,
-            "reason": choice.reason,
-            "total_gib": shared.total_gib,
-            "components_gib": shared.components_gib,
-        }
+        per_gpu = per_gpu_summary(cfg, spec, estimates, rec.method, args.num_processes, args.gpu_gib)
     if args.json:
         print(
             _json(
@@ -376,23 +363,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _exit_cleanly_on(*signals: signal.Signals) -> None:
-    """Turn these signals into SystemExit in the main thread, so exit handlers run (core.procs ends every
-    training launcher this process started; without this, SIGTERM from a service manager or SIGHUP from a
-    closed terminal left the launcher and its ranks training)."""
-
-    def _exit(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    for sig in signals:
-        try:
-            if signal.getsignal(sig) is signal.SIG_IGN:  # e.g. SIGHUP under nohup: stay ignored
-                continue
-            signal.signal(sig, _exit)
-        except (ValueError, OSError):  # not the main thread, or a platform without this signal
-            pass
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -404,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     if args.command != "train-worker":  # a rank is ended by its launcher (and by its parent's death)
-        _exit_cleanly_on(signal.SIGTERM, signal.SIGHUP)
+        from core.procs import exit_cleanly_on
+
+        exit_cleanly_on(signal.SIGTERM, signal.SIGHUP)
     handlers = {
         "validate": cmd_validate,
         "train": cmd_train,

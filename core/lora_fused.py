@@ -34,6 +34,28 @@ _ORIGINAL = "_studio_unfused_forward"
 _DELTA_FIRST = "_studio_delta_first"  # set on the last LoRA layer of each checkpointed block
 
 
+def _rank_r_forward(
+    ctx: Any,
+    x: torch.Tensor,
+    weight_a: torch.Tensor,
+    weight_b: torch.Tensor,
+    p: float,
+    scaling: float,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shared first half of both branches: h = dropout(x) @ A^T (M, r) in ``dtype``, with x, the dropout mask,
+    h and the weights saved on ``ctx`` for _branch_grads. Returns (h, B in ``dtype``)."""
+    a, b = weight_a.to(dtype), weight_b.to(dtype)
+    x2 = x.reshape(-1, x.shape[-1]).to(dtype)
+    dropped, mask = torch.native_dropout(x2, p, True) if p > 0.0 else (x2, None)
+    h = dropped @ a.t()  # (M, r)
+    del dropped
+    ctx.p, ctx.scaling, ctx.x_shape, ctx.x_dtype = p, scaling, x.shape, x.dtype
+    ctx.wa_dtype, ctx.wb_dtype = weight_a.dtype, weight_b.dtype
+    ctx.save_for_backward(x, mask, h, weight_a, weight_b)
+    return h, b
+
+
 class _LoraBranch(torch.autograd.Function):
     """out = result + scaling * dropout(x) @ A^T @ B^T, saving x, the mask and the rank-r activation."""
 
@@ -48,19 +70,8 @@ class _LoraBranch(torch.autograd.Function):
         scaling: float,
         dtype: torch.dtype,
     ) -> torch.Tensor:
-        a = weight_a.to(dtype)
-        b = weight_b.to(dtype)
-        x2 = x.reshape(-1, x.shape[-1]).to(dtype)
-        if p > 0.0:
-            dropped, mask = torch.native_dropout(x2, p, True)
-        else:
-            dropped, mask = x2, None
-        h = dropped @ a.t()  # (M, r)
-        del dropped
+        h, b = _rank_r_forward(ctx, x, weight_a, weight_b, p, scaling, dtype)
         out = torch.addmm(result.reshape(-1, result.shape[-1]).to(dtype), h, b.t(), alpha=scaling)
-        ctx.p, ctx.scaling, ctx.x_shape, ctx.x_dtype = p, scaling, x.shape, x.dtype
-        ctx.wa_dtype, ctx.wb_dtype, ctx.result_dtype = weight_a.dtype, weight_b.dtype, result.dtype
-        ctx.save_for_backward(x, mask, h, weight_a, weight_b)
         return out.reshape(*result.shape[:-1], out.shape[-1]).to(result.dtype)
 
     @staticmethod
@@ -111,15 +122,8 @@ class _LoraDelta(torch.autograd.Function):
         scaling: float,
         dtype: torch.dtype,
     ) -> torch.Tensor:
-        a, b = weight_a.to(dtype), weight_b.to(dtype)
-        x2 = x.reshape(-1, x.shape[-1]).to(dtype)
-        dropped, mask = torch.native_dropout(x2, p, True) if p > 0.0 else (x2, None)
-        h = dropped @ a.t()  # (M, r)
-        del dropped
+        h, b = _rank_r_forward(ctx, x, weight_a, weight_b, p, scaling, dtype)
         out = torch.mm(h, b.t()).mul_(scaling)
-        ctx.p, ctx.scaling, ctx.x_shape, ctx.x_dtype = p, scaling, x.shape, x.dtype
-        ctx.wa_dtype, ctx.wb_dtype = weight_a.dtype, weight_b.dtype
-        ctx.save_for_backward(x, mask, h, weight_a, weight_b)
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
     @staticmethod

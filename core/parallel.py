@@ -16,6 +16,7 @@ import shlex
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from core.config import TrainingConfig
 from core.modelspec import ModelSpec
@@ -170,6 +171,34 @@ def estimate_per_gpu(est: VramEstimate, spec: ModelSpec, strategy: str, n: int) 
             c["FSDP wrapping (embeddings and head held twice)"] = wrapping - sum(c.values())
             note += f" Peak while wrapping the embeddings and head: {wrapping:.1f} GiB."
     return replace(est, components_gib=c, notes=(*est.notes, note))
+
+
+def per_gpu_summary(
+    cfg: TrainingConfig,
+    spec: ModelSpec,
+    estimates: dict[str, VramEstimate],
+    recommended: str,
+    n: int,
+    gpu_gib: float,
+) -> dict[str, Any]:
+    """Memory per GPU when the recommended method (LoRA when nothing fits one GPU, to try sharding) runs over
+    ``n`` GPUs of ``gpu_gib`` GiB, with the strategy auto would choose and why (``launch.py estimate``).
+
+    Returns:
+        {"method", "num_processes", "distributed_strategy", "reason", "total_gib", "components_gib"} (GiB).
+    """
+    method = recommended if recommended in ("lora", "qlora") else "lora"
+    run_cfg = cfg.replace(num_processes=n, load_in_4bit=method == "qlora")
+    choice = choose_strategy(run_cfg, spec, n, gpu_gib)
+    shared = estimate_per_gpu(estimates[method], spec, choice.strategy, n)
+    return {
+        "method": method,
+        "num_processes": n,
+        "distributed_strategy": choice.strategy,
+        "reason": choice.reason,
+        "total_gib": shared.total_gib,
+        "components_gib": shared.components_gib,
+    }
 
 
 def launcher_args(cfg: TrainingConfig, n: int, strategy: str, has_cuda: bool, port: int) -> list[str]:

@@ -98,3 +98,20 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def exit_cleanly_on(*signals: signal.Signals) -> None:
+    """Turn these signals into SystemExit in the main thread, so exit handlers run (core.procs ends every
+    training launcher this process started; without this, SIGTERM from a service manager or SIGHUP from a
+    closed terminal left the launcher and its ranks training)."""
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in signals:
+        try:
+            if signal.getsignal(sig) is signal.SIG_IGN:  # e.g. SIGHUP under nohup: stay ignored
+                continue
+            signal.signal(sig, _exit)
+        except (ValueError, OSError):  # not the main thread, or a platform without this signal
+            pass
