@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import JobBusyError, StudioError
+from core.model import holding_model_lock
 
 if TYPE_CHECKING:
     from core.job import TrainingJob
@@ -175,6 +176,7 @@ def _base_load_kwargs(run_dir: Path, base_path: str, device: str) -> tuple[dict[
     return {**kwargs, "dtype": torch.bfloat16}, "bfloat16"
 
 
+@holding_model_lock
 def _load(run_dir: Path, choice: str, progress: Callable[[float, str], None]) -> ChatModels:
     """Load base + fine-tuned for ``choice`` (caller holds the lock and has checked the choice exists)."""
     import torch

@@ -19,6 +19,7 @@ from typing import Any
 
 from core.errors import ExportError
 from core.export_verify import PROBE_PROMPT, adapter_checks, check, check_memory, fail_on, probe_ids
+from core.model import holding_model_lock
 from core.runs import publish_dir, staging_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+@holding_model_lock
 def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> ExportResult:
     """Copy the run's adapter to ``out`` (default ``RUN_DIR/adapter-export``), verify it and zip it.
 
@@ -215,6 +217,7 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     return ExportResult("adapter", str(final), _zip(final), None, max_b, None, None, _size(final), tensors)
 
 
+@holding_model_lock
 def export_merged(
     run_dir: str | Path,
     out: str | Path | None = None,

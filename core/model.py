@@ -14,13 +14,36 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from core.config import DEFAULT_MODEL, TrainingConfig
 from core.errors import ModelError
 from core.modelspec import LinearGroup, ModelSpec
 from core.presets import default_target_modules
+
+# Loading a model changes process-wide state (transformers sets torch's default dtype and builds modules on the meta
+# device while it loads), so a second thread loading, or running a model, at that moment gets the wrong dtype or
+# meta tensors (seen in CI: an export alongside a training run's load failed with "expected m1 and m2 to have the
+# same dtype: float != BFloat16", the load with "Cannot copy out of meta tensor"). Every load and every export
+# holds this lock; chat and training already wait for each other (core.slot).
+MODEL_LOAD_LOCK = threading.RLock()
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def holding_model_lock(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: run ``fn`` holding MODEL_LOAD_LOCK (re-entrant, so locked functions may call each other)."""
+
+    @functools.wraps(fn)
+    def locked(*args: P.args, **kwargs: P.kwargs) -> R:
+        with MODEL_LOAD_LOCK:
+            return fn(*args, **kwargs)
+
+    return locked
+
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
@@ -60,6 +83,7 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
+@holding_model_lock
 def embedded_model_path() -> Path:
     """Folder of the embedded SmolLM2-135M-Instruct as bf16 safetensors, converting it once if needed.
 
@@ -275,6 +299,7 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     return tok
 
 
+@holding_model_lock
 def load_model_for_training(
     cfg: TrainingConfig,
     path: str,
