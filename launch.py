@@ -6,6 +6,7 @@
         [--num-processes N] [--distributed-strategy auto|ddp|fsdp] [--accelerate-config FILE]  over N processes
     python launch.py export RUN_DIR (--merged | --adapter) [--out DIR] export a run
     python launch.py estimate --model ID_OR_PATH --gpu-gib N [--dtype D] [--optim O] [--num-processes N] [--json]
+    python launch.py plan --model ID_OR_PATH --gpu-gib N [--config CONFIG.json] --out PLAN.json   a config that fits
 
 Exit codes: 0 success, 1 the run / export failed, 2 bad arguments or config (every problem listed).
 """
@@ -188,68 +189,38 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from core.config import TrainingConfig
     from core.errors import ConfigError, StudioError
     from core.model import inspect_model
-    from core.vram import estimate_all, fit_status, recommend
-    from ui.views import estimate_text
+    from core.plan import estimate_report, plan_training
+    from ui.views import plan_text
 
     ok = math.isfinite(args.gpu_gib) and 0 < args.gpu_gib <= 4096
     problems = [] if ok else [f"--gpu-gib: {args.gpu_gib} must be a size in GiB above 0 and at most 4096."]
-    overrides = {
-        "model_name_or_path": args.model,
-        "max_length": args.max_length,
-        "lora_r": args.lora_r,
-        "per_device_train_batch_size": args.per_device_train_batch_size,
-        "gradient_checkpointing": args.gradient_checkpointing,
-        "dtype": args.dtype,
-        "optim": args.optim,
-    }
+    fields = ("max_length", "lora_r", "per_device_train_batch_size", "gradient_accumulation_steps", "dtype")
+    overrides = {k: getattr(args, k) for k in (*fields, "gradient_checkpointing", "optim")}
+    overrides["model_name_or_path"] = args.model
     try:
-        cfg = TrainingConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
+        base = TrainingConfig.from_json_file(args.config).to_dict() if args.config else {}
+        cfg = TrainingConfig.from_dict({**base, **{k: v for k, v in overrides.items() if v is not None}})
     except ConfigError as exc:
         problems += exc.problems
+    if args.out and Path(args.out).exists():
+        problems.append(f"--out: {args.out} exists; LoRA Studio never overwrites a file, pick a new name.")
     if problems:
         return _fail(str(ConfigError(problems)), 2, args.json)
     try:
-        spec = inspect_model(args.model)
+        spec = inspect_model(cfg.model_name_or_path)
     except StudioError as exc:
         return _fail(str(exc), 1, args.json)
-    estimates = estimate_all(spec, cfg)
-    rec = recommend(estimates, args.gpu_gib, spec, cfg)
-    per_gpu: dict[str, Any] | None = None
-    if args.num_processes > 1:
-        from core.parallel import per_gpu_summary
+    methods = None if args.method == "auto" else (args.method,)
+    result = plan_training(spec, cfg, args.gpu_gib, methods=methods)
+    report = estimate_report(spec, cfg, args.gpu_gib, result, args.num_processes)
+    if args.out and result.chosen is not None:
+        from core.runs import write_json_atomic
 
-        per_gpu = per_gpu_summary(cfg, spec, estimates, rec.method, args.num_processes, args.gpu_gib)
-    if args.json:
-        print(
-            _json(
-                {
-                    "model": args.model,
-                    "gpu_gib": args.gpu_gib,
-                    "recommendation": rec.method,
-                    "reason": rec.reason,
-                    "per_gpu": per_gpu,
-                    "estimates": {
-                        m: {
-                            "total_gib": e.total_gib,
-                            "components_gib": e.components_gib,
-                            "trainable_params": e.trainable_params,
-                            "status": fit_status(e.total_gib, args.gpu_gib),
-                        }
-                        for m, e in estimates.items()
-                    },
-                }
-            )
-        )
-    else:
-        print(estimate_text(spec, cfg, estimates))
-        print("\n" + ", ".join(f"{m}: {fit_status(e.total_gib, args.gpu_gib)}" for m, e in estimates.items()))
-        print(f"Recommendation for {args.gpu_gib:g} GiB: {rec.method.upper()} - {rec.reason}")
-        if per_gpu:
-            print(
-                f"{per_gpu['method'].upper()} over {args.num_processes} GPUs: {per_gpu['total_gib']:.1f} GiB per GPU. "
-                f"{per_gpu['reason']}"
-            )
-    return 0
+        write_json_atomic(Path(args.out), report["plan"]["config"])
+    print(_json(report) if args.json else plan_text(spec, cfg, result, report))
+    if args.out and not args.json:
+        print(f"Config written to {args.out}" if result.chosen else f"Nothing written to {args.out}.")
+    return 0 if result.chosen is not None or not args.out else 1
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -328,30 +299,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="merged weights dtype (auto: the base's 16-bit dtype)",
     )
     e.add_argument("--json", action="store_true")
-    s = sub.add_parser("estimate", help="estimate GPU memory for full / LoRA / QLoRA")
-    s.add_argument("--model", required=True)
-    s.add_argument("--gpu-gib", type=float, required=True)
-    s.add_argument("--max-length", dest="max_length", type=int)
-    s.add_argument("--lora-r", dest="lora_r", type=int)
-    s.add_argument("--batch-size", dest="per_device_train_batch_size", type=int)
-    s.add_argument(
-        "--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None
-    )
-    s.add_argument(
-        "--dtype",
-        choices=["auto", "bfloat16", "float16", "float32"],
-        default=None,
-        help="compute dtype of LoRA and full fine-tuning (float32 doubles weights and activations)",
-    )
-    s.add_argument("--optim", choices=["adamw_torch", "adamw_8bit", "paged_adamw_8bit"], default=None)
-    s.add_argument(
-        "--num-processes",
-        dest="num_processes",
-        type=_positive_int,
-        default=1,
-        help="GPUs to spread the run over: adds the memory per GPU under DDP or FSDP (as chosen, with the reason)",
-    )
-    s.add_argument("--json", action="store_true")
+    for name, text in (
+        ("estimate", "GPU memory by method and component, and the fastest plan that fits"),
+        ("plan", "the fastest plan that fits a GPU, written as a config `train` accepts (--out)"),
+    ):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--model", required=True, help="hub id, catalogue id or local folder")
+        s.add_argument("--gpu-gib", type=float, required=True)
+        s.add_argument("--config", default=None, help="start from this config file (dataset, rank, ...)")
+        s.add_argument("--out", default=None, help="write the chosen plan's config here (never overwritten)")
+        s.add_argument("--method", choices=["auto", "lora", "lora8", "qlora"], default="auto")
+        s.add_argument("--max-length", dest="max_length", type=int)
+        s.add_argument("--lora-r", dest="lora_r", type=int)
+        s.add_argument("--batch-size", dest="per_device_train_batch_size", type=int)
+        s.add_argument("--gradient-accumulation-steps", dest="gradient_accumulation_steps", type=int)
+        s.add_argument(
+            "--gradient-checkpointing",
+            dest="gradient_checkpointing",
+            nargs="?",
+            const="true",
+            choices=["auto", "true", "false"],
+            help="fix it on or off (default: the planner chooses)",
+        )
+        s.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default=None)
+        s.add_argument("--optim", choices=["adamw_torch", "adamw_8bit", "paged_adamw_8bit"], default=None)
+        s.add_argument(
+            "--num-processes",
+            dest="num_processes",
+            type=_positive_int,
+            default=1,
+            help="GPUs to spread the run over: adds the memory per GPU under DDP or FSDP (with the reason)",
+        )
+        s.add_argument("--json", action="store_true")
     return p
 
 
@@ -383,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         "train-worker": cmd_train_worker,
         "export": cmd_export,
         "estimate": cmd_estimate,
+        "plan": cmd_estimate,
         None: cmd_ui,
     }
     return handlers[args.command](args)

@@ -128,8 +128,12 @@ class TrainingConfig:
             "adamw_8bit / paged_adamw_8bit (2 one-byte states; GPU only)."
         ),
     )
-    gradient_checkpointing: bool = field(
-        default=False, metadata=_help("Recompute activations in backward: less memory, ~30% slower.")
+    gradient_checkpointing: bool | str = field(
+        default="auto",
+        metadata=_help(
+            "Recompute activations in backward: less memory, ~1.4x the step time (bench/RESULTS.md). auto = on "
+            "only when the run would not fit the GPU without it (always off on the CPU); true / false as set."
+        ),
     )
     packing: bool = field(
         default=True,
@@ -217,6 +221,12 @@ class TrainingConfig:
         return self.lora_alpha / self.lora_r
 
     @property
+    def checkpointing_on(self) -> bool:
+        """Whether gradient checkpointing is on as set: True only for ``True``; "auto" counts as off until the
+        engine resolves it for the GPU the run uses (core.engine.plan_engine)."""
+        return self.gradient_checkpointing is True
+
+    @property
     def method(self) -> str:
         """ "qlora" (4-bit base), "lora8" (8-bit base) or "lora" (16/32-bit base): the estimator's method name."""
         return "qlora" if self.load_in_4bit else "lora8" if self.load_in_8bit else "lora"
@@ -266,6 +276,9 @@ class TrainingConfig:
             try:
                 if name == "dataset_column_mapping":
                     values[name] = _coerce_mapping(raw[name])
+                    continue
+                if name == "gradient_checkpointing":
+                    values[name] = _coerce_checkpointing(raw[name])
                     continue
                 values[name] = _coerce(raw[name], f.default, name)
             except (TypeError, ValueError) as exc:
@@ -340,6 +353,23 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
             raise ValueError(f"{value!r} must be text.")
         return value.strip()
     return value
+
+
+def _coerce_checkpointing(value: Any) -> bool | str:
+    """True, False or "auto" from a bool, 0/1, or text (true/false/on/off/yes/no/1/0/auto, any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if text in ("true", "on", "yes", "1"):
+            return True
+        if text in ("false", "off", "no", "0"):
+            return False
+    raise ValueError(f"{value!r} is not true, false or auto.")
 
 
 def _coerce_mapping(value: Any) -> tuple[tuple[str, str], ...]:

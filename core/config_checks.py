@@ -47,6 +47,10 @@ def config_problems(cfg: TrainingConfig) -> list[str]:
     )
     need(cfg.dtype in DTYPES, f"dtype: {cfg.dtype!r} is not one of {DTYPES}.")
     need(
+        isinstance(cfg.gradient_checkpointing, bool) or cfg.gradient_checkpointing == "auto",
+        f"gradient_checkpointing: {cfg.gradient_checkpointing!r} is not true, false or auto.",
+    )
+    need(
         1 <= cfg.lora_r <= 1024,
         f"lora_r: {cfg.lora_r} must be between 1 and 1024 (the seed suggests 4-64).",
     )

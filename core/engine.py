@@ -265,11 +265,12 @@ def plan_engine(
     fused_lora = fused_lora_enabled()
     if fused_lora:
         notes.append("LoRA branch: fused (one addmm for B x scaling + sum; dropout mask kept, not a copy).")
-    batch, accumulation, checkpointing = (
-        cfg.per_device_train_batch_size,
-        cfg.gradient_accumulation_steps,
-        cfg.gradient_checkpointing,
-    )
+    from core.plan import resolve_gradient_checkpointing
+
+    checkpointing, why = resolve_gradient_checkpointing(cfg, spec, has_cuda, gpu_gib, fused_loss=liger)
+    notes.append(why)
+    cfg = replace(cfg, gradient_checkpointing=checkpointing)
+    batch, accumulation = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
     if cfg.auto_micro_batch and has_cuda and spec is not None and gpu_gib:
         sized = size_micro_batch(spec, cfg, gpu_gib, lengths, fused_loss=liger)
         if sized is not None:

@@ -99,6 +99,8 @@ GPU_CATALOGUE: tuple[GpuSpec, ...] = (
     GpuSpec("NVIDIA V100 (32 GB)", 31.7, False),
     GpuSpec("NVIDIA A100 (40 GB)", 39.4, True),
     GpuSpec("NVIDIA L40S (48 GB)", 44.5, True),
+    GpuSpec("NVIDIA RTX A6000 (48 GB)", 47.99, True),
+    GpuSpec("NVIDIA RTX 6000 Ada (48 GB)", 47.99, True),
     GpuSpec("NVIDIA A100 (80 GB)", 79.2, True),
     GpuSpec("NVIDIA H100 (80 GB)", 79.6, True),
     GpuSpec("NVIDIA H200 (141 GB)", 140.4, True),
@@ -111,7 +113,7 @@ def gpu_by_name(name: str) -> GpuSpec | None:
 
 
 # The seed chapter's table 26.9.4 (GPU size x model size -> method), kept verbatim as the starting point that
-# core.vram.recommend() refines with the estimate: (gpu_gib, model_billions, method).
+# core.plan.plan_training() refines with the estimate: (gpu_gib, model_billions, method).
 SEED_GUIDANCE: tuple[tuple[int, str, str], ...] = (
     (24, "7B", "QLoRA"),
     (24, "13B", "QLoRA"),

@@ -10,7 +10,6 @@ eq. 1: saved activations per layer per token), and torch/transformers/peft behav
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from core.config import TrainingConfig
 from core.modelspec import ModelSpec
@@ -131,7 +130,7 @@ def estimate_vram(
     cfg: TrainingConfig,
     method: str,
     fused_loss: bool = False,
-    upcast_non_quantized: bool = True,
+    upcast_non_quantized: bool = False,
 ) -> VramEstimate:
     """Estimate peak GPU memory of training ``spec`` with ``cfg`` using ``method``.
 
@@ -144,8 +143,9 @@ def estimate_vram(
         method: "full" (all weights, bf16 + AdamW in bf16), "lora" (bf16 base) or "qlora" (NF4 base).
         fused_loss: Liger-Kernel's fused linear + cross-entropy (never materialises the logits; the engine uses
             it on CUDA when installed). The default (False) is the calibrated, plain-PyTorch path.
-        upcast_non_quantized: k-bit bases keep non-quantized weights in fp32 (peft's
-            prepare_model_for_kbit_training, the calibrated default); False = the engine's 16-bit norms/embeddings.
+        upcast_non_quantized: True = k-bit bases keep non-quantized weights in fp32 (peft's
+            prepare_model_for_kbit_training, the seed recipe); False (default) = the engine's 16-bit norms and
+            embeddings (core.model.prepare_for_training), what LoRA Studio trains with.
 
     Returns:
         VramEstimate with components in GiB.
@@ -220,7 +220,7 @@ def estimate_vram(
     )
     if elem == FP32_BYTES:
         per_layer *= FP32_ACTIVATION_FACTOR
-    if cfg.gradient_checkpointing:
+    if cfg.checkpointing_on:
         # Only each layer's input (h, 16-bit) is kept; one layer is recomputed at a time during backward.
         c["activations"] = tokens * (spec.num_hidden_layers * spec.hidden_size * elem + per_layer)
         if method == "lora8":
@@ -238,9 +238,7 @@ def estimate_vram(
             + min(tokens, LIGER_CHUNK_TOKENS) * spec.vocab_size * FP32_BYTES * 2
         )
     subtotal = sum(c.values())
-    c["allocator overhead"] = (
-        subtotal * ALLOCATOR_OVERHEAD[cfg.gradient_checkpointing] + ALLOCATOR_FIXED_GIB * GIB
-    )
+    c["allocator overhead"] = subtotal * ALLOCATOR_OVERHEAD[cfg.checkpointing_on] + ALLOCATOR_FIXED_GIB * GIB
     gib = {k: v / GIB for k, v in c.items()}
     gib["CUDA context"] = CUDA_CONTEXT_GIB
     return VramEstimate(method=method, components_gib=gib, trainable_params=trainable, notes=tuple(notes))
@@ -251,76 +249,6 @@ def estimate_all(spec: ModelSpec, cfg: TrainingConfig) -> dict[str, VramEstimate
     return {m: estimate_vram(spec, cfg, m) for m in METHODS}
 
 
-@dataclass(frozen=True)
-class Recommendation:
-    """What to run on a GPU of a given size, and why.
-
-    Attributes:
-        method: "lora", "qlora" or "none" (nothing fits).
-        reason: one or two sentences with the numbers behind the choice.
-    """
-
-    method: str
-    reason: str
-
-
-def recommend(
-    estimates: dict[str, VramEstimate],
-    gpu_gib: float,
-    spec: ModelSpec | None = None,
-    cfg: TrainingConfig | None = None,
-) -> Recommendation:
-    """Pick LoRA when it fits in 90% of ``gpu_gib``, else QLoRA, else the cheapest change that fits (given spec
-    and cfg) or what to reduce.
-
-    Follows the seed chapter's table 26.9.4: LoRA when the 16-bit base fits (it trains faster and merges
-    losslessly), QLoRA when only a 4-bit base fits.
-    """
-    budget = gpu_gib * HEADROOM
-    lora, qlora = estimates["lora"].total_gib, estimates["qlora"].total_gib
-    full = estimates["full"].total_gib
-    n_lora, n_full = estimates["lora"].trainable_params, estimates["full"].trainable_params
-    if n_lora >= n_full:
-        return Recommendation(
-            "none",
-            f"At this rank LoRA trains {n_lora / 1e6:,.1f} M parameters, not fewer than the model's own "
-            f"{n_full / 1e6:,.1f} M, so it is no longer low-rank. Lower lora_r (the textbook suggests 4-64).",
-        )
-    if lora <= budget:
-        extra = (
-            f" Full fine-tuning would need {full:.1f} GiB."
-            if full > budget
-            else (f" Full fine-tuning would also fit ({full:.1f} GiB), but LoRA trains far fewer parameters.")
-        )
-        return Recommendation(
-            "lora",
-            f"LoRA needs about {lora:.1f} GiB of your {gpu_gib:g} GiB "
-            f"(limit {budget:.1f} GiB at 90%), so the unquantized base fits.{extra}",
-        )
-    if qlora <= budget:
-        lora8 = estimates["lora8"].total_gib if "lora8" in estimates else None
-        also = (
-            f" LoRA on an 8-bit base would also fit ({lora8:.1f} GiB)."
-            if lora8 is not None and lora8 <= budget
-            else ""
-        )
-        return Recommendation(
-            "qlora",
-            f"LoRA would need {lora:.1f} GiB, more than 90% of {gpu_gib:g} GiB; "
-            f"QLoRA's 4-bit base brings it to about {qlora:.1f} GiB.{also}",
-        )
-    fix = cheapest_fix(spec, cfg, gpu_gib) if spec is not None and cfg is not None else None
-    advice = (
-        f"Cheapest change that fits: {fix}"
-        if fix
-        else "Lower max_length or per_device_train_batch_size, turn "
-        "on gradient checkpointing, or pick a smaller model."
-    )
-    return Recommendation(
-        "none", f"Even QLoRA needs about {qlora:.1f} GiB, more than 90% of {gpu_gib:g} GiB. {advice}"
-    )
-
-
 TIGHT_FACTOR = 1.05  # over the GPU by up to 5%: the estimate's spread (bench/RESULTS.md) makes it a maybe
 
 
@@ -329,48 +257,6 @@ def fit_status(total_gib: float, gpu_gib: float) -> str:
     if total_gib <= gpu_gib * HEADROOM:
         return "fits"
     return "tight" if total_gib <= gpu_gib * TIGHT_FACTOR else "does not fit"
-
-
-def cheapest_fix(spec: ModelSpec, cfg: TrainingConfig, gpu_gib: float) -> str | None:
-    """The first settings, cheapest change first, under which LoRA or QLoRA fits 90% of ``gpu_gib``.
-
-    Order of cost: gradient checkpointing (~30% slower, same result), a smaller per-device batch with more
-    accumulation (same effective batch, slower), QLoRA (4-bit base), then a shorter max_length (long rows are cut).
-    Returns a sentence naming the changes and the resulting estimate, or None when even all of them do not fit.
-    """
-    from dataclasses import replace
-
-    budget = gpu_gib * HEADROOM
-    method = cfg.method
-    current = cfg
-    plan: list[tuple[str, dict[str, Any]]] = []
-    if not cfg.gradient_checkpointing:
-        plan.append(("turn on gradient checkpointing", {"gradient_checkpointing": True}))
-    batch, accumulation = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
-    while batch > 1:
-        batch, accumulation = max(1, batch // 2), accumulation * 2
-        plan.append(
-            (
-                f"per_device_train_batch_size {batch} with gradient_accumulation_steps {accumulation}",
-                {"per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation},
-            )
-        )
-    if method != "qlora":  # QLoRA rather than the 8-bit base: its weights are half the size
-        plan.append(("switch to QLoRA (4-bit base)", {"load_in_4bit": True, "load_in_8bit": False}))
-    length = cfg.max_length
-    while length > 256:
-        length //= 2
-        plan.append((f"max_length {length}", {"max_length": length}))
-    done: dict[str, str] = {}
-    for description, change in plan:
-        current = replace(current, **change)
-        done[next(iter(change))] = description  # a later batch or length step replaces the earlier one
-        method = current.method
-        total = estimate_vram(spec, current, method).total_gib
-        if total <= budget:
-            label = {"qlora": "QLoRA", "lora8": "LoRA on an 8-bit base"}.get(method, "LoRA")
-            return f"{'; '.join(done.values())}: about {total:.1f} GiB with {label}."
-    return None
 
 
 def estimate_cpu_ram_gib(spec: ModelSpec, cfg: TrainingConfig) -> float:

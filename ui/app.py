@@ -170,16 +170,24 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                 if spec is not None:
                     target_modules_for(cfg, spec)
             except StudioError as exc:
-                return f"**Fix the settings first:** {exc}", None, None
+                return f"**Fix the settings first:** {exc}", None, None, None
             return estimate_tab.estimate(spec, cfg, gpu, custom)
 
         run_estimate.__signature__ = form.signature(("spec", "gpu", "custom_gib"))  # type: ignore[attr-defined]
 
         est_inputs = [spec_state, e["gpu"], e["custom"], *form.inputs]
-        est_outputs = [e["recommendation"], e["table"], e["figure"]]
+        est_outputs = [e["recommendation"], e["table"], e["figure"], e["plan"]]
         e["go"].click(run_estimate, est_inputs, est_outputs, api_name="estimate")
-        for comp in (spec_state, e["gpu"], form.components["load_in_4bit"], form.components["load_in_8bit"]):
+        plan_components = [form.components[name] for name in estimate_tab.PLAN_FIELDS]
+        # the tab always shows the Train tab's current settings: any field the estimate reads re-runs it
+        for comp in (spec_state, e["gpu"], e["custom"], *plan_components, form.components["lora_r"]):
             comp.change(run_estimate, est_inputs, est_outputs, api_visibility="private")
+        e["apply"].click(
+            estimate_tab.apply_plan,
+            [e["plan"], *plan_components],
+            [*plan_components, e["applied"]],
+            api_name="apply_plan",
+        )
 
         # ---- training: start / stop / poll, each on the caller's own job
         def start(*values: Any) -> str:

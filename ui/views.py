@@ -117,7 +117,7 @@ def estimate_text(spec: ModelSpec, cfg: TrainingConfig, estimates: dict[str, Vra
     head = (
         f"{spec.model_name_or_path}: {fmt_count(spec.num_params)} params, max_length {cfg.max_length}, "
         f"batch {cfg.per_device_train_batch_size}, r {cfg.lora_r}, gradient checkpointing "
-        f"{'on' if cfg.gradient_checkpointing else 'off'}"
+        f"{'auto' if cfg.gradient_checkpointing == 'auto' else 'on' if cfg.checkpointing_on else 'off'}"
     )
     return head + "\n" + frame.to_string(index=False)
 
@@ -258,3 +258,37 @@ def run_markdown(run: RunSummary) -> str:
     if run.problems:
         text += "\n\nCould not read: " + "; ".join(run.problems)
     return text
+
+
+def plan_lines(result: Any, cfg: TrainingConfig) -> list[str]:
+    """Markdown lines for a core.plan.PlanResult: the chosen plan with what it changes, then the alternatives
+    with their memory and relative step time."""
+    lines = [result.reason]
+    chosen = result.chosen
+    if chosen is None:
+        return lines
+    changes = chosen.changes(cfg)
+    lines.append("Changes to your settings: " + ("; ".join(changes) if changes else "none (already set)."))
+    if len(result.plans) > 1:
+        lines.append("Alternatives (memory, time per optimizer step relative to the chosen plan):")
+        lines += [f"- {p.describe()}, {p.relative_time:.2f}x the time" for p in result.plans[1:]]
+    return lines
+
+
+def plan_text(spec: ModelSpec, cfg: TrainingConfig, result: Any, report: dict[str, Any]) -> str:
+    """Plain text of ``launch.py estimate`` / ``plan``: the estimate table of the settings as given, each method's
+    fit, the plan, and the per-GPU line for several GPUs."""
+    from core.vram import estimate_all
+
+    estimates = estimate_all(spec, cfg)
+    out = [estimate_text(spec, cfg, estimates), ""]
+    out.append(", ".join(f"{m}: {e['status']}" for m, e in report["estimates"].items()) + " (as set)")
+    out.append(f"Plan for {result.gpu_gib:g} GiB: {result.method.upper()}")
+    out += plan_lines(result, cfg)
+    per_gpu = report.get("per_gpu")
+    if per_gpu:
+        out.append(
+            f"{per_gpu['method'].upper()} over {per_gpu['num_processes']} GPUs: {per_gpu['total_gib']:.1f} GiB "
+            f"per GPU. {per_gpu['reason']}"
+        )
+    return "\n".join(out)

@@ -51,6 +51,7 @@ ZH: dict[str, str] = {
     "GPU": "GPU",
     "Custom size (GiB), used when GPU is 'Custom size'": "自定义大小（GiB），当 GPU 选为 'Custom size' 时使用",
     "Estimate": "估算",
+    "Apply this plan to the Train tab": "把这个方案应用到训练页",
     "Estimated peak memory by component (GiB)": "按组成部分估算的峰值显存（GiB）",
     "Memory by component": "各组成部分的显存",
     "The textbook's rule of thumb (chapter 26.9.4)": "教材中的经验法则（第 26.9.4 节）",

@@ -1,4 +1,5 @@
-"""VRAM tab: pick a GPU, estimate full / LoRA / QLoRA memory by component, recommend a method."""
+"""GPU memory tab: pick a GPU, estimate the Train tab's settings by component, and offer the fastest plan that
+fits (core.plan) with one click to apply it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import gradio as gr
 from core.config import TrainingConfig
 from core.hardware import cpu_summary, detect_gpus
 from core.modelspec import ModelSpec
+from core.plan import METHOD_LABELS as PLAN_LABELS
+from core.plan import plan_training
 from core.presets import GPU_CATALOGUE, SEED_GUIDANCE, gpu_by_name
-from core.vram import estimate_all, estimate_cpu_ram_gib, fit_status, recommend
-from ui.views import METHOD_LABELS, estimate_figure, estimate_frame
+from core.vram import estimate_all, estimate_cpu_ram_gib, fit_status
+from ui.views import METHOD_LABELS, estimate_figure, estimate_frame, plan_lines
 
 CUSTOM = "Custom size"
 
@@ -37,18 +40,49 @@ def gpu_gib_for(choice: str, custom_gib: float | None) -> float:
     return gpu.memory_gib
 
 
+# The Train / Model tab fields an applied plan sets (core.plan.Plan.config_fields), in this order.
+PLAN_FIELDS = (
+    "load_in_4bit",
+    "load_in_8bit",
+    "gradient_checkpointing",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "optim",
+    "max_length",
+)
+
+
 def estimate(
     spec: ModelSpec | None, cfg: TrainingConfig, choice: str, custom_gib: float | None
 ) -> tuple[Any, ...]:
-    """(recommendation markdown, table, figure) for the current model, settings and GPU."""
+    """(markdown, table, figure, plan fields or None) for the Train tab's current settings on the chosen GPU.
+
+    The headline is the settings as they are (method, memory, fits or not); below it the fastest plan that fits
+    (core.plan.plan_training) with what it would change, which *Apply this plan* copies into the form.
+    """
     if spec is None:
-        return "Load a model in the Model tab first.", None, None
+        return "Load a model in the Model tab first.", None, None, None
     gib = gpu_gib_for(choice, custom_gib)
     estimates = estimate_all(spec, cfg)
-    rec = recommend(estimates, gib, spec, cfg)
-    label = {"lora": "LoRA", "qlora": "QLoRA", "none": "Nothing fits as set"}[rec.method]
     name = choice if choice != CUSTOM else "a custom GPU"
-    text = f"### {label} on {name} ({gib:g} GiB usable)\n{rec.reason}"
+    current = estimates[cfg.method]
+    ckpt = (
+        "auto (off in this estimate)"
+        if cfg.gradient_checkpointing == "auto"
+        else "on"
+        if cfg.checkpointing_on
+        else "off"
+    )
+    text = (
+        f"### Your settings on {name} ({gib:g} GiB usable): {METHOD_LABELS[cfg.method]} "
+        f"**{fit_status(current.total_gib, gib)}**, about {current.total_gib:.1f} GiB\n"
+        f"Micro-batch {cfg.per_device_train_batch_size} x {cfg.gradient_accumulation_steps} accumulation, "
+        f"max_length {cfg.max_length}, gradient checkpointing {ckpt}, optimizer {cfg.optim}."
+    )
+    result = plan_training(spec, cfg, gib)
+    chosen = result.chosen
+    heading = f"Fastest plan that fits: {PLAN_LABELS[chosen.method]}" if chosen else "Nothing fits this GPU"
+    text += f"\n\n### {heading}\n" + "\n\n".join(plan_lines(result, cfg))
     notes = [n for e in estimates.values() for n in e.notes]
     if notes:
         text += "\n\n" + "\n".join(f"- {n}" for n in dict.fromkeys(notes))
@@ -61,7 +95,29 @@ def estimate(
             f"\n\n**On this machine:** {cpu_summary()} LoRA on the CPU with these settings needs about "
             f"{estimate_cpu_ram_gib(spec, cfg):.1f} GiB of RAM."
         )
-    return text, estimate_frame(estimates), estimate_figure(estimates, gib)
+    fields = chosen.config_fields() if chosen else None
+    return text, estimate_frame(estimates), estimate_figure(estimates, gib), fields
+
+
+def apply_plan(fields: dict[str, Any] | None, *current: Any) -> tuple[Any, ...]:
+    """Values for the PLAN_FIELDS components from a plan (``current`` are their values now), plus a message
+    naming each change. Without a plan nothing changes."""
+    if not fields:
+        return (*(gr.update() for _ in PLAN_FIELDS), "Estimate first: there is no plan to apply.")
+    changed = []
+    values = []
+    for name, now in zip(PLAN_FIELDS, current):
+        new = fields[name]
+        shown = {True: "true", False: "false"}.get(new, new) if name == "gradient_checkpointing" else new
+        if str(shown).lower() != str(now).lower():
+            changed.append(f"{name}: {now} -> {shown}")
+        values.append(shown)
+    message = (
+        "Applied to the Model and Train tabs: " + "; ".join(changed) + "."
+        if changed
+        else "The Train tab already has this plan's settings."
+    )
+    return (*values, message)
 
 
 def render() -> dict[str, Any]:
@@ -74,6 +130,10 @@ def render() -> dict[str, Any]:
         )
         go = gr.Button("Estimate", variant="primary", scale=1)
     recommendation = gr.Markdown()
+    with gr.Row():
+        apply = gr.Button("Apply this plan to the Train tab", variant="secondary", scale=1)
+        applied = gr.Markdown()
+    plan_state = gr.State(None)
     with gr.Row():
         table = gr.Dataframe(label="Estimated peak memory by component (GiB)", scale=1)
         figure = gr.Plot(label="Memory by component", scale=1)
@@ -88,6 +148,9 @@ def render() -> dict[str, Any]:
         "custom": custom,
         "go": go,
         "recommendation": recommendation,
+        "apply": apply,
+        "applied": applied,
+        "plan": plan_state,
         "table": table,
         "figure": figure,
     }

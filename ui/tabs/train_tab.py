@@ -172,7 +172,8 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 )
                 form.add(
                     "gradient_checkpointing",
-                    gr.Checkbox(
+                    gr.Radio(
+                        choices=[("auto", "auto"), ("on", "true"), ("off", "false")],
                         value=D.gradient_checkpointing,
                         label="Gradient checkpointing",
                         info=info("gradient_checkpointing"),
