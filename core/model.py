@@ -174,35 +174,74 @@ def resolve_model_path(model_name_or_path: str) -> str:
 def inspect_model(model_name_or_path: str) -> ModelSpec:
     """Read a model's shape from its config (built on the meta device: no weights loaded).
 
-    For a hub id only config.json and tokenizer files are fetched, except for the embedded default, which is
-    converted once. Raises ModelError when the config cannot be read or is not a causal LM.
+    A local folder is read as is. For a hub id only config.json and tokenizer files are fetched, never weights,
+    except for the embedded default, which is converted once. When the hub is offline (HF_HUB_OFFLINE=1) or
+    unreachable, or the config fetch fails with a network error, a hub id in the offline catalogue (core.catalogue)
+    is built from the catalogue's copy of its config (no network, no tokenizer: the catalogue says whether it has a
+    chat template); ``ModelSpec.source`` records which ("config.json" or "catalogue <date>").
+
+    Raises:
+        ModelError: the config cannot be read or is not a causal LM; or, offline, the hub id is neither in the
+            catalogue nor in the local hub cache (the message names the catalogue).
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    path = _config_source(model_name_or_path)
+    from core.catalogue import catalogue_config, catalogue_entry, is_network_error, offline_message
+
+    name = model_name_or_path.strip()
+    is_hub_id = not Path(name).expanduser().is_dir() and name != DEFAULT_MODEL
+    entry = catalogue_entry(name) if is_hub_id else None
+    # the hub cannot be reached: read only what is cached, never wait for huggingface_hub's retries
+    local_only = is_hub_id and (_hub_offline() or not _hub_reachable())
+    offline_reason = "offline: HF_HUB_OFFLINE=1" if _hub_offline() else "no connection to the hub"
+    path = name
     try:
-        config = AutoConfig.from_pretrained(path)
+        if entry is not None and local_only:
+            config = catalogue_config(entry)
+        else:
+            path = _config_source(model_name_or_path)
+            try:
+                config = AutoConfig.from_pretrained(path, local_files_only=local_only)
+            except Exception as exc:
+                if entry is not None and is_network_error(exc):
+                    log.info("Config fetch for %s failed (%s); using the offline catalogue", name, exc)
+                    config = catalogue_config(entry)
+                    local_only = True
+                elif local_only:
+                    raise ModelError(offline_message(name, offline_reason)) from exc
+                else:
+                    raise
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
+    except ModelError:
+        raise
     except Exception as exc:
         raise ModelError(f"{model_name_or_path}: cannot build a causal LM from its config ({exc}).") from exc
+    from_catalogue = entry is not None and local_only
     groups: dict[str, list[Any]] = {}
     for full_name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and "lm_head" not in full_name:
             leaf = full_name.rsplit(".", 1)[-1]
-            entry = groups.setdefault(leaf, [module.in_features, module.out_features, 0])
-            entry[2] += 1
+            group = groups.setdefault(leaf, [module.in_features, module.out_features, 0])
+            group[2] += 1
     num_params = sum(p.numel() for p in model.parameters())
     embedding = model.get_input_embeddings().weight.numel()
     out = model.get_output_embeddings()
     if out is not None and out.weight is not model.get_input_embeddings().weight:
         embedding += out.weight.numel()
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-        has_template = bool(getattr(tok, "chat_template", None))
-    except Exception:
-        has_template = False
+    if from_catalogue and entry is not None:
+        has_template = entry.has_chat_template
+        dtype = str(entry.config.get("torch_dtype") or "unknown")
+        source = f"catalogue {entry.read_on}"
+    else:
+        try:
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+            has_template = bool(getattr(tok, "chat_template", None))
+        except Exception:
+            has_template = False
+        dtype = str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32")
+        source = "config.json"
     text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
     heads = getattr(text_cfg, "num_attention_heads", 1) or 1
     return ModelSpec(
@@ -210,9 +249,7 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
         architecture=(config.architectures or [type(model).__name__])[0],
         model_type=config.model_type,
         num_params=num_params,
-        dtype=str(
-            getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32"
-        ).replace("torch.", ""),
+        dtype=dtype.replace("torch.", ""),
         max_position_embeddings=int(getattr(text_cfg, "max_position_embeddings", 0) or 0),
         has_chat_template=has_template,
         hidden_size=text_cfg.hidden_size,
@@ -223,11 +260,17 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
         num_key_value_heads=getattr(text_cfg, "num_key_value_heads", None) or heads,
         linear_groups=tuple(LinearGroup(k, v[0], v[1], v[2]) for k, v in groups.items()),
         embedding_params=embedding,
+        source=source,
     )
 
 
 def _config_source(model_name_or_path: str) -> str:
-    """A folder or hub id from which config.json (and tokenizer files) can be read without weights."""
+    """A folder or hub id from which config.json (and tokenizer files) can be read without weights.
+
+    A local folder, or the embedded default (converted once; its packaged copy when the hub is unreachable), is a
+    folder; any other hub id is returned as is, for transformers to fetch config.json and tokenizer files only (a
+    catalogued id offline never gets here: inspect_model reads the catalogue instead).
+    """
     name = model_name_or_path.strip()
     if Path(name).expanduser().is_dir() or name == DEFAULT_MODEL:
         return resolve_model_path(name)

@@ -47,6 +47,8 @@ class ModelSpec:
         num_key_value_heads: the usual config fields.
         linear_groups: every nn.Linear leaf name inside the decoder layers (lm_head excluded).
         embedding_params: parameters of input embeddings plus an untied lm_head.
+        source: where the facts came from: "config.json" (read from the model's folder or the hub), or
+            "catalogue <date>" (core.catalogue's offline copy, read on that date); "" when not recorded.
     """
 
     model_name_or_path: str
@@ -64,6 +66,7 @@ class ModelSpec:
     num_key_value_heads: int
     linear_groups: tuple[LinearGroup, ...] = field(default_factory=tuple)
     embedding_params: int = 0
+    source: str = ""
 
     @property
     def linear_names(self) -> list[str]:
