@@ -52,6 +52,7 @@ MOE_MODEL_TYPES = frozenset(
         "jamba",
         "dbrx",
         "jetmoe",
+        "llama4",
         "llama4_text",
         "glm4_moe",
         "ernie4_5_moe",

@@ -90,7 +90,9 @@ def plan_launch(cfg: TrainingConfig, run_dir: Path) -> tuple[StrategyChoice, lis
 
     has_cuda = torch.cuda.is_available()
     n = resolve_num_processes(cfg, visible_gpus())
-    gpu_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if has_cuda else None
+    from core.hardware import usable_gpu_gib
+
+    gpu_gib = usable_gpu_gib(0) if has_cuda else None
     spec = inspect_model(resolve_model_path(cfg.model_name_or_path))
     choice = config_file_choice(cfg.accelerate_config_file) or choose_strategy(cfg, spec, n, gpu_gib)
     n = choice.num_processes

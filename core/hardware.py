@@ -67,3 +67,15 @@ def resolve_dtype(requested: str, has_cuda: bool, bf16_ok: bool) -> str:
     if not has_cuda:
         return "float32"
     return "bfloat16" if bf16_ok else "float16"
+
+
+def usable_gpu_gib(index: int = 0) -> float:
+    """Memory this process may use on CUDA GPU ``index``, GiB: the total times the caching allocator's
+    per-process fraction (``torch.cuda.set_per_process_memory_fraction``, 1.0 unless someone capped it, as a
+    shared GPU or bench/plan_check.py does), so plans and "auto" settings respect a capped GPU."""
+    import torch
+
+    total = torch.cuda.get_device_properties(index).total_memory / 2**30
+    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # torch >= 2.8
+    fraction = float(get_fraction(index)) if get_fraction is not None else 1.0
+    return total * min(1.0, fraction)

@@ -204,7 +204,8 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
             try:
                 config = AutoConfig.from_pretrained(path, local_files_only=local_only)
             except Exception as exc:
-                if entry is not None and is_network_error(exc):
+                # unreachable, or gated before the user has access: the catalogue still has the shape
+                if entry is not None and (is_network_error(exc) or _is_auth_error(exc)):
                     log.info("Config fetch for %s failed (%s); using the offline catalogue", name, exc)
                     config = catalogue_config(entry)
                     local_only = True
@@ -219,17 +220,6 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
     except Exception as exc:
         raise ModelError(f"{model_name_or_path}: cannot build a causal LM from its config ({exc}).") from exc
     from_catalogue = entry is not None and local_only
-    groups: dict[str, list[Any]] = {}
-    for full_name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and "lm_head" not in full_name:
-            leaf = full_name.rsplit(".", 1)[-1]
-            group = groups.setdefault(leaf, [module.in_features, module.out_features, 0])
-            group[2] += 1
-    num_params = sum(p.numel() for p in model.parameters())
-    embedding = model.get_input_embeddings().weight.numel()
-    out = model.get_output_embeddings()
-    if out is not None and out.weight is not model.get_input_embeddings().weight:
-        embedding += out.weight.numel()
     if from_catalogue and entry is not None:
         has_template = entry.has_chat_template
         dtype = str(entry.config.get("torch_dtype") or "unknown")
@@ -242,6 +232,53 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
             has_template = False
         dtype = str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32")
         source = "config.json"
+    return spec_from_config(config, model_name_or_path, has_template, dtype, source, model=model)
+
+
+def spec_from_config(
+    config: Any,
+    model_name_or_path: str,
+    has_chat_template: bool,
+    dtype: str,
+    source: str,
+    model: Any | None = None,
+) -> ModelSpec:
+    """A ModelSpec from a transformers config: the model is built on the meta device (no memory, no weights) and
+    every nn.Linear outside lm_head is grouped by leaf name.
+
+    Args:
+        config: a ``PretrainedConfig`` of a causal LM.
+        model_name_or_path: what the user picked (recorded in the spec).
+        has_chat_template: whether the tokenizer ships a chat template.
+        dtype: the checkpoint's dtype name, e.g. "bfloat16".
+        source: where the facts came from ("config.json", "catalogue 2026-11-30").
+        model: the model already built on the meta device from ``config`` (built here when None).
+
+    Raises:
+        ModelError: the config does not build a causal LM.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if model is None:
+        try:
+            with torch.device("meta"):
+                model = AutoModelForCausalLM.from_config(config)
+        except Exception as exc:
+            raise ModelError(
+                f"{model_name_or_path}: cannot build a causal LM from its config ({exc})."
+            ) from exc
+    groups: dict[str, list[Any]] = {}
+    for full_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and "lm_head" not in full_name:
+            leaf = full_name.rsplit(".", 1)[-1]
+            group = groups.setdefault(leaf, [module.in_features, module.out_features, 0])
+            group[2] += 1
+    num_params = sum(p.numel() for p in model.parameters())
+    embedding = model.get_input_embeddings().weight.numel()
+    out = model.get_output_embeddings()
+    if out is not None and out.weight is not model.get_input_embeddings().weight:
+        embedding += out.weight.numel()
     text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
     heads = getattr(text_cfg, "num_attention_heads", 1) or 1
     return ModelSpec(
@@ -251,7 +288,7 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
         num_params=num_params,
         dtype=dtype.replace("torch.", ""),
         max_position_embeddings=int(getattr(text_cfg, "max_position_embeddings", 0) or 0),
-        has_chat_template=has_template,
+        has_chat_template=has_chat_template,
         hidden_size=text_cfg.hidden_size,
         num_hidden_layers=text_cfg.num_hidden_layers,
         intermediate_size=getattr(text_cfg, "intermediate_size", None) or 4 * text_cfg.hidden_size,
@@ -261,6 +298,14 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
         linear_groups=tuple(LinearGroup(k, v[0], v[1], v[2]) for k, v in groups.items()),
         embedding_params=embedding,
         source=source,
+    )
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    """A gated or private repo refused the request (huggingface_hub's GatedRepoError / 401 / 403)."""
+    names = {cls.__name__ for e in (exc, exc.__cause__, exc.__context__) if e for cls in type(e).__mro__}
+    return bool(names & {"GatedRepoError", "RepositoryNotFoundError"}) or any(
+        code in str(exc) for code in ("401", "403")
     )
 
 
@@ -423,16 +468,16 @@ def prepare_for_training(
     if quantized and not upcast_non_quantized:
         for param in model.parameters():
             param.requires_grad_(False)
-        if cfg.gradient_checkpointing:
+        if cfg.checkpointing_on:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
     elif quantized:
         model = prepare_model_for_kbit_training(
             model,
-            use_gradient_checkpointing=cfg.gradient_checkpointing,
+            use_gradient_checkpointing=cfg.checkpointing_on,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    elif cfg.gradient_checkpointing:
+    elif cfg.checkpointing_on:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     return get_peft_model(model, get_peft_config(cfg, target_modules))

@@ -57,25 +57,6 @@ FIXED_TOKENS: dict[tuple[str, bool], float] = {
 PAGED_OPTIM_COST = 1.01
 # Shortest max_length the planner offers when nothing fits at the user's length.
 MIN_MAX_LENGTH = 256
-# config.model_type of mixture-of-experts models: their experts are not per-layer nn.Linear modules the estimator
-# counts, and only a few experts run per token, so the dense arithmetic does not describe them.
-MOE_MODEL_TYPES = frozenset(
-    {
-        "mixtral",
-        "qwen2_moe",
-        "qwen3_moe",
-        "olmoe",
-        "deepseek_v2",
-        "deepseek_v3",
-        "dbrx",
-        "granitemoe",
-        "phimoe",
-        "jamba",
-        "gpt_oss",
-        "llama4",
-        "llama4_text",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -227,8 +208,10 @@ def step_cost(
 
 
 def is_moe(spec: ModelSpec) -> bool:
-    """Whether ``spec`` is a mixture-of-experts model (by config.model_type, see MOE_MODEL_TYPES)."""
-    return spec.model_type in MOE_MODEL_TYPES
+    """Whether ``spec`` is a mixture-of-experts model (by config.model_type: core.catalogue.MOE_MODEL_TYPES)."""
+    from core.catalogue import is_moe as catalogue_is_moe
+
+    return catalogue_is_moe(spec)
 
 
 def _divisors(n: int) -> list[int]:

@@ -126,7 +126,9 @@ def run_training(
             ]
         )
     checkpoint = resolve_checkpoint(cfg.resume_from_checkpoint) if cfg.resume_from_checkpoint else None
-    gpu_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if has_cuda else None
+    from core.hardware import usable_gpu_gib
+
+    gpu_gib = usable_gpu_gib(0) if has_cuda else None
     try:
         plan = plan_engine(cfg, spec, has_cuda, gpu_gib, [len(f["input_ids"]) for f in features])
     except ValueError as exc:

@@ -182,6 +182,33 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         # the tab always shows the Train tab's current settings: any field the estimate reads re-runs it
         for comp in (spec_state, e["gpu"], e["custom"], *plan_components, form.components["lora_r"]):
             comp.change(run_estimate, est_inputs, est_outputs, api_visibility="private")
+
+        def run_what_fits(
+            gpu: str, custom: float | None, size: str, family: str, *values: Any
+        ) -> tuple[Any, ...]:
+            try:
+                cfg = form.to_config(*values)
+            except StudioError as exc:
+                return None, None, f"**Fix the settings first:** {exc}"
+            return estimate_tab.what_fits(cfg, gpu, custom, size, family)
+
+        run_what_fits.__signature__ = form.signature(("gpu", "custom_gib", "size", "family"))  # type: ignore[attr-defined]
+        e["show"].click(
+            run_what_fits,
+            [e["gpu"], e["custom"], e["size"], e["family"], *form.inputs],
+            [e["fits_table"], e["fits_plot"], e["fits_summary"]],
+            api_name="what_fits",
+        )
+        e["fits_table"].select(
+            estimate_tab.pick_model, None, [m["path"], e["fits_summary"]], api_visibility="private"
+        ).then(
+            load_model,
+            m["path"],
+            load_outputs,
+            api_visibility="private",
+            concurrency_id=GPU_QUEUE,
+            concurrency_limit=1,
+        )
         e["apply"].click(
             estimate_tab.apply_plan,
             [e["plan"], *plan_components],

@@ -292,3 +292,58 @@ def plan_text(spec: ModelSpec, cfg: TrainingConfig, result: Any, report: dict[st
             f"per GPU. {per_gpu['reason']}"
         )
     return "\n".join(out)
+
+
+FIT_MARKS = {"fits": "✅ fits", "tight": "⚠️ tight", "does not fit": "❌ no", "not planned": "— MoE"}
+
+
+def fits_frame(rows: list[Any]) -> pd.DataFrame:
+    """core.fits.FitRow list as a table: model, family, size, one column per method (status and GiB), and the
+    fastest plan over all methods."""
+    import pandas as pd
+
+    def cell(c: Any) -> str:
+        mark = FIT_MARKS.get(c.status, c.status)
+        return mark if c.status == "not planned" else f"{mark} {c.total_gib:.1f} GiB"
+
+    return pd.DataFrame(
+        {
+            "model": [r.hub_id for r in rows],
+            "family": [r.family for r in rows],
+            "params (B)": [round(r.params_b, 2) for r in rows],
+            **{METHOD_LABELS[m]: [cell(r.cells[m]) for r in rows] for m in ("lora", "lora8", "qlora")},
+            "fastest plan that fits": [r.best for r in rows],
+        }
+    )
+
+
+def fits_figure(rows: list[Any], gpu_gib: float) -> go.Figure:
+    """Estimated memory of each method's plan (or leanest try) against model size, with the GPU and its 90%
+    budget as lines: what is under the budget line fits."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    symbols = {"fits": "circle", "tight": "diamond", "does not fit": "x"}
+    for method in ("lora", "lora8", "qlora"):
+        shown = [r for r in rows if r.cells[method].status in symbols]
+        fig.add_trace(
+            go.Scatter(
+                x=[r.params_b for r in shown],
+                y=[r.cells[method].total_gib for r in shown],
+                mode="markers",
+                name=METHOD_LABELS[method],
+                marker={"symbol": [symbols[r.cells[method].status] for r in shown], "size": 10},
+                text=[f"{r.hub_id}: {r.cells[method].status}" for r in shown],
+                hovertemplate="%{text}<br>%{y:.1f} GiB<extra></extra>",
+            )
+        )
+    fig.add_hline(y=gpu_gib, line_dash="dash", line_color="red", annotation_text=f"GPU {gpu_gib:g} GiB")
+    fig.add_hline(y=gpu_gib * 0.9, line_dash="dot", line_color="orange", annotation_text="90% budget")
+    fig.update_layout(
+        xaxis={"title": "parameters (billions)", "type": "log"},
+        yaxis={"title": "estimated peak GiB", "type": "log"},
+        height=420,
+        margin={"t": 30},
+        legend={"orientation": "h"},
+    )
+    return fig

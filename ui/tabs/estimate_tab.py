@@ -8,13 +8,14 @@ from typing import Any
 import gradio as gr
 
 from core.config import TrainingConfig
+from core.fits import SIZE_BANDS, families
 from core.hardware import cpu_summary, detect_gpus
 from core.modelspec import ModelSpec
 from core.plan import METHOD_LABELS as PLAN_LABELS
 from core.plan import plan_training
 from core.presets import GPU_CATALOGUE, SEED_GUIDANCE, gpu_by_name
 from core.vram import estimate_all, estimate_cpu_ram_gib, fit_status
-from ui.views import METHOD_LABELS, estimate_figure, estimate_frame, plan_lines
+from ui.views import METHOD_LABELS, estimate_figure, estimate_frame, fits_figure, fits_frame, plan_lines
 
 CUSTOM = "Custom size"
 
@@ -120,6 +121,50 @@ def apply_plan(fields: dict[str, Any] | None, *current: Any) -> tuple[Any, ...]:
     return (*values, message)
 
 
+def what_fits(
+    cfg: TrainingConfig,
+    choice: str,
+    custom_gib: float | None,
+    size_band: str,
+    family: str,
+    progress: gr.Progress = gr.Progress(),
+) -> tuple[Any, Any, str]:
+    """(table, figure, summary) of every catalogue model x method on the chosen GPU at the Train tab's
+    max_length, effective batch and rank (core.fits)."""
+    from core.fits import fit_rows
+
+    gib = gpu_gib_for(choice, custom_gib)
+    progress(0.1, desc="Building the catalogue's model shapes (meta device, no download)")
+    rows = fit_rows(cfg, gib, size_band or "all sizes", family or "all families")
+    fitting = sum(r.best_method != "none" for r in rows)
+    effective = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+    summary = (
+        f"**{fitting} of {len(rows)}** models fit {gib:g} GiB at max_length {cfg.max_length}, effective batch "
+        f"{effective}, r {cfg.lora_r}. Click a row to load that model in the Model tab."
+    )
+    return fits_frame(rows), fits_figure(rows, gib), summary
+
+
+def pick_model(evt: gr.SelectData) -> tuple[Any, str]:
+    """The hub id of the clicked row (for the Model tab's path box) and a note on what happens next."""
+    from core.catalogue import catalogue_entry
+
+    row = evt.row_value if getattr(evt, "row_value", None) else None
+    hub_id = str(row[0]) if row else ""
+    entry = catalogue_entry(hub_id)
+    if entry is None:
+        return gr.update(), "Click a model's row to load it."
+    gated = (
+        " It is gated: accept its licence on the hub and log in (`hf auth login`) before training."
+        if entry.gated
+        else ""
+    )
+    return hub_id, (
+        f"Loaded **{hub_id}** in the Model tab from the catalogue's facts (no download). Training downloads its "
+        f"weights from the Hugging Face Hub, so it needs a connection.{gated}"
+    )
+
+
 def render() -> dict[str, Any]:
     """Build the tab. Wiring to the form and model state happens in ui.app."""
     names, default = gpu_choices()
@@ -137,6 +182,14 @@ def render() -> dict[str, Any]:
     with gr.Row():
         table = gr.Dataframe(label="Estimated peak memory by component (GiB)", scale=1)
         figure = gr.Plot(label="Memory by component", scale=1)
+    with gr.Accordion("What fits on my GPU: every catalogue model", open=False):
+        with gr.Row():
+            size = gr.Dropdown(choices=list(SIZE_BANDS), value="all sizes", label="Model size", scale=1)
+            family = gr.Dropdown(choices=families(), value="all families", label="Family", scale=1)
+            show = gr.Button("Show what fits", scale=1)
+        fits_summary = gr.Markdown()
+        fits_table = gr.Dataframe(label="Catalogue models on this GPU", interactive=False, wrap=True)
+        fits_plot = gr.Plot(label="Estimated memory by model size")
     with gr.Accordion("The textbook's rule of thumb (chapter 26.9.4)", open=False):
         gr.Markdown(
             "| GPU | model | method |\n|---|---|---|\n"
@@ -149,6 +202,12 @@ def render() -> dict[str, Any]:
         "go": go,
         "recommendation": recommendation,
         "apply": apply,
+        "size": size,
+        "family": family,
+        "show": show,
+        "fits_summary": fits_summary,
+        "fits_table": fits_table,
+        "fits_plot": fits_plot,
         "applied": applied,
         "plan": plan_state,
         "table": table,
