@@ -207,7 +207,8 @@ def estimate_vram(
             c["weights"] = packed * (NF4_BYTES + scale) + (n - packed) * rest
             notes.append(
                 f"NF4 base: {packed / 1e6:,.1f} M packed linear weights at "
-                f"{(NF4_BYTES + scale) * 8:.3f} bit; {(n - packed) / 1e6:,.1f} M others upcast to fp32."
+                f"{(NF4_BYTES + scale) * 8:.3f} bit; {(n - packed) / 1e6:,.1f} M others (norms, embeddings) "
+                + ("upcast to fp32 (the seed recipe)." if upcast_non_quantized else "in 16 bit.")
             )
         c["LoRA weights"] = trainable * FP32_BYTES
         c["gradients"] = trainable * FP32_BYTES

@@ -193,3 +193,50 @@ def test_full_flow_and_a_second_browser_sees_nothing(server, browser, tmp_path):
     chinese.get_by_text("全零初始化").filter(visible=True).first.wait_for(timeout=30_000)
     assert "开始训练" in chinese.inner_text("body")
     _shot(chinese, "zh-train")
+
+
+def test_gpu_planner_applies_its_plan_and_what_fits_loads_a_model(server, browser):
+    """A 7B from the offline catalogue on a 16 GB card: the plan is QLoRA, one click sets it in the Train tab;
+    the catalogue table loads a clicked model into the Model tab."""
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_text("LlamaForCausalLM").first.wait_for(timeout=120_000)  # the embedded model's facts
+    path = page.get_by_label("Hub id or local model folder")
+    path.fill("meta-llama/Llama-2-7b-hf")  # offline (HF_HUB_OFFLINE=1): built from the catalogue
+    page.get_by_role("button", name="Load model info").click()
+    page.get_by_text("6.74 B").first.wait_for(timeout=60_000)
+    _tab(page, "4. Train")
+    box = page.get_by_label("Batch size").first
+    box.fill("4")
+    box.press("Tab")
+    _tab(page, "3. GPU memory")
+    gpu = page.get_by_label("GPU", exact=True)
+    gpu.click()
+    page.get_by_role("option", name="NVIDIA T4 (16 GB)").click()
+    page.get_by_role("button", name="Estimate", exact=True).click()
+    plan = page.get_by_text("Fastest plan that fits: QLoRA").first
+    plan.wait_for(timeout=60_000)
+    assert page.get_by_text("Your settings on NVIDIA T4 (16 GB)").first.is_visible()
+    page.get_by_role("button", name="Apply this plan to the Train tab").click()
+    applied = page.get_by_text("Applied to the Model and Train tabs").first
+    applied.wait_for(timeout=30_000)
+    assert "load_in_4bit: False -> True" in applied.inner_text()
+    _shot(page, "3-gpu-plan-applied")
+    _tab(page, "4. Train")
+    assert page.get_by_label("QLoRA (4-bit base)").is_checked()
+    _tab(page, "3. GPU memory")
+    # the tab now estimates the applied settings: they fit
+    page.get_by_text(re.compile(r"Your settings on NVIDIA T4 \(16 GB\).*: QLoRA fits")).first.wait_for(
+        timeout=30_000
+    )
+    page.get_by_text("What fits on my GPU: every catalogue model").click()
+    page.get_by_role("button", name="Show what fits").click()
+    page.get_by_text(re.compile(r"models fit 15 GiB")).first.wait_for(timeout=120_000)
+    page.get_by_text("Qwen/Qwen2.5-0.5B-Instruct", exact=True).first.click()
+    page.get_by_text("Loaded Qwen/Qwen2.5-0.5B-Instruct in the Model tab").first.wait_for(timeout=60_000)
+    _shot(page, "3-gpu-what-fits")
+    _tab(page, "1. Model")
+    assert page.get_by_label("Hub id or local model folder").input_value() == "Qwen/Qwen2.5-0.5B-Instruct"
+    page.get_by_text("Qwen2ForCausalLM").first.wait_for(timeout=60_000)
+    page.close()

@@ -294,7 +294,7 @@ def plan_text(spec: ModelSpec, cfg: TrainingConfig, result: Any, report: dict[st
     return "\n".join(out)
 
 
-FIT_MARKS = {"fits": "✅ fits", "tight": "⚠️ tight", "does not fit": "❌ no", "not planned": "— MoE"}
+FIT_MARKS = {"fits": "fits", "tight": "tight", "does not fit": "no", "not planned": "MoE: not planned"}
 
 
 def fits_frame(rows: list[Any]) -> pd.DataFrame:
@@ -339,9 +339,19 @@ def fits_figure(rows: list[Any], gpu_gib: float) -> go.Figure:
         )
     fig.add_hline(y=gpu_gib, line_dash="dash", line_color="red", annotation_text=f"GPU {gpu_gib:g} GiB")
     fig.add_hline(y=gpu_gib * 0.9, line_dash="dot", line_color="orange", annotation_text="90% budget")
+    import math
+
+    values = [
+        r.cells[m].total_gib for r in rows for m in ("lora", "lora8", "qlora") if r.cells[m].total_gib > 0
+    ]
+    low, high = min([*values, gpu_gib]), max([*values, gpu_gib])
     fig.update_layout(
         xaxis={"title": "parameters (billions)", "type": "log"},
-        yaxis={"title": "estimated peak GiB", "type": "log"},
+        yaxis={
+            "title": "estimated peak GiB",
+            "type": "log",
+            "range": [math.log10(low * 0.8), math.log10(high * 1.25)],  # log axes take log10 bounds
+        },
         height=420,
         margin={"t": 30},
         legend={"orientation": "h"},

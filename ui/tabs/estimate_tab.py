@@ -84,13 +84,13 @@ def estimate(
     chosen = result.chosen
     heading = f"Fastest plan that fits: {PLAN_LABELS[chosen.method]}" if chosen else "Nothing fits this GPU"
     text += f"\n\n### {heading}\n" + "\n\n".join(plan_lines(result, cfg))
-    notes = [n for e in estimates.values() for n in e.notes]
-    if notes:
-        text += "\n\n" + "\n".join(f"- {n}" for n in dict.fromkeys(notes))
-    text += "\n\n" + " · ".join(
+    text += "\n\n**Each method with your other settings:** " + " · ".join(
         f"{METHOD_LABELS[m]}: **{fit_status(e.total_gib, gib)}** ({e.total_gib:.1f} GiB)"
         for m, e in estimates.items()
     )
+    notes = [n for e in estimates.values() for n in e.notes]
+    if notes:
+        text += "\n\n**How the estimate counts:**\n\n" + "\n".join(f"- {n}" for n in dict.fromkeys(notes))
     if not detect_gpus():
         text += (
             f"\n\n**On this machine:** {cpu_summary()} LoRA on the CPU with these settings needs about "
