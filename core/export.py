@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ExportError
+from core.export_memory import adapter_params_in, check_merge_memory, estimate_merge_memory
 from core.export_verify import PROBE_PROMPT, adapter_checks, check, check_memory, fail_on, probe_ids
 from core.model import holding_model_lock
 from core.runs import publish_dir, staging_dir, write_json_atomic
@@ -140,17 +141,36 @@ def _destination(run_dir: Path, out: str | Path | None, default_name: str) -> Pa
     return final
 
 
-def _reference_dtype(num_params: int, device: str) -> Any:
-    """float32 for the base+adapter reference when it fits in 60% of free memory, else bfloat16."""
-    import os
+def _reference_dtype(num_params: int, device: str, available_gib: float | None = None) -> Any:
+    """float32 for the base+adapter reference when it fits in 60% of the available memory, else bfloat16.
 
+    ``available_gib`` None measures it (core.export_memory.available_memory_gib: MemAvailable within the cgroup
+    limit on the CPU, free + cached on the GPU).
+    """
     import torch
 
-    if device == "cuda":
-        free = torch.cuda.mem_get_info()[0]
-    else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return torch.float32 if num_params * 4 < 0.6 * free else torch.bfloat16
+    from core.export_memory import available_memory_gib, verifies_in_float32
+
+    free_gib = available_memory_gib(device) if available_gib is None else available_gib
+    return torch.float32 if verifies_in_float32(num_params, free_gib) else torch.bfloat16
+
+
+def _release_memory() -> None:
+    """Give a freed model copy back before the next one loads, so the copies never add up.
+
+    ``gc.collect`` drops reference cycles; glibc's ``malloc_trim(0)`` returns the freed pages of every arena to the
+    kernel. Without it glibc kept the freed float32 reference in its per-thread arenas and the verification reload
+    came on top (SmolLM2-135M on the CPU: 1,020 MiB anonymous peak instead of 554 MiB; bench/RESULTS.md). A no-op
+    beyond gc where the C library has no malloc_trim (macOS, musl).
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
 
 
 def _size(folder: Path) -> int:
@@ -223,8 +243,13 @@ def export_merged(
     out: str | Path | None = None,
     dtype: str = "auto",
     max_shard_size: str = "5GB",
+    available_gib: float | None = None,
 ) -> ExportResult:
     """Merge the run's adapter into a 16-bit copy of its base, save, verify and zip.
+
+    Before anything loads or is written, the memory the merge needs (core.export_memory.estimate_merge_memory: one
+    16-bit copy of the base, the adapter, runtime) is checked against what the merge device has, and the export is
+    refused with the numbers when it does not fit (a merge that runs out of RAM is killed without a message).
 
     Args:
         run_dir: a run folder with config.json and adapter/.
@@ -232,12 +257,15 @@ def export_merged(
         dtype: saved dtype: "auto" (the base checkpoint's 16-bit dtype, bfloat16 otherwise), "bfloat16",
             "float16", or "float32" (exact, twice the size; for adapters too small to survive 16-bit rounding).
         max_shard_size: largest safetensors file, e.g. "2GB" or "5GB" (transformers' save_pretrained argument).
+        available_gib: memory the merge may use, GiB; None measures it (core.export_memory.available_memory_gib).
+            Tests pass a small number to see the refusal.
 
     Returns:
         ExportResult with the measured logit differences.
 
     Raises:
-        ExportError: missing adapter, destination exists, or verification failed (numbers in the message).
+        ExportError: missing adapter, not enough memory, destination exists, or verification failed (numbers in
+            the message).
     """
     import torch
     from peft import PeftModel
@@ -251,6 +279,14 @@ def export_merged(
         raise ExportError(f"dtype {dtype!r} is not one of {MERGED_DTYPES}.")
     run_dir = Path(run_dir).resolve()
     cfg, adapter = _run_info(run_dir)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # the base's config on the meta device: no weights downloaded or loaded before the memory check
+    spec = inspect_model(cfg["model_name_or_path"])
+    need = estimate_merge_memory(spec, dtype, device, adapter_params_in(adapter))
+    available_gib = check_merge_memory(need, available_gib)
+    log.info(
+        "Merge needs about %.2f GiB of %s; %.2f GiB available", need.total_gib, need.where, available_gib
+    )
     final = _destination(run_dir, out, "merged")
     adapter_report, *_ = adapter_checks(
         adapter, None
@@ -258,7 +294,6 @@ def export_merged(
     base_path = resolve_model_path(cfg["model_name_or_path"])
     tokenizer = load_tokenizer(base_path)
     ensure_chat_template(tokenizer)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype == "auto":
         stored = json.loads((Path(base_path) / "config.json").read_text(encoding="utf-8"))
         stored_dtype = stored.get("dtype") or stored.get("torch_dtype")
@@ -266,7 +301,6 @@ def export_merged(
         if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
             dtype = "float16"  # what this GPU computes in (T4, V100)
     save_dtype = getattr(torch, dtype)
-    check_memory(base_path, torch.finfo(save_dtype).bits // 8, device)
     # finfo.eps is 2x the relative step; the floor covers float32 re-association (merged vs unmerged matmuls).
     tolerance = max(MERGE_TOLERANCE_EPS * torch.finfo(save_dtype).eps / 2, MERGE_TOLERANCE_FLOOR)
     encoded: Any = tokenizer.apply_chat_template(
@@ -282,8 +316,8 @@ def export_merged(
             return model(input_ids=probe).logits.float().cpu()
 
     # Reference: base + adapter unmerged, in float32 (exact W x + (alpha/r) B A x up to fp32 rounding).
-    log.info("Computing base and base+adapter reference logits in float32")
-    ref_dtype = _reference_dtype(inspect_model(base_path).num_params, device)
+    ref_dtype = _reference_dtype(spec.num_params, device, available_gib)
+    log.info("Computing base and base+adapter reference logits in %s", ref_dtype)
     ref_model = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(
             base_path, dtype=ref_dtype, device_map={"": device}, **SAFE_LOAD
@@ -295,6 +329,7 @@ def export_merged(
     with ref_model.disable_adapter():
         base = logits(ref_model)
     del ref_model
+    _release_memory()
 
     log.info("Merging into a %s copy of the base", save_dtype)
     merged = PeftModel.from_pretrained(
@@ -313,12 +348,14 @@ def export_merged(
         tokenizer.padding_side = "left"  # what generation wants
         tokenizer.save_pretrained(tmp)
         del merged
+        _release_memory()
         reloaded = AutoModelForCausalLM.from_pretrained(
             tmp, dtype=ref_dtype, device_map={"": device}, **SAFE_LOAD
         )
         reloaded.eval()
         got = logits(reloaded)
         del reloaded
+        _release_memory()
         std = float(ref.std())
         diff_ref = float((got - ref).abs().mean()) / std
         diff_base = float((got - base).abs().mean()) / std

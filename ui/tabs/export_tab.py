@@ -48,6 +48,34 @@ def servable(path: str, private: bool = False) -> str:
     return str(dest)
 
 
+def memory_line(run_dir: str | None, dtype: str = "auto") -> str:
+    """Before the click: what a merged export of ``run_dir`` needs and what the merge device has now.
+
+    "Merged export needs about X GiB of RAM; available now: Y GiB" (GPU memory on a CUDA machine), from
+    core.export_memory (the base's config on the meta device and the adapter's safetensors header: no weights
+    read). Empty when no run is picked or the folder is not a run folder.
+    """
+    from core.export_memory import available_memory_gib, merge_memory_for_run, verifies_in_float32
+
+    if not run_dir or not (Path(run_dir) / "config.json").is_file():
+        return ""
+    try:
+        need = merge_memory_for_run(run_dir, dtype)
+    except StudioError as exc:
+        return f"Merged export memory: cannot estimate ({exc})."
+    available = available_memory_gib(need.device)
+    line = need.summary(available) + f" ({need.components()})."
+    if need.total_gib > available:
+        return (
+            f"**{line}** Not enough for a merge: free memory, export the adapter only (it needs almost none), "
+            "or merge on a bigger machine."
+        )
+    if verifies_in_float32(need.num_params, available):
+        peak = need.total_float32_verification_gib
+        line += f" It verifies in float32 here, about {peak:.1f} GiB at the peak."
+    return line
+
+
 def do_export(
     run_dir: str | None,
     merged: bool,
@@ -120,6 +148,10 @@ def render() -> dict[str, Any]:
         label="Max shard size",
         info="Largest safetensors file of a merged export (transformers' max_shard_size).",
     )
+    memory = gr.Markdown()
+    # recomputed whenever the run (also set by Refresh and on opening the tab) or the dtype changes
+    for changed in (run.change, dtype.change):
+        changed(memory_line, [run, dtype], memory, api_visibility="private", show_progress="hidden")
     with gr.Row():
         merged = gr.Button("Export merged weights", variant="primary")
         adapter = gr.Button("Export adapter only")
@@ -154,4 +186,5 @@ def render() -> dict[str, Any]:
         "adapter": adapter,
         "result": result,
         "download": download,
+        "memory": memory,
     }
