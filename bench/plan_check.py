@@ -137,6 +137,11 @@ def main() -> None:
     p.add_argument("--root", default="/tmp/plan-check")
     p.add_argument("--json", default=None)
     p.add_argument("--dry-run", action="store_true", help="print the plans only (no GPU needed)")
+    p.add_argument(
+        "--rejected",
+        action="store_true",
+        help="also run the leanest of the faster plans the planner turned down (expect OOM)",
+    )
     a = p.parse_args()
     if a.child:
         child(a.child, a.cap)
@@ -185,11 +190,36 @@ def main() -> None:
             plan = result.chosen
             if plan is None:
                 row["plan"] = None
+                runs = []
             else:
+                runs = [(row, plan)]
+                if a.rejected:  # the fastest plan the planner turned down: does it really not fit?
+                    from core.plan import candidate_plans
+
+                    faster = [
+                        p
+                        for p in candidate_plans(spec, base)
+                        if p.step_cost < plan.step_cost and p.total_gib > result.budget_gib
+                    ]
+                    if faster:
+                        reject = min(faster, key=lambda p: p.total_gib)  # the closest call
+                        runs.append(
+                            (
+                                {
+                                    "arch": arch,
+                                    "gpu_gib": gib,
+                                    "budget_gib": result.budget_gib,
+                                    "reason": "rejected by the planner",
+                                    "rejected": True,
+                                },
+                                reject,
+                            )
+                        )
+            for row, plan in runs:  # noqa: B020 (each run reports into its own row)
                 row["plan"] = plan.describe()
                 row["plan_estimate_gib"] = plan.total_gib
                 if not a.dry_run:
-                    cfg_path = root / f"{arch}-{gib:g}.json"
+                    cfg_path = root / f"{arch}-{gib:g}{'-rejected' if row.get('rejected') else ''}.json"
                     cfg_path.write_text(json.dumps(plan.apply(base).to_dict()))
                     proc = subprocess.run(
                         [sys.executable, __file__, "--child", str(cfg_path), "--cap", str(gib)],
@@ -211,15 +241,18 @@ def main() -> None:
                             * (plan.total_gib - row["peak_with_context_gib"])
                             / row["peak_with_context_gib"]
                         )
-            results.append(row)
-            print(json.dumps(row), flush=True)
-            if a.json:
-                Path(a.json).write_text(json.dumps(results, indent=2))
+                results.append(row)
+                print(json.dumps(row), flush=True)
+                if a.json:
+                    Path(a.json).write_text(json.dumps(results, indent=2))
+            if not runs:
+                results.append(row)
+                print(json.dumps(row), flush=True)
     print("\n| model | card GiB | plan | estimate GiB | peak reserved + context GiB | of budget | status |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['arch']} | {r['gpu_gib']:g} | {r['plan'] or 'nothing fits'} | {r.get('plan_estimate_gib', 0):.1f} "
+            f"| {r['arch']} | {r['gpu_gib']:g} | {'(rejected) ' if r.get('rejected') else ''}{r['plan'] or 'nothing fits'} | {r.get('plan_estimate_gib', 0):.1f} "
             f"| {r.get('peak_with_context_gib', float('nan')):.2f} | {r.get('budget_used_pct', float('nan')):.0f}% "
             f"| {r.get('status', '-')} |"
         )

@@ -6,11 +6,10 @@ effective batch (``per_device_train_batch_size * gradient_accumulation_steps`` i
 AdamW or bitsandbytes' paged 8-bit AdamW). ``max_length`` is never shortened silently: plans that need a shorter
 one are marked ``shortened`` and offered after every plan at the user's length.
 
-Plans are ordered by the estimated time of one optimizer step (``step_cost``), a cost model fitted on the step
-times measured on an H200 (bench/RESULTS.md, "session 5 · Planner inputs"): for each method and checkpointing
-setting, the time of one micro-batch is ``fixed + per_token * tokens`` (per-micro-batch work such as the 4-bit
-dequantization of every weight, plus work proportional to the tokens), in units of the time LoRA on a 16-bit base
-without checkpointing spends on one token.
+Plans are ordered by the estimated time of one optimizer step (``step_cost``), from the step times measured on an
+H200 (bench/RESULTS.md, "session 5 · Planner inputs"): for each method and checkpointing setting a micro-batch
+costs the larger of a floor (the host launching kernels) and a rate per token (the GPU's work), so splitting a
+micro-batch is expensive where the floor dominates and checkpointing where the rate does.
 """
 
 from __future__ import annotations
@@ -30,31 +29,31 @@ METHOD_LABELS = {
 }
 PAGED_OPTIM = "paged_adamw_8bit"
 
-# Step-cost model (see the module docstring). PER_TOKEN[(method, checkpointing)]: time per token relative to LoRA
-# on a 16-bit base without checkpointing. FIXED_TOKENS[(method, checkpointing)]: per-micro-batch work expressed in
-# tokens of that same unit (a micro-batch of t tokens costs FIXED_TOKENS + PER_TOKEN * t). Source: bench/RESULTS.md
-# "session 5 · Planner inputs" (bench/plan_speed.py, Llama-2-7B shape, H200, bf16, r 16 on all projections):
-# checkpointing's recompute ~1.4x (also session 3: 811 vs 572 ms per 8,192-token micro-batch), the 4-bit base's
-# dequantization a few percent per token plus a per-pass cost, the 8-bit base's LLM.int8 matmul much slower.
-PER_TOKEN: dict[tuple[str, bool], float] = {
-    ("lora", False): 1.0,
-    ("lora", True): 1.42,
-    ("qlora", False): 1.05,
-    ("qlora", True): 1.48,
-    ("lora8", False): 2.0,
-    ("lora8", True): 2.8,
+# Step-cost model, measured with bench/plan_speed.py on a Llama-2-7B shape loaded as the product loads it (H200,
+# bf16, r 16 on all projections; bench/RESULTS.md "session 5 · Planner inputs"). One micro-batch of t tokens takes
+# max(FLOOR_MS, RATE_MS_PER_1K * t / 1000): below ~4k tokens the GPU waits on the host launching kernels (the
+# floor), above it the GPU's rate sets the time. The rule fits the 53 measured cells with a median error of 4.7%.
+# Ratios it encodes: checkpointing's recompute 1.39x (LoRA), 1.38x (QLoRA), 1.68x (8-bit base); QLoRA's
+# dequantization 1.03x LoRA's time; LLM.int8's matmul 1.56-1.63x. Keys: (method, gradient checkpointing).
+FLOOR_MS: dict[tuple[str, bool], float] = {
+    ("lora", False): 283.0,
+    ("lora", True): 485.0,
+    ("qlora", False): 324.0,
+    ("qlora", True): 512.0,
+    ("lora8", False): 458.0,
+    ("lora8", True): 774.0,
 }
-FIXED_TOKENS: dict[tuple[str, bool], float] = {
-    ("lora", False): 64.0,
-    ("lora", True): 96.0,
-    ("qlora", False): 256.0,
-    ("qlora", True): 384.0,
-    ("lora8", False): 512.0,
-    ("lora8", True): 768.0,
+RATE_MS_PER_1K: dict[tuple[str, bool], float] = {
+    ("lora", False): 74.0,
+    ("lora", True): 102.0,
+    ("qlora", False): 75.0,
+    ("qlora", True): 104.0,
+    ("lora8", False): 108.0,
+    ("lora8", True): 154.0,
 }
-# bitsandbytes' paged 8-bit AdamW: its step is a few milliseconds for tens of millions of LoRA parameters (session
-# 3: the torch AdamW step + clipping took 9.5 ms of a ~12 s optimizer step), so it only breaks ties.
-PAGED_OPTIM_COST = 1.01
+# The optimizer step on 40 M LoRA parameters (same bench): torch AdamW 4-10 ms, bitsandbytes' paged 8-bit AdamW
+# 26-46 ms.
+OPTIM_STEP_MS = {"adamw_torch": 7.0, "adamw_8bit": 36.0, "paged_adamw_8bit": 36.0}
 # Shortest max_length the planner offers when nothing fits at the user's length.
 MIN_MAX_LENGTH = 256
 
@@ -72,8 +71,7 @@ class Plan:
         optim: "adamw_torch" or "paged_adamw_8bit" (or the user's own 8-bit choice).
         max_length: tokens per row; below the user's only when ``shortened``.
         estimate: the memory estimate of these settings (core.vram.estimate_vram).
-        step_cost: estimated time of one optimizer step, in units of one token of LoRA on a 16-bit base without
-            checkpointing (see the module docstring).
+        step_cost: estimated time of one optimizer step, ms on the H200 it was measured on (see step_cost).
         relative_time: step_cost over the fastest plan's (1.0 for the fastest; 1.4 = 40% slower).
         status: "fits" (within 90% of the GPU) for every offered plan.
         shortened: max_length is below the user's (rows longer than it are cut).
@@ -197,14 +195,15 @@ def _show(value: Any) -> str:
 def step_cost(
     method: str, checkpointing: bool, micro_batch_tokens: int, micro_batches: int, optim: str
 ) -> float:
-    """Estimated time of one optimizer step (units: one token of LoRA on a 16-bit base without checkpointing).
+    """Estimated time of one optimizer step in milliseconds of the H200 it was measured on (bench/RESULTS.md,
+    session 5): ``micro_batches`` x max(FLOOR_MS, RATE_MS_PER_1K x tokens / 1000) plus the optimizer's step.
 
-    ``micro_batches`` micro-batches of ``micro_batch_tokens`` tokens each cost FIXED_TOKENS + PER_TOKEN x tokens
-    (bench/RESULTS.md, session 5); the paged 8-bit optimizer adds PAGED_OPTIM_COST's 1%.
+    On a slower GPU every figure grows, the per-token part more than the floor; the planner uses only the ratios
+    between plans.
     """
     key = (method, checkpointing)
-    cost = micro_batches * (FIXED_TOKENS[key] + PER_TOKEN[key] * micro_batch_tokens)
-    return cost * (PAGED_OPTIM_COST if "8bit" in optim else 1.0)
+    micro = max(FLOOR_MS[key], RATE_MS_PER_1K[key] * micro_batch_tokens / 1000)
+    return micro_batches * micro + OPTIM_STEP_MS.get(optim, OPTIM_STEP_MS["adamw_torch"])
 
 
 def is_moe(spec: ModelSpec) -> bool:

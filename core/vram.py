@@ -31,27 +31,33 @@ ADAM_STATES = 2  # torch.optim.AdamW keeps exp_avg and exp_avg_sq, each in the p
 # 2022, "8-bit Optimizers via Block-wise Quantization"): 2 x (1 + 4/2048) bytes per parameter.
 ADAM_8BIT_BYTES = 2 * (1 + 4 / 2048)
 # Logits path per token and vocabulary entry: bf16 logits (2) + fp32 upcast in transformers' ForCausalLMLoss (4)
-# + fp32 log-softmax kept by cross_entropy for backward (4) + fp32 gradient of the logits during backward (4).
-# Fitted to 13 on the same measurements (bench/RESULTS.md): not all four buffers are alive at the peak.
-LOGITS_BYTES = 13
+# + fp32 log-softmax kept by cross_entropy for backward (4) + fp32 gradient of the logits during backward (4): all
+# four are alive at the loss's backward (v5: the first-principles count also fits best; bench/RESULTS.md session 5).
+LOGITS_BYTES = 14
 # CUDA context + cuBLAS workspace that torch allocates on first use; ~0.5 GiB measured with torch 2.x on
 # Ampere/Hopper (nvidia-smi minus torch.cuda.max_memory_reserved), rounded up.
 CUDA_CONTEXT_GIB = 0.6
-# The three constants below were fitted on 24 measured configurations (two grids of 12, 135M-8B parameters,
-# max_length 256-4096, batch 1-16, r 8-64, LoRA and QLoRA, checkpointing on/off; bench/vram_accuracy.py on an H200,
-# bench/RESULTS.md), choosing the set with the smallest median + worst error that never under-estimates by > 7%.
-# torch.cuda.max_memory_reserved() over the components' sum: reserved was 1-8% above allocated without gradient
-# checkpointing and 10-24% above with it (recomputation frees and re-allocates blocks of varying size).
-ALLOCATOR_OVERHEAD = {False: 0.10, True: 0.12}  # keyed by gradient_checkpointing
+# v5 constants (session 5), fitted on the 9 configurations of bench/vram_accuracy.py --grid arch-fit (H200; six
+# architectures outside the v1-v4 grids: large vocabularies, fused projections, tied embeddings, GQA ratios, a
+# head_dim that is not hidden / heads) through the product's own path (16-bit norms on k-bit bases, fused LoRA
+# branch) and checked on the 9 untouched configurations of --grid arch-holdout, choosing the set with the smallest
+# median error and the least under-estimation whose worst fitted error stays under 12% (bench/RESULTS.md).
+# Allocator overhead: torch.cuda.max_memory_reserved() over the components' sum, on everything but the frozen
+# weights (allocated once in large blocks; what fragments is what is freed and allocated again every step).
+ALLOCATOR_OVERHEAD = {False: 0.12, True: 0.10}  # keyed by gradient_checkpointing
 ALLOCATOR_FIXED_GIB = 0.1
-# Measured / counted activation memory: peft's LoRA layers on a bf16 base keep a little less than the tensor count
-# in _activation_bytes_per_token_layer (some saved inputs are shared views); prepare_model_for_kbit_training upcasts
-# norms to fp32 and bitsandbytes keeps dequantization inputs, so a 4-bit base keeps ~30% more. Full fine-tuning was
-# not measured: 1.0.
-ACTIVATION_FACTOR = {"full": 1.0, "lora": 0.95, "lora8": 1.5, "qlora": 1.3}
+WEIGHTS_OVERHEAD_EXEMPT = (
+    1.0  # share of the weights exempt from the overhead (v1-v4 charged it on them too: 0)
+)
+# Measured / counted activation memory: LoRA on a 16-bit base and on a 4-bit base with 16-bit norms (the engine)
+# keep 0.9 of the tensors counted in _activation_bytes_per_token_layer (some saved inputs are shared views); an
+# 8-bit base keeps its layers' inputs for bitsandbytes' MatMul8bitLt. Full fine-tuning was not measured: 1.0.
+ACTIVATION_FACTOR = {"full": 1.0, "lora": 0.9, "lora8": 1.3, "qlora": 0.9}
+# The seed recipe's k-bit bases (fp32 norms and embeddings; v4's fit on the v1-v4 grids, bench/RESULTS.md).
+UPCAST_ACTIVATION_FACTOR = {"lora8": 1.5, "qlora": 1.3}
 # LoRA 8-bit with gradient checkpointing: bitsandbytes' MatMul8bitLt keeps its inputs as ctx attributes, which
-# torch.utils.checkpoint cannot drop, so a fraction of each layer's activations stays alive for every layer.
-# Fitted on bench/vram_accuracy.py --grid 8bit (H200, 6 configurations with checkpointing, bench/RESULTS.md).
+# torch.utils.checkpoint cannot drop, so a fraction of each layer's activations stays alive for every layer
+# (v4 fit on --grid 8bit, kept by v5).
 LORA8_CHECKPOINT_KEPT = 0.3
 # float32 compute on a GPU (no autocast, no flash-attention kernel): activations measured 1.35 times the tensors
 # counted at 4 bytes (SmolLM2-135M, max_length 1024, batch 4, H200; bench/RESULTS.md). One measurement: float32
@@ -60,6 +66,8 @@ FP32_ACTIVATION_FACTOR = 1.35
 # Liger-Kernel's LigerFusedLinearCrossEntropyLoss processes the tokens in chunks of about
 # 2^ceil(log2(ceil(tokens / ceil(vocab / hidden)))) rows; 4096 is a conservative bound for 7B-class shapes.
 LIGER_CHUNK_TOKENS = 4096
+# torch.native_dropout's mask is a bool tensor: 1 byte per element of each adapted module's input.
+DROPOUT_MASK_BYTES = 1
 HEADROOM = 0.90  # recommend a method only if it uses at most 90% of the GPU
 
 
@@ -95,28 +103,52 @@ def compute_bytes(cfg: TrainingConfig, method: str) -> int:
     return FP32_BYTES if name == "float32" else BF16_BYTES
 
 
+def _layer_widths(spec: ModelSpec) -> tuple[int, int, int]:
+    """(q + k + v output width, attention output width, MLP width) of one decoder layer, from the real linear
+    shapes: fused qkv_proj / gate_up_proj (Phi-3) and a head_dim that is not hidden / heads (Qwen3, Gemma 3,
+    Mistral-Nemo) count as they are built; families without those names fall back to the config's fields."""
+    h = spec.hidden_size
+    g = {group.name: group for group in spec.linear_groups}
+    kv = spec.num_key_value_heads * (h // max(spec.num_attention_heads, 1))
+    if "qkv_proj" in g:
+        qkv = g["qkv_proj"].out_features
+    elif {"q_proj", "k_proj", "v_proj"} <= g.keys():
+        qkv = g["q_proj"].out_features + g["k_proj"].out_features + g["v_proj"].out_features
+    else:
+        qkv = h + 2 * kv
+    attn = g["o_proj"].in_features if "o_proj" in g else h
+    if "gate_up_proj" in g:
+        mlp = g["gate_up_proj"].out_features // 2
+    elif "gate_proj" in g:
+        mlp = g["gate_proj"].out_features
+    else:
+        mlp = spec.intermediate_size
+    return qkv, attn, mlp
+
+
 def _activation_bytes_per_token_layer(
-    spec: ModelSpec, cfg: TrainingConfig, lora: bool, elem: int = 2
+    spec: ModelSpec, cfg: TrainingConfig, lora: bool, elem: int = 2, fused_lora: bool = True
 ) -> float:
     """Bytes saved for backward per token per decoder layer (``elem``-byte activations, SDPA attention).
 
     Korthikanti et al. 2022 give 34*h bytes per token for a GPT layer with a 4h MLP; for a gated (SwiGLU) MLP of
-    width i we count the tensors autograd keeps: two norm inputs and outputs (4h), q/k/v outputs (h + 2*kv),
-    attention output and o_proj input (2h), two residual adds (2h), and gate, up, act(gate), act*up (4i), each
-    2 bytes. SDPA / flash attention keeps no s x s matrix. With lora_dropout > 0 peft keeps one dropped-out copy of
-    each adapted module's input.
+    width i we count the tensors autograd keeps: two norm inputs and outputs (4h), q/k/v outputs (their real
+    widths, _layer_widths), attention output and o_proj input (2 x the attention width), two residual adds (2h),
+    and gate, up, act(gate), act*up (4i), each ``elem`` bytes. SDPA / flash attention keeps no s x s matrix. With
+    lora_dropout > 0 the engine's fused LoRA branch (core.lora_fused) keeps each adapted module's dropout mask
+    (DROPOUT_MASK_BYTES per input element) rather than a dropped-out copy (peft's forward, ``fused_lora=False``).
     """
-    h, i = spec.hidden_size, spec.intermediate_size
-    kv = spec.num_key_value_heads * (h // max(spec.num_attention_heads, 1))
-    saved = 4 * h + (h + 2 * kv) + 2 * h + 2 * h + 4 * i
+    h = spec.hidden_size
+    qkv, attn, mlp = _layer_widths(spec)
+    saved = (4 * h + qkv + 2 * attn + 2 * h + 4 * mlp) * elem
     if lora and cfg.lora_dropout > 0:
         targets = set(_targets(spec, cfg))
-        saved += sum(
+        saved += (DROPOUT_MASK_BYTES if fused_lora else elem) * sum(
             g.in_features * (g.count // max(spec.num_hidden_layers, 1))
             for g in spec.linear_groups
             if g.name in targets
         )
-    return saved * elem
+    return saved
 
 
 def _targets(spec: ModelSpec, cfg: TrainingConfig) -> tuple[str, ...]:
@@ -131,6 +163,7 @@ def estimate_vram(
     method: str,
     fused_loss: bool = False,
     upcast_non_quantized: bool = False,
+    fused_lora: bool = True,
 ) -> VramEstimate:
     """Estimate peak GPU memory of training ``spec`` with ``cfg`` using ``method``.
 
@@ -143,6 +176,8 @@ def estimate_vram(
         method: "full" (all weights, bf16 + AdamW in bf16), "lora" (bf16 base) or "qlora" (NF4 base).
         fused_loss: Liger-Kernel's fused linear + cross-entropy (never materialises the logits; the engine uses
             it on CUDA when installed). The default (False) is the calibrated, plain-PyTorch path.
+        fused_lora: the engine's fused LoRA branch (core.lora_fused, on by default) keeps a 1-byte dropout mask
+            per adapted input element; peft's own forward (False) keeps a dropped-out copy in the compute dtype.
         upcast_non_quantized: True = k-bit bases keep non-quantized weights in fp32 (peft's
             prepare_model_for_kbit_training, the seed recipe); False (default) = the engine's 16-bit norms and
             embeddings (core.model.prepare_for_training), what LoRA Studio trains with.
@@ -193,9 +228,11 @@ def estimate_vram(
             # upcasts the rest to fp32 as for QLoRA.
             packed = spec.linear_params
             rows = sum(g.out_features * g.count for g in spec.linear_groups)
-            c["weights"] = packed * 1 + rows * FP32_BYTES + (n - packed) * FP32_BYTES
+            rest = FP32_BYTES if upcast_non_quantized else BF16_BYTES
+            c["weights"] = packed * 1 + rows * FP32_BYTES + (n - packed) * rest
             notes.append(
-                f"int8 base: {packed / 1e6:,.1f} M linear weights at 1 byte; the rest upcast to fp32. bitsandbytes "
+                f"int8 base: {packed / 1e6:,.1f} M linear weights at 1 byte; the rest in "
+                f"{'fp32' if upcast_non_quantized else '16 bit'}. bitsandbytes "
                 "keeps each 8-bit layer's inputs even with gradient checkpointing (calibrated on 11 H200 runs)."
             )
         else:
@@ -215,9 +252,12 @@ def estimate_vram(
         c["optimizer states"] = trainable * (
             ADAM_8BIT_BYTES if "8bit" in cfg.optim else ADAM_STATES * FP32_BYTES
         )
-    per_layer = (
-        _activation_bytes_per_token_layer(spec, cfg, lora=method != "full", elem=elem)
-        * ACTIVATION_FACTOR["lora" if method == "qlora" and not upcast_non_quantized else method]
+    per_layer = _activation_bytes_per_token_layer(
+        spec, cfg, lora=method != "full", elem=elem, fused_lora=fused_lora
+    ) * (
+        UPCAST_ACTIVATION_FACTOR[method]
+        if upcast_non_quantized and method in UPCAST_ACTIVATION_FACTOR
+        else ACTIVATION_FACTOR[method]
     )
     if elem == FP32_BYTES:
         per_layer *= FP32_ACTIVATION_FACTOR
@@ -239,7 +279,11 @@ def estimate_vram(
             + min(tokens, LIGER_CHUNK_TOKENS) * spec.vocab_size * FP32_BYTES * 2
         )
     subtotal = sum(c.values())
-    c["allocator overhead"] = subtotal * ALLOCATOR_OVERHEAD[cfg.checkpointing_on] + ALLOCATOR_FIXED_GIB * GIB
+    # the frozen weights are allocated once in large blocks; fragmentation comes from what is freed and allocated
+    # again every step (activations, logits, their gradients)
+    c["allocator overhead"] = (subtotal - WEIGHTS_OVERHEAD_EXEMPT * c["weights"]) * ALLOCATOR_OVERHEAD[
+        cfg.checkpointing_on
+    ] + ALLOCATOR_FIXED_GIB * GIB
     gib = {k: v / GIB for k, v in c.items()}
     gib["CUDA context"] = CUDA_CONTEXT_GIB
     return VramEstimate(method=method, components_gib=gib, trainable_params=trainable, notes=tuple(notes))

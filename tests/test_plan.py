@@ -89,8 +89,10 @@ def test_7b_on_24_gb_takes_the_fastest_of_the_plans_that_fit(llama7b):
 
     fitting = [p for p in candidate_plans(llama7b, TEXTBOOK) if p.total_gib <= 24 * HEADROOM]
     assert plan.step_cost == min(p.step_cost for p in fitting)
-    # the textbook's 24 GB row says QLoRA; the unquantized LoRA only fits with a smaller micro-batch
-    assert plan.method in ("qlora", "lora8") or plan.per_device_train_batch_size < 4
+    # the textbook's 24 GB row: QLoRA (LoRA on a 16-bit base fits only with a smaller micro-batch or
+    # checkpointing, both slower by the measured step costs)
+    assert plan.method in ("qlora", "lora8")
+    assert any(p.method == "lora" and p.relative_time > 1 for p in result.plans)
 
 
 def test_7b_on_80_gb_is_lora_as_set(llama7b):
@@ -217,7 +219,9 @@ def test_cli_plan_writes_a_config_that_train_accepts_unchanged(tiny_llama, tmp_p
         )
     )
     out = tmp_path / "plan.json"
-    done = run_cli("plan", "--model", str(tiny_llama), "--gpu-gib", "16", "--config", str(start), "--out", str(out))
+    done = run_cli(
+        "plan", "--model", str(tiny_llama), "--gpu-gib", "16", "--config", str(start), "--out", str(out)
+    )
     assert done.returncode == 0, done.stderr
     assert f"Config written to {out}" in done.stdout and "Plan for 16 GiB: LORA" in done.stdout
     planned = json.loads(out.read_text())

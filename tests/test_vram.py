@@ -87,9 +87,11 @@ def test_totals_land_in_the_seed_table_ranges(llama7b):
         lora_target_modules=("q_proj", "v_proj"),
     )
     est = estimate_all(llama7b, cfg)
-    assert 14 <= est["lora"].total_gib <= 20
-    assert 5 <= est["qlora"].total_gib <= 8
-    assert est["full"].total_gib > 50
+    gb = {m: e.total_gib * GIB / 1e9 for m, e in est.items()}  # the textbook counts decimal GB
+    # the 16-bit weights alone are 13.5 GB, so the lower end of the textbook's range is its framework slack
+    assert 14 <= gb["lora"] <= 20
+    assert 5 <= gb["qlora"] <= 8
+    assert gb["full"] > 50
 
 
 def test_activations_scale_with_tokens_and_checkpointing_cuts_them(llama7b):
@@ -151,7 +153,13 @@ def test_8bit_base_weights_and_one_quantized_base_only(llama7b):
     w8 = estimate_vram(llama7b, TrainingConfig(load_in_8bit=True), "lora8").components_gib["weights"] * GIB
     rows = sum(g.out_features * g.count for g in llama7b.linear_groups)
     packed = llama7b.linear_params
-    assert w8 == pytest.approx(packed + rows * 4 + (llama7b.num_params - packed) * 4)
+    assert w8 == pytest.approx(
+        packed + rows * 4 + (llama7b.num_params - packed) * 2
+    )  # the engine: 16-bit rest
+    upcast = estimate_vram(llama7b, TrainingConfig(load_in_8bit=True), "lora8", upcast_non_quantized=True)
+    assert upcast.components_gib["weights"] * GIB == pytest.approx(
+        packed + rows * 4 + (llama7b.num_params - packed) * 4
+    )
     est = estimate_all(llama7b, TrainingConfig())
     assert est["qlora"].total_gib < est["lora8"].total_gib < est["lora"].total_gib
     assert TrainingConfig(load_in_8bit=True).method == "lora8" and TrainingConfig().method == "lora"
@@ -181,7 +189,7 @@ def test_8bit_base_keeps_layer_inputs_under_checkpointing(llama7b):
     cfg = TrainingConfig(max_length=1024, per_device_train_batch_size=2, gradient_checkpointing=True)
     lora = estimate_vram(llama7b, cfg, "lora").components_gib["activations"]
     lora8 = estimate_vram(llama7b, cfg, "lora8").components_gib["activations"]
-    # measured on the H200: 18.48 GiB reserved for this config, 1.8x a LoRA-style checkpointed estimate
     assert lora8 > 3 * lora
-    total = estimate_vram(llama7b, cfg, "lora8").total_gib - 0.6
+    # measured on the H200 (session 2: fp32 norms, peft's own LoRA forward): 18.48 GiB reserved for this config
+    total = estimate_vram(llama7b, cfg, "lora8", upcast_non_quantized=True, fused_lora=False).total_gib - 0.6
     assert total == pytest.approx(18.48, rel=0.1)
