@@ -457,7 +457,8 @@ def estimate_report(
     spec: ModelSpec, cfg: TrainingConfig, gpu_gib: float, result: PlanResult, num_processes: int = 1
 ) -> dict[str, Any]:
     """JSON-ready report of ``launch.py estimate`` / ``plan``: every method's estimate of ``cfg`` as set, the plan
-    (its ``config`` is a complete TrainingConfig dict that ``launch.py train`` accepts), and, for several GPUs,
+    (its ``config`` is a complete TrainingConfig dict that ``launch.py train`` accepts), the RAM a merged export
+    of the result needs (core.export_memory, ``merged_export_ram_gib``), and, for several GPUs,
     the memory per GPU under the strategy auto would choose (core.parallel.per_gpu_summary)."""
     from core.vram import estimate_all
 
@@ -467,9 +468,14 @@ def estimate_report(
         from core.parallel import per_gpu_summary
 
         per_gpu = per_gpu_summary(cfg, spec, estimates, result.method, num_processes, gpu_gib)
+    from core.export_memory import estimate_merge_memory
+
+    targets = _targets(spec, cfg)
+    merge = estimate_merge_memory(spec, "auto", "cpu", spec.lora_params(cfg.lora_r, targets))
     return {
         "model": cfg.model_name_or_path,
         "gpu_gib": gpu_gib,
+        "merged_export_ram_gib": merge.total_gib,
         "recommendation": result.method,
         "reason": result.reason,
         "plan": result.to_dict(cfg),

@@ -285,6 +285,7 @@ def plan_text(spec: ModelSpec, cfg: TrainingConfig, result: Any, report: dict[st
     out.append(", ".join(f"{m}: {e['status']}" for m, e in report["estimates"].items()) + " (as set)")
     out.append(f"Plan for {result.gpu_gib:g} GiB: {result.method.upper()}")
     out += plan_lines(result, cfg)
+    out.append(f"Merged export afterwards: about {report['merged_export_ram_gib']:.1f} GiB of RAM.")
     per_gpu = report.get("per_gpu")
     if per_gpu:
         out.append(

@@ -88,6 +88,7 @@ def estimate(
         f"{METHOD_LABELS[m]}: **{fit_status(e.total_gib, gib)}** ({e.total_gib:.1f} GiB)"
         for m, e in estimates.items()
     )
+    text += "\n\n" + merge_line(spec, cfg)
     notes = [n for e in estimates.values() for n in e.notes]
     if notes:
         text += "\n\n**How the estimate counts:**\n\n" + "\n".join(f"- {n}" for n in dict.fromkeys(notes))
@@ -98,6 +99,22 @@ def estimate(
         )
     fields = chosen.config_fields() if chosen else None
     return text, estimate_frame(estimates), estimate_figure(estimates, gib), fields
+
+
+def merge_line(spec: ModelSpec, cfg: TrainingConfig) -> str:
+    """The merged export's memory (core.export_memory) with what this machine has now, in bold when short."""
+    from core.export_memory import available_memory_gib, estimate_merge_memory, merge_device
+    from core.model import target_modules_for
+
+    device = merge_device()
+    need = estimate_merge_memory(
+        spec, "auto", device, spec.lora_params(cfg.lora_r, target_modules_for(cfg, spec))
+    )
+    have = available_memory_gib(device)
+    line = f"{need.summary(have)} ({need.components()})."
+    if need.total_gib > have:
+        return f"**After training:** **{line} Not enough here: export the adapter only, or merge on a bigger machine.**"
+    return f"**After training:** {line}"
 
 
 def apply_plan(fields: dict[str, Any] | None, *current: Any) -> tuple[Any, ...]:
