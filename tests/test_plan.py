@@ -238,3 +238,14 @@ def test_cli_plan_writes_a_config_that_train_accepts_unchanged(tiny_llama, tmp_p
     report = json.loads(as_json.stdout.strip().splitlines()[-1])
     assert report["plan"]["config"]["model_name_or_path"] == str(tiny_llama)
     assert TrainingConfig.from_dict(report["plan"]["config"]).method == report["plan"]["method"]
+
+
+def test_auto_checkpointing_lets_ddp_replicate_what_fits_with_it(llama7b):
+    from core.parallel import choose_strategy
+
+    cfg = TrainingConfig(max_length=2048, per_device_train_batch_size=2)  # "auto"
+    off = estimate_vram(llama7b, cfg, "lora").total_gib
+    on = estimate_vram(llama7b, cfg.replace(gradient_checkpointing=True), "lora").total_gib
+    gpu = (on / HEADROOM + off / HEADROOM) / 2  # fits with checkpointing only
+    assert choose_strategy(cfg, llama7b, 2, gpu).strategy == "ddp"
+    assert choose_strategy(cfg.replace(gradient_checkpointing=False), llama7b, 2, gpu).strategy == "fsdp"
