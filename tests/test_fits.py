@@ -68,3 +68,12 @@ def test_table_and_chart(on_24):
     assert len(frame) == len(on_24) and frame["QLoRA"].str.contains("GiB").any()
     fig = fits_figure(on_24, 24.0)
     assert len(fig.data) == 3 and {t.name for t in fig.data} == {"LoRA", "LoRA 8-bit", "QLoRA"}
+
+
+def test_every_model_preset_is_the_embedded_model_or_in_the_catalogue():
+    from core.catalogue import catalogue_entry
+    from core.config import DEFAULT_MODEL
+    from core.presets import MODEL_PRESETS
+
+    for preset in MODEL_PRESETS:
+        assert preset.model_name_or_path == DEFAULT_MODEL or catalogue_entry(preset.model_name_or_path)

@@ -36,6 +36,13 @@ def load_model_info(
         model_facts_markdown(spec)
         + f"\nSuggested learning rate for this size: {lr:g} (set in the Train tab)."
     )
+    if spec.source.startswith("catalogue"):
+        facts += (
+            f"\n\nShape from LoRA Studio's offline catalogue ({spec.source.split(' ', 1)[-1]}), not downloaded: "
+            "the estimate and the GPU tab's plan work now; training downloads the weights from the Hugging Face "
+            "Hub, so it needs a connection (and, for gated models, an accepted licence and `hf auth login`)."
+        )
+    return spec, facts, gr.update(choices=spec.linear_names, value=targets), lr
     return spec, facts, gr.update(choices=spec.linear_names, value=targets), lr
 
 
