@@ -462,9 +462,9 @@ def estimate_report(
     the memory per GPU under the strategy auto would choose (core.parallel.per_gpu_summary)."""
     from core.vram import estimate_all
 
-    estimates = estimate_all(spec, cfg)
+    estimates = {} if is_moe(spec) else estimate_all(spec, cfg)  # the dense arithmetic would be wrong
     per_gpu = None
-    if num_processes > 1:
+    if num_processes > 1 and estimates:
         from core.parallel import per_gpu_summary
 
         per_gpu = per_gpu_summary(cfg, spec, estimates, result.method, num_processes, gpu_gib)

@@ -249,3 +249,27 @@ def test_auto_checkpointing_lets_ddp_replicate_what_fits_with_it(llama7b):
     gpu = (on / HEADROOM + off / HEADROOM) / 2  # fits with checkpointing only
     assert choose_strategy(cfg, llama7b, 2, gpu).strategy == "ddp"
     assert choose_strategy(cfg.replace(gradient_checkpointing=False), llama7b, 2, gpu).strategy == "fsdp"
+
+
+def test_a_mixture_of_experts_model_is_refused_with_the_reason_offline(tmp_path):
+    out = tmp_path / "moe.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "launch.py",
+            "plan",
+            "--model",
+            "mistralai/Mixtral-8x7B-Instruct-v0.1",
+            "--gpu-gib",
+            "80",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 1 and "not estimated" in done.stdout and "mixture-of-experts" in done.stdout
+    assert not out.exists() and "Nothing written" in done.stdout

@@ -278,8 +278,11 @@ def plan_lines(result: Any, cfg: TrainingConfig) -> list[str]:
 def plan_text(spec: ModelSpec, cfg: TrainingConfig, result: Any, report: dict[str, Any]) -> str:
     """Plain text of ``launch.py estimate`` / ``plan``: the estimate table of the settings as given, each method's
     fit, the plan, and the per-GPU line for several GPUs."""
+    from core.plan import is_moe
     from core.vram import estimate_all
 
+    if is_moe(spec):
+        return f"{spec.model_name_or_path}: not estimated. {result.reason}"
     estimates = estimate_all(spec, cfg)
     out = [estimate_text(spec, cfg, estimates), ""]
     out.append(", ".join(f"{m}: {e['status']}" for m, e in report["estimates"].items()) + " (as set)")

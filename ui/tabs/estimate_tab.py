@@ -12,7 +12,7 @@ from core.fits import SIZE_BANDS, families
 from core.hardware import cpu_summary, detect_gpus
 from core.modelspec import ModelSpec
 from core.plan import METHOD_LABELS as PLAN_LABELS
-from core.plan import plan_training
+from core.plan import is_moe, plan_training
 from core.presets import GPU_CATALOGUE, SEED_GUIDANCE, gpu_by_name
 from core.vram import estimate_all, estimate_cpu_ram_gib, fit_status
 from ui.views import METHOD_LABELS, estimate_figure, estimate_frame, fits_figure, fits_frame, plan_lines
@@ -64,6 +64,8 @@ def estimate(
     if spec is None:
         return "Load a model in the Model tab first.", None, None, None
     gib = gpu_gib_for(choice, custom_gib)
+    if is_moe(spec):
+        return f"### Not estimated\n{plan_training(spec, cfg, gib).reason}", None, None, None
     estimates = estimate_all(spec, cfg)
     name = choice if choice != CUSTOM else "a custom GPU"
     current = estimates[cfg.method]
