@@ -203,6 +203,21 @@ def test_launch_and_cli_commands(tmp_path):
     (model / "config.json").write_text(json.dumps(LLAMA2_7B))
     out = run_cli("estimate", "--model", str(model), "--gpu-gib", "16", "--num-processes", "4", "--json")
     per_gpu = json.loads(out.stdout.strip().splitlines()[-1])["per_gpu"]
+    # the plan for one 16 GiB GPU is QLoRA, which fits each GPU whole: DDP
+    assert per_gpu["method"] == "qlora" and per_gpu["distributed_strategy"] == "ddp"
+    out = run_cli(
+        "estimate",
+        "--model",
+        str(model),
+        "--gpu-gib",
+        "16",
+        "--num-processes",
+        "4",
+        "--method",
+        "lora",
+        "--json",
+    )
+    per_gpu = json.loads(out.stdout.strip().splitlines()[-1])["per_gpu"]  # LoRA only: shard it
     assert per_gpu["distributed_strategy"] == "fsdp" and per_gpu["total_gib"] < 16 * 0.9
     assert per_gpu["reason"].startswith("FSDP over 4 GPUs")
 
