@@ -213,13 +213,21 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     methods = None if args.method == "auto" else (args.method,)
     result = plan_training(spec, cfg, args.gpu_gib, methods=methods)
     report = estimate_report(spec, cfg, args.gpu_gib, result, args.num_processes)
+    notes = []
     if args.out and result.chosen is not None:
         from core.runs import write_json_atomic
 
         write_json_atomic(Path(args.out), report["plan"]["config"])
-    print(_json(report) if args.json else plan_text(spec, cfg, result, report))
-    if args.out and not args.json:
-        print(f"Config written to {args.out}" if result.chosen else f"Nothing written to {args.out}.")
+        report["out"] = args.out
+        notes.append(f"Config written to {args.out}")
+        if not cfg.dataset_name:
+            notes.append(
+                "It has no dataset_name yet: add your data file there (or pass --config with your settings) "
+                "before `launch.py train`."
+            )
+    elif args.out:
+        notes.append(f"Nothing written to {args.out}.")
+    print(_json(report) if args.json else "\n".join([plan_text(spec, cfg, result, report), *notes]))
     return 0 if result.chosen is not None or not args.out else 1
 
 
@@ -305,7 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         s = sub.add_parser(name, help=text)
         s.add_argument("--model", required=True, help="hub id, catalogue id or local folder")
-        s.add_argument("--gpu-gib", type=float, required=True)
+        s.add_argument(
+            "--gpu-gib",
+            type=float,
+            required=True,
+            help="usable GPU memory in GiB as the driver reports it (a '24 GB' RTX 4090 is 23.99, a '16 GB' T4 15.0)",
+        )
         s.add_argument("--config", default=None, help="start from this config file (dataset, rank, ...)")
         s.add_argument("--out", default=None, help="write the chosen plan's config here (never overwritten)")
         s.add_argument("--method", choices=["auto", "lora", "lora8", "qlora"], default="auto")

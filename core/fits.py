@@ -112,7 +112,7 @@ def fit_rows(
         for method in PLAN_METHODS:
             result = plan_training(spec, run_cfg, gpu_gib, methods=(method,), alternatives=0)
             if result.chosen is not None and not result.chosen.shortened:
-                cells[method] = FitCell("fits", result.chosen.total_gib, result.chosen.describe())
+                cells[method] = FitCell("fits", result.chosen.total_gib, result.chosen.describe(method=False))
             else:  # at the user's max_length: within the estimate's spread (tight) or not at all
                 leanest = min(candidate_plans(spec, run_cfg, (method,)), key=lambda p: p.total_gib)
                 status = fit_status(leanest.total_gib, gpu_gib)

@@ -51,7 +51,7 @@ def cpu_summary() -> str:
     return (
         f"No CUDA GPU found: training runs on the CPU ({cores} cores) in float32 with LoRA. "
         "QLoRA 4-bit also runs on the CPU through bitsandbytes but is several times slower and saves "
-        "no GPU memory, so LoRA is what will actually run; use a small model such as the embedded "
+        "no GPU memory, so LoRA is the better choice here; use a small model such as the embedded "
         "SmolLM2-135M."
     )
 

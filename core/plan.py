@@ -119,10 +119,11 @@ class Plan:
             if before[name] != value
         ]
 
-    def describe(self) -> str:
-        """One line: method, checkpointing, micro-batch x accumulation, optimizer, length, memory."""
-        parts = [
-            METHOD_LABELS[self.method],
+    def describe(self, method: bool = True) -> str:
+        """One line: method (unless ``method`` is False), checkpointing, micro-batch x accumulation, optimizer,
+        length, memory."""
+        parts = [METHOD_LABELS[self.method]] if method else []
+        parts += [
             f"checkpointing {'on' if self.gradient_checkpointing else 'off'}",
             f"micro-batch {self.per_device_train_batch_size} x {self.gradient_accumulation_steps} accumulation",
         ]
@@ -354,13 +355,17 @@ def plan_training(
     if not pool:
         leanest = min(every, key=lambda p: p.total_gib)
         gpu = smallest_gpu_for(leanest.total_gib)
-        where = f"It would fit on an {gpu}." if gpu else "No single GPU in the catalogue is large enough."
+        where = (
+            f"It would fit on an {gpu} ({gpu_usable_gib(gpu):g} GiB usable)."
+            if gpu
+            else "No single GPU in the catalogue is large enough."
+        )
         return PlanResult(
             gpu_gib,
             budget,
             (),
             f"Nothing fits {gpu_gib:g} GiB (limit {budget:.1f} GiB at 90%): the leanest plan, "
-            f"{leanest.describe()}, needs {leanest.total_gib:.1f} GiB, of which the weights alone are "
+            f"{leanest.describe()}, of which the weights alone are "
             f"{leanest.estimate.components_gib['weights']:.1f} GiB. {where}",
             smallest_gpu=gpu,
         )
@@ -389,8 +394,8 @@ def plan_training(
         reason = f"Fastest plan within {budget:.1f} GiB (90% of {gpu_gib:g} GiB): {top.describe()}."
         slower = [p for p in every if p.step_cost < top.step_cost and p.total_gib > budget]
         if slower:
-            faster = min(slower, key=lambda p: p.step_cost)
-            reason += f" A faster one, {faster.describe()}, would need more than the limit."
+            faster = min(slower, key=lambda p: p.total_gib)  # the closest call among the faster plans
+            reason += f" Faster plans need more: the leanest of them, {faster.describe()}, is over the limit."
     return PlanResult(gpu_gib, budget, tuple(ranked), reason)
 
 
@@ -402,6 +407,14 @@ def smallest_gpu_for(total_gib: float) -> str:
         if total_gib <= gpu.memory_gib * HEADROOM:
             return gpu.name
     return ""
+
+
+def gpu_usable_gib(name: str) -> float:
+    """Usable GiB of the catalogue GPU called ``name`` (core.presets.GPU_CATALOGUE); 0 when unknown."""
+    from core.presets import gpu_by_name
+
+    gpu = gpu_by_name(name)
+    return gpu.memory_gib if gpu else 0.0
 
 
 def _targets(spec: ModelSpec, cfg: TrainingConfig) -> tuple[str, ...]:

@@ -294,11 +294,13 @@ def estimate_all(spec: ModelSpec, cfg: TrainingConfig) -> dict[str, VramEstimate
     return {m: estimate_vram(spec, cfg, m) for m in METHODS}
 
 
-TIGHT_FACTOR = 1.05  # over the GPU by up to 5%: the estimate's spread (bench/RESULTS.md) makes it a maybe
+# Over the 90% budget but not over the card: within the estimate's spread (bench/RESULTS.md), a maybe.
+TIGHT_FACTOR = 1.0
 
 
 def fit_status(total_gib: float, gpu_gib: float) -> str:
-    """ "fits" (<= 90% of the GPU), "tight" (up to 105%: within the estimate's error) or "does not fit"."""
+    """ "fits" (<= 90% of the GPU), "tight" (over 90% but not over the GPU: may or may not fit, given the
+    estimate's spread and what else uses the card) or "does not fit" (over the GPU's memory)."""
     if total_gib <= gpu_gib * HEADROOM:
         return "fits"
     return "tight" if total_gib <= gpu_gib * TIGHT_FACTOR else "does not fit"

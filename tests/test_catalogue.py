@@ -52,9 +52,17 @@ def test_the_catalogue_covers_what_it_promises():
     assert min(sizes) < 0.2e9 and max(sizes) > 65e9
     assert any(is_moe(e) for e in ENTRIES)
     families = {e.family for e in ENTRIES}
-    assert {"llama-2", "llama-3.1", "llama-3.2", "qwen2.5", "qwen3", "mistral", "gemma-2", "phi-3", "smollm2"} <= (
-        families
-    )
+    assert {
+        "llama-2",
+        "llama-3.1",
+        "llama-3.2",
+        "qwen2.5",
+        "qwen3",
+        "mistral",
+        "gemma-2",
+        "phi-3",
+        "smollm2",
+    } <= (families)
 
 
 def test_every_entry_carries_the_required_facts():
@@ -97,7 +105,11 @@ def test_moe_entries_expose_their_experts():
     qwen_moe = catalogue_entry("Qwen/Qwen3-30B-A3B")
     assert mixtral is not None and qwen_moe is not None
     assert (mixtral.num_experts, mixtral.num_experts_per_tok, mixtral.moe_intermediate_size) == (8, 2, 14336)
-    assert (qwen_moe.num_experts, qwen_moe.num_experts_per_tok, qwen_moe.moe_intermediate_size) == (128, 8, 768)
+    assert (qwen_moe.num_experts, qwen_moe.num_experts_per_tok, qwen_moe.moe_intermediate_size) == (
+        128,
+        8,
+        768,
+    )
     dense = catalogue_entry("Qwen/Qwen3-8B")
     assert dense is not None and not is_moe(dense)
     # a live config and a config.json mapping answer the same
@@ -109,7 +121,9 @@ def test_offline_lookup_builds_the_spec_from_the_catalogue(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = inspect_model("meta-llama/Llama-2-7b-hf")
     assert (spec.hidden_size, spec.num_hidden_layers, spec.intermediate_size) == (4096, 32, 11008)
-    assert spec.num_params == 6_738_415_616  # the seed chapter's 6,742,609,920 less r=8 LoRA on q, v (4,194,304)
+    assert (
+        spec.num_params == 6_738_415_616
+    )  # the seed chapter's 6,742,609,920 less r=8 LoRA on q, v (4,194,304)
     assert spec.source == "catalogue 2026-11-30"
     assert spec.dtype == "float16" and spec.has_chat_template is False
     assert spec.lora_params(8, ["q_proj", "v_proj"]) == 4_194_304

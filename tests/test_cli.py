@@ -49,7 +49,7 @@ def test_estimate_json_from_a_local_folder(tiny_llama):
     assert lora["trainable_params"] == 2 * 8 * (128 + 96 + 96 + 128 + 3 * 192)
     assert lora["total_gib"] == sum(lora["components_gib"].values())
     text = run_cli("estimate", "--model", str(tiny_llama), "--gpu-gib", "16")
-    assert "Plan for 16 GiB: LORA" in text.stdout and "logits / loss" in text.stdout
+    assert "Plan for 16 GiB: LoRA (16-bit base)" in text.stdout and "logits / loss" in text.stdout
 
 
 def test_validate_reports_stages_and_writes_the_row_csv(tmp_path, embedded_path):

@@ -64,7 +64,7 @@ def test_table_and_chart(on_24):
     from ui.views import fits_figure, fits_frame
 
     frame = fits_frame(on_24)
-    assert list(frame.columns)[:3] == ["model", "family", "params (B)"]
+    assert list(frame.columns)[:3] == ["model", "family", "B params"]
     assert len(frame) == len(on_24) and frame["QLoRA"].str.contains("GiB").any()
     fig = fits_figure(on_24, 24.0)
     assert len(fig.data) == 3 and {t.name for t in fig.data} == {"LoRA", "LoRA 8-bit", "QLoRA"}

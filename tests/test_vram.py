@@ -131,7 +131,8 @@ def test_fit_status_and_cpu_ram(llama7b):
 
     assert (
         fit_status(8, 10) == "fits"
-        and fit_status(10.2, 10) == "tight"
+        and fit_status(9.5, 10) == "tight"
+        and fit_status(10.2, 10) == "does not fit"
         and fit_status(11, 10) == "does not fit"
     )
     ram = estimate_cpu_ram_gib(llama7b, TrainingConfig(max_length=256, per_device_train_batch_size=1))

@@ -199,6 +199,12 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             [e["fits_table"], e["fits_plot"], e["fits_summary"]],
             api_name="what_fits",
         )
+        fits_inputs = [e["gpu"], e["custom"], e["size"], e["family"], *form.inputs]
+        fits_outputs = [e["fits_table"], e["fits_plot"], e["fits_summary"]]
+        for comp in (e["size"], e["family"]):  # a filter re-runs the table
+            comp.change(run_what_fits, fits_inputs, fits_outputs, api_visibility="private")
+        for comp in (e["gpu"], e["custom"], *plan_components, form.components["lora_r"]):  # stale: hide it
+            comp.change(estimate_tab.clear_fits, None, fits_outputs, api_visibility="private")
         e["fits_table"].select(
             estimate_tab.pick_model, None, [m["path"], e["fits_summary"]], api_visibility="private"
         ).then(

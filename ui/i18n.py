@@ -37,7 +37,7 @@ EXTRA_ZH = {
 }
 LANGUAGE_HINT = (
     "Language / 语言: the page follows your browser's language; switch it under **Settings** at the bottom of the "
-    "page (设置 → Language → 中文)."
+    "page (设置 → Language → 简体中文)."
 )
 
 

@@ -285,8 +285,13 @@ def plan_text(spec: ModelSpec, cfg: TrainingConfig, result: Any, report: dict[st
         return f"{spec.model_name_or_path}: not estimated. {result.reason}"
     estimates = estimate_all(spec, cfg)
     out = [estimate_text(spec, cfg, estimates), ""]
-    out.append(", ".join(f"{m}: {e['status']}" for m, e in report["estimates"].items()) + " (as set)")
-    out.append(f"Plan for {result.gpu_gib:g} GiB: {result.method.upper()}")
+    out.append(
+        "Your settings: "
+        + ", ".join(f"{METHOD_LABELS[m]} {e['status']}" for m, e in report["estimates"].items())
+    )
+    from core.plan import METHOD_LABELS as PLAN_LABELS
+
+    out.append(f"Plan for {result.gpu_gib:g} GiB: {PLAN_LABELS.get(result.method, 'nothing fits')}")
     out += plan_lines(result, cfg)
     out.append(f"Merged export afterwards: about {report['merged_export_ram_gib']:.1f} GiB of RAM.")
     per_gpu = report.get("per_gpu")
@@ -308,15 +313,20 @@ def fits_frame(rows: list[Any]) -> pd.DataFrame:
 
     def cell(c: Any) -> str:
         mark = FIT_MARKS.get(c.status, c.status)
-        return mark if c.status == "not planned" else f"{mark} {c.total_gib:.1f} GiB"
+        if c.status == "not planned":
+            return mark
+        if c.status == "fits":  # its fastest plan: checkpointing and micro-batch split
+            how = c.plan.rsplit(":", 1)[0].replace("checkpointing ", "ckpt ").replace(" accumulation", "")
+            return f"fits {c.total_gib:.1f} GiB ({how.replace('micro-batch ', '')})"
+        return f"{mark} (leanest {c.total_gib:.1f} GiB)"
 
     return pd.DataFrame(
         {
             "model": [r.hub_id for r in rows],
             "family": [r.family for r in rows],
-            "params (B)": [round(r.params_b, 2) for r in rows],
+            "B params": [round(r.params_b, 2) for r in rows],
             **{METHOD_LABELS[m]: [cell(r.cells[m]) for r in rows] for m in ("lora", "lora8", "qlora")},
-            "fastest plan that fits": [r.best for r in rows],
+            "fastest plan": [r.best for r in rows],
         }
     )
 

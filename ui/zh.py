@@ -58,7 +58,7 @@ ZH: dict[str, str] = {
     "Show what fits": "显示能放下的模型",
     "Catalogue models on this GPU": "目录模型在这块 GPU 上",
     "Estimated memory by model size": "按模型大小估算的显存",
-    "Estimated peak memory by component (GiB)": "按组成部分估算的峰值显存（GiB）",
+    "Your current settings: estimated peak memory by component (GiB)": "当前设置：按组成部分估算的峰值显存（GiB）",
     "Memory by component": "各组成部分的显存",
     "The textbook's rule of thumb (chapter 26.9.4)": "教材中的经验法则（第 26.9.4 节）",
     (
@@ -128,7 +128,11 @@ ZH: dict[str, str] = {
     "LR schedule": "学习率调度",
     "Learning-rate schedule after warm-up.": "预热之后的学习率调度方式。",
     "Gradient checkpointing": "梯度检查点",
-    "Recompute activations in backward: less memory, ~30% slower.": "在反向传播时重新计算激活值：显存更少，速度慢约 30%。",
+    "Recompute activations in backward: less memory, ~1.4x the step time (bench/RESULTS.md). auto = on only when "
+    "the run would not fit the GPU without it (always off on the CPU); true / false as set.": (
+        "在反向传播时重新计算激活值：显存更少，每步时间约为 1.4 倍（bench/RESULTS.md）。auto = 只有不开就放不进 GPU 时才开启"
+        "（CPU 上始终关闭）；true / false 按设置。"
+    ),
     "Fixed rows to track loss on": "用于跟踪 loss 的固定行",
     "Training rows whose loss is re-measured ~5 times during the run: a smooth curve (0 = off).": "在训练过程中重新测量约 5 次 loss 的训练行：得到一条平滑的曲线（0 = 关闭）。",
     "Validation split": "验证集划分",

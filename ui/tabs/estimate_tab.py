@@ -23,7 +23,7 @@ CUSTOM = "Custom size"
 def gpu_choices() -> tuple[list[str], str]:
     """Dropdown choices (detected GPUs first, then the catalogue, then custom) and the default choice."""
     detected = [f"Detected: {g.name} ({g.total_gib:.1f} GiB)" for g in detect_gpus()]
-    names = detected + [g.name for g in GPU_CATALOGUE] + [CUSTOM]
+    names = detected + [g.name for g in sorted(GPU_CATALOGUE, key=lambda g: g.memory_gib)] + [CUSTOM]
     return names, detected[0] if detected else "NVIDIA RTX 4090 (24 GB)"
 
 
@@ -84,7 +84,12 @@ def estimate(
     )
     result = plan_training(spec, cfg, gib)
     chosen = result.chosen
-    heading = f"Fastest plan that fits: {PLAN_LABELS[chosen.method]}" if chosen else "Nothing fits this GPU"
+    if chosen is None:
+        heading = "Nothing fits this GPU"
+    elif chosen.shortened:
+        heading = f"Fits only with max_length {chosen.max_length}: {PLAN_LABELS[chosen.method]}"
+    else:
+        heading = f"Fastest plan that fits: {PLAN_LABELS[chosen.method]}"
     text += f"\n\n### {heading}\n" + "\n\n".join(plan_lines(result, cfg))
     text += "\n\n**Each method with your other settings:** " + " · ".join(
         f"{METHOD_LABELS[m]}: **{fit_status(e.total_gib, gib)}** ({e.total_gib:.1f} GiB)"
@@ -130,10 +135,10 @@ def apply_plan(fields: dict[str, Any] | None, *current: Any) -> tuple[Any, ...]:
         new = fields[name]
         shown = {True: "true", False: "false"}.get(new, new) if name == "gradient_checkpointing" else new
         if str(shown).lower() != str(now).lower():
-            changed.append(f"{name}: {now} -> {shown}")
+            changed.append(f"{name}: {str(now).lower()} -> {str(shown).lower()}")
         values.append(shown)
     message = (
-        "Applied to the Model and Train tabs: " + "; ".join(changed) + "."
+        "Applied to the Train tab: " + "; ".join(changed) + "."
         if changed
         else "The Train tab already has this plan's settings."
     )
@@ -159,9 +164,22 @@ def what_fits(
     effective = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
     summary = (
         f"**{fitting} of {len(rows)}** models fit {gib:g} GiB at max_length {cfg.max_length}, effective batch "
-        f"{effective}, r {cfg.lora_r}. Click a row to load that model in the Model tab."
+        f"{effective}, r {cfg.lora_r}. Each method's cell is its fastest plan that fits (checkpointing, "
+        "micro-batch x accumulation), or its leanest try when none does; *tight* = over 90% of the GPU but under "
+        "its size (may not fit), *no* = over its size. In the chart: circle fits, diamond tight, x does not fit; "
+        "the dashed line is the GPU, the dotted one its 90% budget. Click a row to load that model in the Model "
+        "tab."
     )
-    return fits_frame(rows), fits_figure(rows, gib), summary
+    return (
+        gr.update(value=fits_frame(rows), visible=True),
+        gr.update(value=fits_figure(rows, gib), visible=True),
+        summary,
+    )
+
+
+def clear_fits() -> tuple[Any, Any, str]:
+    """Hide a table computed for another GPU or settings (the GPU or the Train tab changed)."""
+    return gr.update(visible=False), gr.update(visible=False), ""
 
 
 def pick_model(evt: gr.SelectData) -> tuple[Any, str]:
@@ -199,7 +217,7 @@ def render() -> dict[str, Any]:
         applied = gr.Markdown()
     plan_state = gr.State(None)
     with gr.Row():
-        table = gr.Dataframe(label="Estimated peak memory by component (GiB)", scale=1)
+        table = gr.Dataframe(label="Your current settings: estimated peak memory by component (GiB)", scale=1)
         figure = gr.Plot(label="Memory by component", scale=1)
     with gr.Accordion("What fits on my GPU: every catalogue model", open=False):
         with gr.Row():
@@ -207,8 +225,14 @@ def render() -> dict[str, Any]:
             family = gr.Dropdown(choices=families(), value="all families", label="Family", scale=1)
             show = gr.Button("Show what fits", scale=1)
         fits_summary = gr.Markdown()
-        fits_table = gr.Dataframe(label="Catalogue models on this GPU", interactive=False, wrap=True)
-        fits_plot = gr.Plot(label="Estimated memory by model size")
+        fits_table = gr.Dataframe(
+            label="Catalogue models on this GPU",
+            interactive=False,
+            wrap=True,
+            visible=False,
+            column_widths=["19%", "7%", "6%", "15%", "15%", "15%", "23%"],
+        )
+        fits_plot = gr.Plot(label="Estimated memory by model size", visible=False)
     with gr.Accordion("The textbook's rule of thumb (chapter 26.9.4)", open=False):
         gr.Markdown(
             "| GPU | model | method |\n|---|---|---|\n"
