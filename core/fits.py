@@ -101,7 +101,10 @@ def fit_rows(
     for entry in sorted(catalogue_entries(), key=lambda e: e.params):
         if not low <= entry.params_b < high or family not in ("all families", entry.family):
             continue
-        run_cfg = cfg.replace(model_name_or_path=entry.hub_id, lora_target_modules=())
+        # only max_length, the effective batch, the rank and the dtype are the user's: the rest is planned
+        run_cfg = cfg.replace(
+            model_name_or_path=entry.hub_id, lora_target_modules=(), gradient_checkpointing="auto"
+        )
         if is_moe(entry):
             why = "mixture-of-experts: not planned (the dense estimate would be wrong)"
             cells = {m: FitCell("not planned", 0.0, why) for m in PLAN_METHODS}
