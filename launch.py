@@ -188,7 +188,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from core.config import TrainingConfig
     from core.errors import ConfigError, StudioError
-    from core.model import inspect_model
+    from core.model import inspect_model, target_modules_for
     from core.plan import estimate_report, plan_training
     from ui.views import plan_text
 
@@ -202,8 +202,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         cfg = TrainingConfig.from_dict({**base, **{k: v for k, v in overrides.items() if v is not None}})
     except ConfigError as exc:
         problems += exc.problems
-    if args.out and Path(args.out).exists():
-        problems.append(f"--out: {args.out} exists; LoRA Studio never overwrites a file, pick a new name.")
+    from core.runs import new_file_problems
+
+    problems += new_file_problems(args.out, "--out")
     if problems:
         return _fail(str(ConfigError(problems)), 2, args.json)
     try:
@@ -211,13 +212,24 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     except StudioError as exc:
         return _fail(str(exc), 1, args.json)
     methods = None if args.method == "auto" else (args.method,)
-    result = plan_training(spec, cfg, args.gpu_gib, methods=methods)
-    report = estimate_report(spec, cfg, args.gpu_gib, result, args.num_processes)
+    try:
+        target_modules_for(cfg, spec)  # a misspelled module would plan 0 trainable parameters
+        result = plan_training(spec, cfg, args.gpu_gib, methods=methods)
+        report = estimate_report(spec, cfg, args.gpu_gib, result, args.num_processes)
+    except StudioError as exc:  # a target module the model lacks; a method its distributed_strategy refuses
+        return _fail(str(exc), 2, args.json)
     notes = []
     if args.out and result.chosen is not None:
-        from core.runs import write_json_atomic
+        from core.runs import write_json_new
 
-        write_json_atomic(Path(args.out), report["plan"]["config"])
+        try:
+            write_json_new(Path(args.out), report["plan"]["config"])
+        except FileExistsError:
+            return _fail(
+                f"--out: {args.out} appeared meanwhile; nothing overwritten, pick a new name.", 2, args.json
+            )
+        except OSError as exc:
+            return _fail(f"--out: cannot write {args.out} ({exc.strerror}).", 1, args.json)
         report["out"] = args.out
         notes.append(f"Config written to {args.out}")
         if not cfg.dataset_name:

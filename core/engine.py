@@ -158,7 +158,8 @@ class EnginePlan:
     fused_lora: bool = False
 
     def apply(self, cfg: TrainingConfig) -> TrainingConfig:
-        """cfg with this plan's micro-batch and checkpointing (what the run folder's config.json records)."""
+        """cfg with this plan's micro-batch and checkpointing ("auto" resolved): what the run trains with; the
+        run folder's result.json records these decisions under ``engine``."""
         return replace(
             cfg,
             per_device_train_batch_size=self.per_device_train_batch_size,

@@ -86,7 +86,12 @@ def catalogue_spec(hub_id: str) -> ModelSpec:
 
 
 def fit_rows(
-    cfg: TrainingConfig, gpu_gib: float, size_band: str = "all sizes", family: str = "all families"
+    cfg: TrainingConfig,
+    gpu_gib: float,
+    size_band: str = "all sizes",
+    family: str = "all families",
+    max_batch: int = 1024,
+    max_accumulation: int = 1024,
 ) -> list[FitRow]:
     """Every catalogue model (filtered by ``size_band``, a SIZE_BANDS key, and ``family``) on a GPU of ``gpu_gib``
     GiB, smallest first, each method planned with ``cfg``'s max_length, effective batch, rank and targets.
@@ -113,14 +118,30 @@ def fit_rows(
         spec = catalogue_spec(entry.hub_id)
         cells = {}
         for method in PLAN_METHODS:
-            result = plan_training(spec, run_cfg, gpu_gib, methods=(method,), alternatives=0)
+            result = plan_training(
+                spec,
+                run_cfg,
+                gpu_gib,
+                methods=(method,),
+                alternatives=0,
+                max_batch=max_batch,
+                max_accumulation=max_accumulation,
+            )
             if result.chosen is not None and not result.chosen.shortened:
                 cells[method] = FitCell("fits", result.chosen.total_gib, result.chosen.describe(method=False))
             else:  # at the user's max_length: within the estimate's spread (tight) or not at all
-                leanest = min(candidate_plans(spec, run_cfg, (method,)), key=lambda p: p.total_gib)
+                tries = candidate_plans(
+                    spec, run_cfg, (method,), max_batch=max_batch, max_accumulation=max_accumulation
+                )
+                if not tries:  # no split of the effective batch within the limits
+                    cells[method] = FitCell("does not fit", 0.0, result.reason)
+                    continue
+                leanest = min(tries, key=lambda p: p.total_gib)
                 status = fit_status(leanest.total_gib, gpu_gib)
                 cells[method] = FitCell(status, leanest.total_gib, result.reason)
-        overall = plan_training(spec, run_cfg, gpu_gib, alternatives=0)
+        overall = plan_training(
+            spec, run_cfg, gpu_gib, alternatives=0, max_batch=max_batch, max_accumulation=max_accumulation
+        )
         rows.append(
             FitRow(
                 entry.hub_id,

@@ -117,13 +117,13 @@ def choose_strategy(
             DDP,
             n,
             f"DDP over {n} GPUs: the whole {cfg.method.upper()} run needs {est.total_gib:.1f} GiB of each "
-            f"{gpu_gib:.0f} GiB GPU ({why}; only gradients travel).",
+            f"{gpu_gib:g} GiB GPU ({why}; only gradients travel).",
         )
     sharded = estimate_per_gpu(est, spec, FSDP, n).total_gib
     return StrategyChoice(
         FSDP,
         n,
-        f"FSDP over {n} GPUs: replicated, each GPU would need {est.total_gib:.1f} GiB of {gpu_gib:.0f} GiB; "
+        f"FSDP over {n} GPUs: replicated, each GPU would need {est.total_gib:.1f} GiB of {gpu_gib:g} GiB; "
         f"sharding weights, gradients and optimizer states brings it to {sharded:.1f} GiB per GPU.",
     )
 

@@ -54,8 +54,11 @@ RATE_MS_PER_1K: dict[tuple[str, bool], float] = {
 # The optimizer step on 40 M LoRA parameters (same bench): torch AdamW 4-10 ms, bitsandbytes' paged 8-bit AdamW
 # 26-46 ms.
 OPTIM_STEP_MS = {"adamw_torch": 7.0, "adamw_8bit": 36.0, "paged_adamw_8bit": 36.0}
-# Shortest max_length the planner offers when nothing fits at the user's length.
-MIN_MAX_LENGTH = 256
+# When nothing fits at the user's max_length, the planner offers the longest multiple of LENGTH_STEP that does.
+LENGTH_STEP = 64
+# TrainingConfig's limits on per_device_train_batch_size and gradient_accumulation_steps (core.config_checks).
+MAX_BATCH = 1024
+MAX_ACCUMULATION = 1024
 
 
 @dataclass(frozen=True)
@@ -193,17 +196,32 @@ def _show(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+# The shape bench/plan_speed.py measured the step costs on (Llama-2-7B): parameters and decoder layers.
+MEASURED_PARAMS = 6.74e9
+MEASURED_LAYERS = 32
+
+
 def step_cost(
-    method: str, checkpointing: bool, micro_batch_tokens: int, micro_batches: int, optim: str
+    method: str,
+    checkpointing: bool,
+    micro_batch_tokens: int,
+    micro_batches: int,
+    optim: str,
+    num_params: float = MEASURED_PARAMS,
+    num_layers: int = MEASURED_LAYERS,
 ) -> float:
     """Estimated time of one optimizer step in milliseconds of the H200 it was measured on (bench/RESULTS.md,
-    session 5): ``micro_batches`` x max(FLOOR_MS, RATE_MS_PER_1K x tokens / 1000) plus the optimizer's step.
+    session 5): ``micro_batches`` x max(floor, rate x tokens / 1000) plus the optimizer's step.
 
-    On a slower GPU every figure grows, the per-token part more than the floor; the planner uses only the ratios
-    between plans.
+    Measured on a 7B shape; for another model the rate (the GPU's work: ~6 x parameters FLOPs per token) is
+    scaled by its parameters and the floor (the host launching each layer's kernels) by its decoder layers, an
+    inference from where the time goes (session 3's profile), not a measurement on other sizes. On a slower GPU
+    every figure grows, the per-token part more than the floor; the planner uses only the ratios between plans.
     """
     key = (method, checkpointing)
-    micro = max(FLOOR_MS[key], RATE_MS_PER_1K[key] * micro_batch_tokens / 1000)
+    floor = FLOOR_MS[key] * num_layers / MEASURED_LAYERS
+    rate = RATE_MS_PER_1K[key] * num_params / MEASURED_PARAMS
+    micro = max(floor, rate * micro_batch_tokens / 1000)
     return micro_batches * micro + OPTIM_STEP_MS.get(optim, OPTIM_STEP_MS["adamw_torch"])
 
 
@@ -226,6 +244,8 @@ def candidate_plans(
     split_batch: bool = True,
     optims: tuple[str, ...] | None = None,
     max_length: int | None = None,
+    max_batch: int = MAX_BATCH,
+    max_accumulation: int = MAX_ACCUMULATION,
 ) -> list[Plan]:
     """Every combination of the free settings with its estimate and step cost (fitting or not), unsorted.
 
@@ -235,13 +255,19 @@ def candidate_plans(
         methods: methods to consider.
         checkpointing: checkpointing settings to consider.
         split_batch: try every divisor of the effective batch as the micro-batch (else only the user's).
-        optims: optimizers to consider (default: the user's, plus paged 8-bit AdamW).
+        optims: optimizers to consider (default: torch AdamW, paged 8-bit AdamW and the user's).
         max_length: tokens per row (default: the user's).
+        max_batch, max_accumulation: the largest micro-batch and accumulation a plan may set (TrainingConfig's
+            limits by default; the UI passes its sliders' maxima so an applied plan always fits the form).
     """
     length = max_length or cfg.max_length
     effective = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-    batches = _divisors(effective) if split_batch else [cfg.per_device_train_batch_size]
-    optim_choices = optims or tuple(dict.fromkeys((cfg.optim, PAGED_OPTIM)))
+    batches = [
+        b
+        for b in (_divisors(effective) if split_batch else [cfg.per_device_train_batch_size])
+        if b <= max_batch and effective // b <= max_accumulation
+    ]
+    optim_choices = optims or tuple(dict.fromkeys((cfg.optim, "adamw_torch", PAGED_OPTIM)))
     out: list[Plan] = []
     for method in methods:
         for ckpt in checkpointing:
@@ -271,7 +297,15 @@ def candidate_plans(
                             optim=optim,
                             max_length=length,
                             estimate=est,
-                            step_cost=step_cost(method, ckpt, batch * length, accumulation, optim),
+                            step_cost=step_cost(
+                                method,
+                                ckpt,
+                                batch * length,
+                                accumulation,
+                                optim,
+                                spec.num_params,
+                                spec.num_hidden_layers,
+                            ),
                             shortened=length < cfg.max_length,
                         )
                     )
@@ -291,6 +325,8 @@ def plan_training(
     checkpointing: bool | str | None = None,
     split_batch: bool = True,
     alternatives: int = 3,
+    max_batch: int = MAX_BATCH,
+    max_accumulation: int = MAX_ACCUMULATION,
 ) -> PlanResult:
     """The fastest plan that fits ``gpu_gib`` (within 90%), with up to ``alternatives`` others.
 
@@ -304,6 +340,7 @@ def plan_training(
             when it is True or False, else searched).
         split_batch: search the micro-batch split of the effective batch.
         alternatives: how many other plans to list after the chosen one.
+        max_batch, max_accumulation: the largest micro-batch and accumulation steps a plan may set.
 
     Returns:
         PlanResult. When nothing fits at the user's max_length but does at a shorter one, those plans are
@@ -338,19 +375,40 @@ def plan_training(
             f"{spec.num_params / 1e6:,.1f} M, so it is no longer low-rank. Lower lora_r (the textbook suggests "
             "4-64).",
         )
-    every = candidate_plans(spec, cfg, chosen_methods, ckpts, split_batch)
-    fitting = [p for p in every if p.total_gib <= budget]
-    shortened: list[Plan] = []
-    length = cfg.max_length
-    while not fitting and length > MIN_MAX_LENGTH:
-        length = max(MIN_MAX_LENGTH, length // 2)
-        shortened = [
+
+    def fitting_at(length: int | None) -> list[Plan]:
+        return [
             p
-            for p in candidate_plans(spec, cfg, chosen_methods, ckpts, split_batch, max_length=length)
+            for p in candidate_plans(
+                spec, cfg, chosen_methods, ckpts, split_batch, None, length, max_batch, max_accumulation
+            )
             if p.total_gib <= budget
         ]
-        if shortened:
-            break
+
+    every = candidate_plans(
+        spec, cfg, chosen_methods, ckpts, split_batch, None, None, max_batch, max_accumulation
+    )
+    if not every:
+        return PlanResult(
+            gpu_gib,
+            budget,
+            (),
+            f"No split of the effective batch ({cfg.per_device_train_batch_size} x "
+            f"{cfg.gradient_accumulation_steps}) keeps the micro-batch within {max_batch} and the accumulation "
+            f"within {max_accumulation}; lower per_device_train_batch_size x gradient_accumulation_steps.",
+        )
+    fitting = [p for p in every if p.total_gib <= budget]
+    shortened: list[Plan] = []
+    if not fitting:  # the longest max_length (a multiple of LENGTH_STEP) at which some plan fits
+        low, high = 0, min(cfg.max_length - 1, spec.max_position_embeddings or cfg.max_length) // LENGTH_STEP
+        while low < high:
+            mid = (low + high + 1) // 2
+            if fitting_at(mid * LENGTH_STEP):
+                low = mid
+            else:
+                high = mid - 1
+        if low:
+            shortened = fitting_at(low * LENGTH_STEP)
     pool = fitting or shortened
     if not pool:
         leanest = min(every, key=lambda p: p.total_gib)

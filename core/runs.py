@@ -40,6 +40,46 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_json_new(path: Path, data: Any) -> None:
+    """Write JSON to ``path``, which must not exist: written in full to a temporary file in the same folder,
+    then hard-linked into place (atomic, and it fails instead of replacing a file that appeared meanwhile).
+    Readable by others like any file the user saves (0644 before the umask).
+
+    Raises:
+        FileExistsError: ``path`` exists.
+        OSError: the folder is missing or not writable.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+
+
+def new_file_problems(out: str | None, name: str) -> list[str]:
+    """Why ``out`` cannot become a new file (empty, a folder, existing, no such or no writable folder), each
+    naming the option ``name``; [] when it can (or when ``out`` is None)."""
+    if out is None:
+        return []
+    path = Path(out).expanduser()
+    if not out.strip() or out.endswith(("/", os.sep)) or path.is_dir():
+        return [f"{name}: {out!r} is not a file name; give a new .json file, e.g. {name} plan.json."]
+    if path.exists():
+        return [f"{name}: {out} exists; LoRA Studio never overwrites a file, pick a new name."]
+    parent = path.parent
+    if not parent.is_dir():
+        return [f"{name}: the folder {parent} does not exist; create it first or pick another place."]
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return [f"{name}: the folder {parent} is not writable; pick another place."]
+    return []
+
+
 def publish_dir(tmp: Path, final: Path) -> Path:
     """Move a fully written folder ``tmp`` to ``final``, which must not exist yet (never overwrites).
 

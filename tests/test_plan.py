@@ -273,3 +273,60 @@ def test_a_mixture_of_experts_model_is_refused_with_the_reason_offline(tmp_path)
     )
     assert done.returncode == 1 and "not estimated" in done.stdout and "mixture-of-experts" in done.stdout
     assert not out.exists() and "Nothing written" in done.stdout
+
+
+def test_splits_stay_within_the_limits_the_config_and_the_form_accept(llama7b):
+    big = TrainingConfig(max_length=512, per_device_train_batch_size=4, gradient_accumulation_steps=512)
+    result = plan_training(llama7b, big, 6)  # effective batch 2048 on a small card
+    assert result.plans and all(p.gradient_accumulation_steps <= 1024 for p in result.plans)
+    for p in result.plans:
+        p.apply(big)  # a valid TrainingConfig: no ConfigError
+    form = plan_training(
+        llama7b,
+        TrainingConfig(per_device_train_batch_size=2, gradient_accumulation_steps=64),
+        140,
+        max_batch=64,
+        max_accumulation=64,
+    )
+    assert all(
+        p.per_device_train_batch_size <= 64 and p.gradient_accumulation_steps <= 64 for p in form.plans
+    )
+    prime = TrainingConfig(per_device_train_batch_size=1, gradient_accumulation_steps=997)
+    assert all(
+        p.per_device_train_batch_size * p.gradient_accumulation_steps == 997
+        for p in plan_training(llama7b, prime, 24).plans
+    )
+    assert (
+        "No split of the effective batch"
+        in plan_training(llama7b, prime, 24, max_batch=64, max_accumulation=64).reason
+    )
+
+
+def test_a_shorter_max_length_is_the_longest_that_fits_within_the_context(llama7b):
+    cfg = TrainingConfig(max_length=8192, per_device_train_batch_size=1)
+    result = plan_training(llama7b, cfg, 8)
+    plan = result.chosen
+    assert plan.shortened and plan.max_length % 64 == 0
+    assert plan.max_length <= llama7b.max_position_embeddings  # Llama-2: 4096
+    longer = plan_training(llama7b, cfg.replace(max_length=plan.max_length + 64), 8).chosen
+    assert longer is None or longer.shortened  # 64 tokens more does not fit
+
+
+def test_cli_refuses_bad_out_paths_and_misspelled_targets_before_any_work(tiny_llama, tmp_path):
+    base = ["plan", "--model", str(tiny_llama), "--gpu-gib", "16"]
+    for out, why in [
+        ("", "is not a file name"),
+        (str(tmp_path) + "/", "is not a file name"),
+        (str(tmp_path / "no" / "p.json"), "does not exist"),
+    ]:
+        done = run_cli(*base, "--out", out)
+        assert done.returncode == 2 and why in done.stderr, (out, done.stderr)
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"lora_target_modules": ["c_attn"]}))
+    done = run_cli(*base, "--config", str(cfg), "--out", str(tmp_path / "p.json"))
+    assert done.returncode == 2 and "c_attn" in done.stderr and not (tmp_path / "p.json").exists()
+    done = run_cli(*base, "--out", str(tmp_path / "ok.json"), "--json")
+    assert done.returncode == 0 and json.loads(done.stdout.splitlines()[-1])["out"] == str(
+        tmp_path / "ok.json"
+    )
+    assert (tmp_path / "ok.json").stat().st_mode & 0o044  # readable like any saved file

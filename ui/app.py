@@ -171,7 +171,10 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                     target_modules_for(cfg, spec)
             except StudioError as exc:
                 return f"**Fix the settings first:** {exc}", None, None, None
-            return estimate_tab.estimate(spec, cfg, gpu, custom)
+            try:
+                return estimate_tab.estimate(spec, cfg, gpu, custom)
+            except gr.Error as exc:  # an unusable GPU size: no plan may stay applicable
+                return f"**{exc.message}**", None, None, None
 
         run_estimate.__signature__ = form.signature(("spec", "gpu", "custom_gib"))  # type: ignore[attr-defined]
 
@@ -180,7 +183,11 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         e["go"].click(run_estimate, est_inputs, est_outputs, api_name="estimate")
         plan_components = [form.components[name] for name in estimate_tab.PLAN_FIELDS]
         # the tab always shows the Train tab's current settings: any field the estimate reads re-runs it
-        for comp in (spec_state, e["gpu"], e["custom"], *plan_components, form.components["lora_r"]):
+        # every field the estimate reads (core.vram.estimate_vram) re-runs it, so its plan is never stale
+        read = ("lora_r", "lora_dropout", "lora_target_modules", "dtype", "bnb_4bit_compute_dtype")
+        read += ("bnb_4bit_use_double_quant", "packing")
+        estimate_inputs = [*plan_components, *(form.components[name] for name in read)]
+        for comp in (spec_state, e["gpu"], e["custom"], *estimate_inputs):
             comp.change(run_estimate, est_inputs, est_outputs, api_visibility="private")
 
         def run_what_fits(
@@ -203,7 +210,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         fits_outputs = [e["fits_table"], e["fits_plot"], e["fits_summary"]]
         for comp in (e["size"], e["family"]):  # a filter re-runs the table
             comp.change(run_what_fits, fits_inputs, fits_outputs, api_visibility="private")
-        for comp in (e["gpu"], e["custom"], *plan_components, form.components["lora_r"]):  # stale: hide it
+        for comp in (e["gpu"], e["custom"], *estimate_inputs):  # stale: hide it
             comp.change(estimate_tab.clear_fits, None, fits_outputs, api_visibility="private")
         e["fits_table"].select(
             estimate_tab.pick_model, None, [m["path"], e["fits_summary"]], api_visibility="private"

@@ -15,6 +15,7 @@ from core.plan import METHOD_LABELS as PLAN_LABELS
 from core.plan import is_moe, plan_training
 from core.presets import GPU_CATALOGUE, SEED_GUIDANCE, gpu_by_name
 from core.vram import estimate_all, estimate_cpu_ram_gib, fit_status
+from ui.tabs.train_tab import ACCUMULATION_MAX, BATCH_MAX
 from ui.views import METHOD_LABELS, estimate_figure, estimate_frame, fits_figure, fits_frame, plan_lines
 
 CUSTOM = "Custom size"
@@ -30,8 +31,10 @@ def gpu_choices() -> tuple[list[str], str]:
 def gpu_gib_for(choice: str, custom_gib: float | None) -> float:
     """GiB of the chosen GPU. Raises gr.Error for an unusable custom size."""
     if choice == CUSTOM:
-        if not custom_gib or custom_gib <= 0:
-            raise gr.Error("Enter the GPU memory in GiB (a number above 0) for a custom size.")
+        if not custom_gib or not 0 < custom_gib <= 4096:
+            raise gr.Error(
+                "Enter the GPU memory in GiB (a number above 0 and at most 4096) for a custom size."
+            )
         return float(custom_gib)
     if choice.startswith("Detected: "):
         return float(choice.rsplit("(", 1)[1].split()[0])
@@ -82,7 +85,10 @@ def estimate(
         f"Micro-batch {cfg.per_device_train_batch_size} x {cfg.gradient_accumulation_steps} accumulation, "
         f"max_length {cfg.max_length}, gradient checkpointing {ckpt}, optimizer {cfg.optim}."
     )
-    result = plan_training(spec, cfg, gib)
+    # everything the plan sets is searched, also what an earlier Apply fixed; splits stay within the sliders
+    result = plan_training(
+        spec, cfg, gib, checkpointing="auto", max_batch=BATCH_MAX, max_accumulation=ACCUMULATION_MAX
+    )
     chosen = result.chosen
     if chosen is None:
         heading = "Nothing fits this GPU"
@@ -159,8 +165,8 @@ def what_fits(
 
     gib = gpu_gib_for(choice, custom_gib)
     progress(0.1, desc="Building the catalogue's model shapes (meta device, no download)")
-    rows = fit_rows(cfg, gib, size_band or "all sizes", family or "all families")
-    fitting = sum(r.best_method != "none" for r in rows)
+    rows = fit_rows(cfg, gib, size_band or "all sizes", family or "all families", BATCH_MAX, ACCUMULATION_MAX)
+    fitting = sum(any(c.status == "fits" for c in r.cells.values()) for r in rows)
     effective = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
     summary = (
         f"**{fitting} of {len(rows)}** models fit {gib:g} GiB at max_length {cfg.max_length}, effective batch "
@@ -196,6 +202,8 @@ def pick_model(evt: gr.SelectData) -> tuple[Any, str]:
         if entry.gated
         else ""
     )
+    if is_moe(entry):
+        gated += " It is a mixture-of-experts model: LoRA Studio does not estimate or plan it."
     return hub_id, (
         f"Loaded **{hub_id}** in the Model tab from the catalogue's facts (no download). Training downloads its "
         f"weights from the Hugging Face Hub, so it needs a connection.{gated}"

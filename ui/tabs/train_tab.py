@@ -19,6 +19,10 @@ from ui.forms import ConfigForm, info, launch_markdown
 
 D = TrainingConfig()  # defaults shown in the form
 
+# The sliders' maxima: the GPU tab's planner never proposes a split the form cannot hold.
+BATCH_MAX = 64
+ACCUMULATION_MAX = 64
+
 
 def render(form: ConfigForm) -> dict[str, Any]:
     """Build the tab and register every training field with ``form``."""
@@ -116,7 +120,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 "per_device_train_batch_size",
                 gr.Slider(
                     1,
-                    64,
+                    BATCH_MAX,
                     value=D.per_device_train_batch_size,
                     step=1,
                     label="Batch size",
@@ -127,7 +131,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 "gradient_accumulation_steps",
                 gr.Slider(
                     1,
-                    64,
+                    ACCUMULATION_MAX,
                     value=D.gradient_accumulation_steps,
                     step=1,
                     label="Gradient accumulation",
