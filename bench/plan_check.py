@@ -27,31 +27,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-# config.json facts of each model on the hub; Llama-2-7B gets SmolLM2's 49,152-token vocabulary so the carried
-# tokenizer's ids fit (its own is 32,000: 0.14 B fewer embedding parameters).
+from vram_accuracy import ARCHS as SHAPES  # noqa: E402  (config.json facts of each model on the hub)
+
+# Llama-2-7B gets SmolLM2's 49,152-token vocabulary so the carried tokenizer's ids fit (its own is 32,000: 0.14 B
+# fewer embedding parameters); Llama-3.1-8B is Llama-3-8B's shape with the 3.1 RoPE base.
 ARCHS = {
-    "Llama-2-7B": {
-        "model_type": "llama",
-        "hidden_size": 4096,
-        "intermediate_size": 11008,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 32,
-        "vocab_size": 49152,
-        "tie_word_embeddings": False,
-    },
-    "Llama-3.1-8B": {
-        "model_type": "llama",
-        "hidden_size": 4096,
-        "intermediate_size": 14336,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "vocab_size": 128256,
-        "tie_word_embeddings": False,
-        "rope_theta": 500000.0,
-    },
+    "Llama-2-7B": {**SHAPES["Llama-2-7B"], "vocab_size": 49152},
+    "Llama-3.1-8B": {**SHAPES["Llama-3-8B"], "rope_theta": 500000.0},
 }
 CUDA_CONTEXT_GIB = 0.6  # core.vram.CUDA_CONTEXT_GIB: outside the caching allocator
 

@@ -17,19 +17,9 @@ from core.plan import Plan, plan_training, resolve_gradient_checkpointing, step_
 from core.vram import HEADROOM, estimate_vram
 
 ROOT = Path(__file__).resolve().parents[1]
-# meta-llama/Llama-2-7b-hf and Llama-2-70b-hf config.json, shape fields (the textbook's examples)
-LLAMA2_7B = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 4096,
-    "intermediate_size": 11008,
-    "num_attention_heads": 32,
-    "num_hidden_layers": 32,
-    "num_key_value_heads": 32,
-    "vocab_size": 32000,
-    "max_position_embeddings": 4096,
-    "tie_word_embeddings": False,
-}
+from tests.test_vram import LLAMA2_7B  # noqa: E402  (meta-llama/Llama-2-7b-hf config.json, the textbook's)
+
+# meta-llama/Llama-2-70b-hf config.json, shape fields
 LLAMA2_70B = {
     **LLAMA2_7B,
     "hidden_size": 8192,
