@@ -311,6 +311,23 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         for trigger in (x["refresh"].click, export_page.select):
             trigger(refresh_runs, out_dir, x["run"], api_visibility="private")
 
+        def export_memory(run_dir: str | None, dtype: str, request: gr.Request) -> str:
+            try:  # a shared demo's visitor sees the memory of their own runs only
+                own = session.own_path(request, run_dir, "run folder") if run_dir else ""
+            except gr.Error:
+                return ""
+            return export_tab.memory_line(own, dtype)
+
+        # recomputed whenever the run (also set by Refresh and on opening the tab) or the dtype changes
+        for comp in (x["run"], x["dtype"]):
+            comp.change(
+                export_memory,
+                [x["run"], x["dtype"]],
+                x["memory"],
+                api_visibility="private",
+                show_progress="hidden",
+            )
+
         def export(
             run_dir: str, merged: bool, dtype: str, shard: str, progress: Any, request: gr.Request
         ) -> tuple[Any, ...]:

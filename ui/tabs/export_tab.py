@@ -148,10 +148,7 @@ def render() -> dict[str, Any]:
         label="Max shard size",
         info="Largest safetensors file of a merged export (transformers' max_shard_size).",
     )
-    memory = gr.Markdown()
-    # recomputed whenever the run (also set by Refresh and on opening the tab) or the dtype changes
-    for changed in (run.change, dtype.change):
-        changed(memory_line, [run, dtype], memory, api_visibility="private", show_progress="hidden")
+    memory = gr.Markdown()  # ui.app wires memory_line to the run and dtype (through the session's own paths)
     with gr.Row():
         merged = gr.Button("Export merged weights", variant="primary")
         adapter = gr.Button("Export adapter only")
