@@ -78,12 +78,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
         try:
             while True:
+                # read "done" before the snapshot: a job that ends between the two would otherwise leave a
+                # snapshot from before its terminal state (seen in CI under load: "completed" run, exit 1)
+                done = not job.is_running()
                 snap = job.wait(timeout_s=1.0)
                 new = snap.log_total - seen
                 for line in snap.logs[len(snap.logs) - min(new, len(snap.logs)) :] if new else ():
                     print(line, file=sys.stderr)
                 seen = snap.log_total
-                if not job.is_running():
+                if done:
                     break
         except KeyboardInterrupt:
             print("Stopping after the current step (Ctrl-C again to abort)...", file=sys.stderr)

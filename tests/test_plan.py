@@ -221,7 +221,7 @@ def test_cli_plan_writes_a_config_that_train_accepts_unchanged(tiny_llama, tmp_p
     again = run_cli("plan", "--model", str(tiny_llama), "--gpu-gib", "16", "--out", str(out))
     assert again.returncode == 2 and "never overwrites" in again.stderr  # the first plan is kept
     trained = run_cli("train", str(out), "--json")
-    assert trained.returncode == 0, trained.stderr
+    assert trained.returncode == 0, trained.stdout + trained.stderr[-3000:]
     result = json.loads(trained.stdout.strip().splitlines()[-1])
     assert result["status"] == "completed" and result["steps"] == 1
     as_json = run_cli("estimate", "--model", str(tiny_llama), "--gpu-gib", "16", "--json")
