@@ -370,6 +370,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _console_safe() -> None:
+    """Make every console write survive characters the console's encoding cannot hold.
+
+    A Windows console in a Chinese locale (cp936 / GBK), ``PYTHONIOENCODING=ascii`` or a C locale cannot encode
+    an emoji or U+2047 in a file name, a chat role or a log line; Python's default ``errors="strict"`` then raises
+    UnicodeEncodeError at the print. Keep each stream's encoding but write what it cannot encode as a backslash
+    escape (``\\U0001f642``), on sys.stdout, sys.stderr and the stream of every logging handler already set up.
+    Log files (``train.log``) are opened with ``encoding="utf-8"`` and are not affected.
+    """
+    streams: list[Any] = [sys.stdout, sys.stderr]
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                streams.append(handler.stream)
+    for stream in streams:
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:  # replaced by a caller (a test's capture, a plain StringIO): nothing to encode
+            continue
+        with contextlib.suppress(ValueError, OSError):  # a closed or detached stream
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -379,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         handler.setLevel(logging.WARNING)
     # bitsandbytes warns on import that optional CPU kernels ("pip install kernels") are missing; irrelevant here.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    _console_safe()  # after basicConfig, so its handler (and any a caller set up) is covered too
     args = build_parser().parse_args(argv)
     if args.command != "train-worker":  # a rank is ended by its launcher (and by its parent's death)
         from core.procs import exit_cleanly_on
