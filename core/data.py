@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.datafiles import DEFAULT_MAX_BYTES, ROW_ERROR, read_records
+from core.datafiles import DEFAULT_MAX_BYTES, ROW_ERROR, duplicate_columns, read_records
 from core.errors import DataError
 from core.formats import (
     FIELDS,
@@ -22,6 +22,7 @@ from core.formats import (
     check_mapping,
     detect_format,
     normalise_row,
+    odd_rows,
     propose_mapping,
 )
 
@@ -168,15 +169,19 @@ def load_dataset_report(
     problems = check_mapping(columns, fmt, used)
     if problems:
         raise DataError(_explain_mapping(name, fmt, columns, records, problems))
+    _refuse_duplicate_columns(name, records, used, user_map)
+    odd = odd_rows(records, fmt, used)
     examples, numbers, dropped, notes = [], [], [], []
     for i, rec in enumerate(records, start=1):
         try:
             ex = normalise_row(rec, fmt, used, fold_system_message)
         except ValueError as exc:
-            dropped.append((i, str(exc)))
+            dropped.append((i, f"{exc}; {odd[i]}" if i in odd else str(exc)))
             continue
         examples.append(ex)
         numbers.append(i)
+        if i in odd:
+            notes.append((i, odd[i]))
         if ex.messages and (why := alternation_problem(ex)):
             notes.append((i, why))
     report = DatasetReport(
@@ -195,6 +200,39 @@ def load_dataset_report(
     if not examples:
         raise DataError(f"No usable rows. {report.summary()}")
     return report
+
+
+def _refuse_duplicate_columns(
+    name: str, records: list[dict[str, Any]], used: dict[str, str], user_map: dict[str, str]
+) -> None:
+    """Refuse a header that names a used column twice, unless the user's mapping says which one they mean.
+
+    A repeated column that no field uses, or whose other copies are empty throughout, is let through.
+
+    Raises:
+        DataError: names the repeated header, its column numbers and the mapping that picks each one.
+    """
+    for header, group in duplicate_columns(records).items():
+        keys = [k for _, k in group]
+        fields = [f for f, c in used.items() if c in keys]
+        if not fields or any(user_map.get(f) in keys for f in fields):
+            continue
+        field_name = fields[0]
+        filled = {k: sum(r.get(k) is not None for r in records if ROW_ERROR not in r) for k in keys}
+        if all(filled[k] == 0 for k in keys if k != used[field_name]):
+            continue  # the column in use is the only one with any data: nothing to choose between
+        # suggest first the column with the most filled cells (the empty one is usually the mistake)
+        best = max(keys, key=lambda k: filled[k])
+        times = {2: "twice", 3: "three times"}.get(len(group), f"{len(group)} times")
+        numbers = [str(n) for n, _ in group]
+        where = ", ".join(numbers[:-1]) + " and " + numbers[-1]
+        others = ", ".join(f"{field_name}={k}" for k in keys if k != best)
+        raise DataError(
+            f"{name}: the header names {header!r} {times} (columns {where}); rename one in the file, or map the "
+            f"one you mean: {field_name}={best} (or {others}); "
+            + ", ".join(f"{k} has {filled[k]} filled cells" for k in keys)
+            + "."
+        )
 
 
 def _format_for_mapping(

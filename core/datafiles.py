@@ -1,7 +1,9 @@
 """Read a dataset file (or hub dataset) into a list of row dicts with every value a string, list, dict or None.
 
 Files: CSV, TSV, JSON (array of objects, or object of equal-length column arrays), JSONL, Parquet, XLSX, with the
-extension in any case and the content sniffed when the extension is missing or lies. Text may be UTF-8 (with or
+extension in any case and the content sniffed when the extension is missing or lies; any of them gzip-compressed or
+alone in a zip archive (recognised by their first bytes). Other compression (bz2, xz, zstd, tar, 7z, rar) is refused
+by name. A header that names a column twice is recorded (``duplicate_columns``) so the caller can refuse or map it. Text may be UTF-8 (with or
 without BOM) or UTF-16 (BOM); CRLF line ends and quoted newlines are fine. Header names are cleaned of control
 characters and surrounding spaces. Numbers in text columns become text; rows whose fields cannot be split become an
 ``{ROW_ERROR: reason}`` placeholder so they are reported by row number, never silently shifted.
@@ -10,9 +12,12 @@ characters and surrounding spaces. Numbers in text columns become text; rows who
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import math
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +36,17 @@ SUFFIX_KIND = {
     ".parquet": "parquet",
     ".pq": "parquet",
     ".xlsx": "xlsx",
+    ".gz": "gzip",  # any of the kinds above, compressed
+    ".zip": "zip",  # an archive holding one data file
 }
+# First bytes of compressed or archive formats that are not read, and how to name them (bzip2 and tar: _magic_name).
+OTHER_COMPRESSION = (
+    (b"\xfd7zXZ\x00", "xz (.xz)"),
+    (b"\x28\xb5\x2f\xfd", "zstandard (.zst)"),
+    (b"7z\xbc\xaf\x27\x1c", "7-Zip (.7z)"),
+    (b"Rar!\x1a\x07", "RAR (.rar)"),
+    (b"\x04\x22\x4d\x18", "LZ4 (.lz4)"),
+)
 DEFAULT_MAX_BYTES = 2 * 2**30  # the CLI's limit; the UI passes its upload limit
 
 
@@ -79,15 +94,15 @@ def read_records(
             f"{path.name}: {size / 2**20:,.0f} MiB is over the {max_bytes / 2**20:,.0f} MiB limit; split "
             "the file or use the CLI (launch.py train), which reads larger files."
         )
-    raw = path.read_bytes()
+    raw, suffix = unpack(path.read_bytes(), path.name, max_bytes)
     try:
-        kind = sniff_kind(raw, path.suffix.lower())
+        kind = sniff_kind(raw, suffix)
     except DataError as exc:
         raise DataError(f"{path.name}: {exc}") from None
     if kind == "parquet":
-        return _read_parquet(path), kind
+        return _read_parquet(path.name, raw), kind
     if kind == "xlsx":
-        return _read_xlsx(path), kind
+        return _read_xlsx(path.name, raw), kind
     text = decode_text(raw, path.name)
     if kind in ("csv", "tsv"):
         return _read_delimited(path.name, text, "\t" if kind == "tsv" else ","), kind
@@ -101,6 +116,135 @@ def read_records(
                 ) from None
             kind = "jsonl"  # one object per line saved as .json
     return _read_jsonl(path.name, text), kind
+
+
+def duplicate_columns(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, str]]]:
+    """Header names a file gives to more than one column: {name: [(1-based column number, column key), ...]}.
+
+    The reader keeps every such column under a distinct key (``output``, ``output.1`` ...); this says which keys share
+    one name in the file, so a message can name both and the user can map the one they mean.
+
+    Args:
+        records: rows returned by ``read_records``.
+
+    Returns:
+        The repeated names (empty when every header name is distinct, or the file kind has no header row).
+    """
+    return dict(getattr(records, "duplicates", {}))
+
+
+class _Rows(list):  # type: ignore[type-arg]
+    """A list of rows that also carries the header's repeated names (see ``duplicate_columns``)."""
+
+    duplicates: dict[str, list[tuple[int, str]]]
+
+
+def _magic_name(raw: bytes) -> str | None:
+    """The compression or archive format that the first bytes show, when it is one that is not read."""
+    if raw[:3] == b"BZh" and raw[3:4].isdigit() and raw[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
+        return "bzip2 (.bz2)"
+    for magic, name in OTHER_COMPRESSION:
+        if raw.startswith(magic):
+            return name
+    if raw[257:262] == b"ustar":
+        return "a tar archive (.tar)"
+    return None
+
+
+def _refuse_compression(name: str, what: str) -> DataError:
+    return DataError(
+        f"{name}: is {what}, which is not read; decompress it (or compress it with gzip or zip instead) and "
+        "upload the CSV, TSV, JSON, JSONL, Parquet or XLSX file."
+    )
+
+
+def _inner_suffix(name: str) -> str:
+    """The data suffix of a file name once a compression suffix is taken off (``a.jsonl.gz`` -> ``.jsonl``)."""
+    stem = Path(name)
+    while stem.suffix.lower() in (".gz", ".gzip", ".zip"):
+        stem = Path(stem.stem)
+    return stem.suffix.lower()
+
+
+def _is_data_member(info: zipfile.ZipInfo) -> bool:
+    """A zip member that is a data file: not a folder, not macOS/hidden bookkeeping, with a known data suffix."""
+    parts = Path(info.filename).parts
+    if info.is_dir() or not parts or "__MACOSX" in parts or parts[-1].startswith("."):
+        return False
+    return _inner_suffix(parts[-1]) in SUFFIX_KIND and SUFFIX_KIND[_inner_suffix(parts[-1])] in KINDS
+
+
+def unpack(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[bytes, str]:
+    """The data bytes of a file and the suffix to read them by, out of gzip or a one-file zip when it is one.
+
+    Compression is recognised by the first bytes, whatever the extension says. An XLSX workbook (also a zip) is
+    passed through as it is.
+
+    Args:
+        raw: the file's bytes.
+        name: the file name (for messages, and for the data suffix under ``.gz`` / ``.zip``).
+        max_bytes: decompressed data larger than this is refused.
+
+    Returns:
+        (data bytes, data suffix such as ".jsonl"; "" when no name says it).
+
+    Raises:
+        DataError: other compression (bz2, xz, zstd, tar, 7z, rar, lz4), a damaged archive, a zip with no data file
+            or several, or data over ``max_bytes`` once decompressed.
+    """
+    suffix = _inner_suffix(name)
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+                data = f.read(max_bytes + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{name}: is gzip-compressed but cannot be decompressed ({exc}).") from None
+        if len(data) > max_bytes:
+            raise DataError(
+                f"{name}: over the {max_bytes / 2**20:,.0f} MiB limit once decompressed; split the file or use "
+                "the CLI (launch.py train), which reads larger files."
+            )
+        if what := _magic_name(data):
+            raise _refuse_compression(name, f"{what} inside gzip")
+        if data[:2] == b"\x1f\x8b" or data[:4] == b"PK\x03\x04":
+            raise _refuse_compression(name, "an archive inside gzip")
+        return data, suffix
+    if raw[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(raw))
+        except zipfile.BadZipFile as exc:
+            raise DataError(f"{name}: is a zip archive that cannot be opened ({exc}).") from None
+        with archive:
+            names = archive.namelist()
+            if "[Content_Types].xml" in names and any(n.startswith("xl/") for n in names):
+                return raw, ".xlsx"  # an Excel workbook
+            members = [i for i in archive.infolist() if _is_data_member(i)]
+            if len(members) != 1:
+                shown = [n for n in names if not n.endswith("/")][:8]
+                more = len([n for n in names if not n.endswith("/")]) - len(shown)
+                holds = ", ".join(shown) + (f" and {more} more" if more > 0 else "") if shown else "nothing"
+                count = "no data file" if not members else f"{len(members)} data files"
+                raise DataError(
+                    f"{name}: the zip archive holds {count} ({holds}); put exactly one CSV, TSV, JSON, JSONL, "
+                    "Parquet or XLSX file in it, or upload that file itself."
+                )
+            member = members[0]
+            if member.file_size > max_bytes:
+                raise DataError(
+                    f"{name}: {member.filename} is {member.file_size / 2**20:,.0f} MiB once unzipped, over the "
+                    f"{max_bytes / 2**20:,.0f} MiB limit; split the file or use the CLI (launch.py train)."
+                )
+            try:
+                data = archive.read(member)
+            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error) as exc:
+                raise DataError(f"{name}: cannot unzip {member.filename} ({exc}).") from None
+        inner = member.filename.rsplit("/", 1)[-1]
+        if inner.lower().endswith((".gz", ".gzip")):
+            return unpack(data, inner, max_bytes)
+        return data, _inner_suffix(inner)
+    if what := _magic_name(raw):
+        raise _refuse_compression(name, what)
+    return raw, suffix
 
 
 def sniff_kind(raw: bytes, suffix: str) -> str:
@@ -264,7 +408,8 @@ def _read_delimited(name: str, text: str, delimiter: str) -> list[dict[str, Any]
         ) from None
     if not rows:
         return []
-    header = _dedupe([clean_header(h) for h in rows[0]])
+    names = [clean_header(h) for h in rows[0]]
+    header = _dedupe(names)
     sep = {"\t": "tabs", ",": "commas", ";": "semicolons", "|": "bars"}[delimiter]
     records: list[dict[str, Any]] = []
     for fields in rows[1:]:
@@ -277,7 +422,19 @@ def _read_delimited(name: str, text: str, delimiter: str) -> list[dict[str, Any]
             )
         else:
             records.append({h: (f if f != "" else None) for h, f in zip(header, fields)})
-    return records
+    return _with_duplicates(records, names, header)
+
+
+def _with_duplicates(
+    records: list[dict[str, Any]], names: list[str], keys: list[str]
+) -> list[dict[str, Any]]:
+    """``records`` carrying which header names repeat: {name: [(column number, key), ...]}."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for number, (n, k) in enumerate(zip(names, keys), start=1):
+        groups.setdefault(n, []).append((number, k))
+    out = _Rows(records)
+    out.duplicates = {n: g for n, g in groups.items() if len(g) > 1}
+    return out
 
 
 def _dedupe(names: list[str]) -> list[str]:
@@ -294,23 +451,23 @@ def _dedupe(names: list[str]) -> list[str]:
     return out
 
 
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
+def _read_parquet(name: str, raw: bytes) -> list[dict[str, Any]]:
     import pandas as pd
 
     try:
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(io.BytesIO(raw))
     except Exception as exc:
-        raise DataError(f"{path.name}: cannot read as Parquet ({exc}).") from None
+        raise DataError(f"{name}: cannot read as Parquet ({exc}).") from None
     return [_clean_row(r) for r in frame.to_dict(orient="records")]
 
 
-def _read_xlsx(path: Path) -> list[dict[str, Any]]:
+def _read_xlsx(name: str, raw: bytes) -> list[dict[str, Any]]:
     import pandas as pd
 
     try:
-        frame = pd.read_excel(path, sheet_name=0, dtype=object)
+        frame = pd.read_excel(io.BytesIO(raw), sheet_name=0, dtype=object)
     except Exception as exc:
-        raise DataError(f"{path.name}: cannot read as an Excel workbook ({exc}).") from None
+        raise DataError(f"{name}: cannot read as an Excel workbook ({exc}).") from None
     return [_clean_row(r) for r in frame.to_dict(orient="records")]
 
 

@@ -11,6 +11,7 @@ Formats (canonical fields in brackets; a mapping renames the user's columns to t
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,31 @@ ROLE_NAMES = {
     "claude": "assistant",
 }
 INSTRUCTION_FORMATS = ("alpaca", "prompt_completion", "messages", "sharegpt")
+# Characters that show nothing: zero-width spaces and joiners, word joiner, BOM (also caught by category below).
+INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+INVISIBLE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp"})  # format characters and every kind of space
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` holds nothing visible: only whitespace and invisible format or space characters.
+
+    Args:
+        text: a field's text.
+
+    Returns:
+        Whether the text is empty once whitespace, zero-width characters (U+200B-U+200D, U+2060, U+FEFF) and every
+        character of Unicode category Cf, Zs, Zl or Zp are removed.
+    """
+    return all(
+        ch.isspace() or ch in INVISIBLE or unicodedata.category(ch) in INVISIBLE_CATEGORIES for ch in text
+    )
+
+
+def empty_reason(name: str, text: str) -> str:
+    """The "is empty" reason for a field, saying so when it holds only invisible characters."""
+    if text.strip():
+        return f"{name} is empty (it holds only invisible characters such as zero-width spaces)"
+    return f"{name} is empty"
 
 
 @dataclass(frozen=True)
@@ -109,15 +135,24 @@ def _looks_like_turns(value: Any, keys: tuple[str, str]) -> bool:
 def detect_format(records: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
     """The format and proposed mapping of ``records`` (looks at column names, then at list-of-turn contents).
 
+    When the columns fit several formats, the one whose required fields most rows hold (present and not null) wins,
+    so a few odd rows cannot decide the format of the rest (``odd_rows`` names them).
+
     Raises:
         DataError: no format fits; the message lists the columns found and the ones expected.
     """
     sample = [r for r in records[:1000] if ROW_ERROR not in r]
     columns = list(dict.fromkeys(k for r in sample for k in r))
+    fitting = []  # (rows holding every required field, format, mapping), in order of preference
     for fmt in ("messages", "sharegpt", "alpaca", "prompt_completion"):
         mapping = propose_mapping(columns, fmt)
         if all(f in mapping for f in REQUIRED[fmt]):
-            return fmt, mapping
+            held = sum(all(r.get(mapping[f]) is not None for f in REQUIRED[fmt]) for r in sample)
+            fitting.append((held, fmt, mapping))
+    if fitting:  # what most rows hold wins: one row's stray "messages": null does not make a file chat
+        best = max(held for held, _, _ in fitting)
+        _, fmt, mapping = next(f for f in fitting if f[0] == best)
+        return fmt, mapping
     for col in columns:  # a chat column under another name
         values = [r.get(col) for r in sample[:20] if r.get(col) is not None]
         if values and all(_looks_like_turns(v, ("role", "content")) for v in values):
@@ -134,6 +169,50 @@ def detect_format(records: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
         "prompt / completion, a chat column messages (list of {role, content}) or conversations (list of "
         "{from, value}), or a text column; or map your columns in the Data tab (dataset_column_mapping)."
     )
+
+
+def odd_rows(records: list[dict[str, Any]], dataset_format: str, mapping: dict[str, str]) -> dict[int, str]:
+    """Rows that carry a field of another format which most rows do not carry: {1-based row: why it is odd}.
+
+    Such a row (an alpaca row with a stray ``"messages": null``) is read in the format of the rest; the reason says
+    which field was ignored so the report can show it.
+
+    Args:
+        records: rows as read.
+        dataset_format: the format the file is read as.
+        mapping: {canonical field: column} in use.
+
+    Returns:
+        {row number: reason} for each odd row (empty when none).
+    """
+    rows = [r for r in records if ROW_ERROR not in r]
+    if not rows:
+        return {}
+    used = set(mapping.values())
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    foreign: dict[str, str] = {}  # column -> the other format it belongs to
+    for fmt in FORMATS:
+        if fmt == dataset_format:
+            continue
+        for f, col in propose_mapping(columns, fmt).items():
+            if f in REQUIRED[fmt] and col not in used:
+                foreign.setdefault(col, fmt)
+    out: dict[int, str] = {}
+    for col, fmt in foreign.items():
+        present = sum(col in r for r in rows)
+        held = sum(r.get(col) is not None for r in rows)
+        for i, r in enumerate(records, start=1):
+            if ROW_ERROR in r or col not in r:
+                continue
+            value = r[col]
+            if (present * 2 <= len(rows)) or (value is not None and held * 2 <= len(rows)):
+                shown = "null" if value is None else "a value"
+                out.setdefault(
+                    i,
+                    f"has a {col!r} field ({shown}) of the {fmt} format that most rows do not have; read as "
+                    f"{dataset_format} like the other rows, that field is ignored",
+                )
+    return out
 
 
 def check_mapping(columns: list[str], dataset_format: str, mapping: dict[str, str]) -> list[str]:
@@ -213,8 +292,8 @@ def _turns(raw: Any, keys: tuple[str, str], field_name: str) -> list[Message]:
                 f"(also understood: {', '.join(k for k in ROLE_NAMES if k not in ('system', 'user', 'assistant'))})"
             )
         content = _content_text(m[keys[1]], j)
-        if not content.strip():
-            raise ValueError(f"message {j} ({role}) is empty")
+        if is_blank(content):
+            raise ValueError(empty_reason(f"message {j} ({role})", content))
         msgs.append({"role": role, "content": content})
     return msgs
 
@@ -232,17 +311,18 @@ def normalise_row(
 
     if dataset_format == "text":
         text = _text(get("text"))
-        if not text.strip():
-            raise ValueError(f"{mapping.get('text', 'text')} is empty")
+        if is_blank(text):
+            raise ValueError(empty_reason(mapping.get("text", "text"), text))
         return Example(text=text)
     if dataset_format in ("alpaca", "prompt_completion"):
         user_f, out_f = ("instruction", "output") if dataset_format == "alpaca" else ("prompt", "completion")
         user, out = _text(get(user_f)).strip(), _text(get(out_f))
         inp, system = _text(get("input")).strip(), _text(get("system")).strip()
-        if not user:
-            raise ValueError(f"{mapping.get(user_f, user_f)} is empty")
-        if not out.strip():
-            raise ValueError(f"{mapping.get(out_f, out_f)} is empty")
+        inp, system = ("" if is_blank(inp) else inp), ("" if is_blank(system) else system)
+        if is_blank(user):
+            raise ValueError(empty_reason(mapping.get(user_f, user_f), user))
+        if is_blank(out):
+            raise ValueError(empty_reason(mapping.get(out_f, out_f), out))
         msgs = [{"role": "system", "content": system}] if system else []
         msgs += [
             {"role": "user", "content": f"{user}\n\n{inp}" if inp else user},
