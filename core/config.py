@@ -257,7 +257,8 @@ class TrainingConfig:
         """Build and validate a config from plain values (JSON, CLI or UI).
 
         Strings like "8" or "2e-4" are accepted for numbers, "true"/"false" for booleans, and a comma-separated
-        string or a list for ``lora_target_modules``.
+        string or a list for ``lora_target_modules``. None (JSON null) is refused naming the field: a key left out
+        takes its default, a null one is a mistake (``"max_steps": null`` used to mean an epoch silently).
 
         Raises:
             ConfigError: listing every unknown key, uncoercible value and validation problem at once.
@@ -271,7 +272,12 @@ class TrainingConfig:
                 problems.append(f"{key}: unknown key; valid keys are {', '.join(known)}.")
         values: dict[str, Any] = {}
         for name, f in known.items():
-            if name not in raw or raw[name] is None:
+            if name not in raw:
+                continue
+            if raw[name] is None:  # JSON null is not "the default": "max_steps": null silently meant an epoch
+                problems.append(
+                    f"{name}: null is not {_kind_of(name, f.default)}; leave the key out for the default."
+                )
                 continue
             try:
                 if name == "dataset_column_mapping":
@@ -307,7 +313,41 @@ class TrainingConfig:
             raise ConfigError(
                 [f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."]
             ) from None
+        except RecursionError:
+            raise ConfigError(
+                [
+                    f"{path}: nested too deeply to read; a config is one object of field names and plain values."
+                ]
+            ) from None
+        except ValueError as exc:  # Python refuses to convert integers of more than 4300 digits
+            if "digits" in str(exc):
+                raise ConfigError(
+                    [f"{path}: holds a number too long to read; no field takes one that long."]
+                ) from None
+            raise ConfigError([f"{path}: cannot be read ({exc})."]) from None
         return cls.from_dict(raw)
+
+
+def _kind_of(name: str, default: Any) -> str:
+    """What field ``name`` (default ``default``) takes, in words ("a whole number", ...), for a refusal."""
+    special = {
+        "gradient_checkpointing": "true, false or auto",
+        "dataset_column_mapping": "an object {field: column}",
+        "lora_target_modules": "a list of module names",
+    }
+    if name in special:
+        return special[name]
+    if isinstance(default, bool):
+        return "true/false"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, tuple):
+        return "a list"
+    if isinstance(default, str):
+        return "text"
+    return "a value"
 
 
 def _coerce(value: Any, default: Any, name: str) -> Any:

@@ -85,6 +85,9 @@ def run_training(
     spec = inspect_model(path)
     targets = target_modules_for(cfg, spec)
     tokenizer = load_tokenizer(path)
+    note = pad_token_note(tokenizer)
+    if note:
+        publish(LogLine(note))
     tokenized = tokenize_report(report, tokenizer, cfg.max_length, cfg.completion_only_loss)
     features = tokenized.features
     if tokenized.dropped:
@@ -136,6 +139,10 @@ def run_training(
     for note in plan.notes:
         publish(LogLine(note))
     cfg = plan.apply(cfg)
+    train_idx, eval_idx, split_note = split_train_eval(len(features), cfg.validation_split, cfg.seed)
+    cfg, note = cap_micro_batch(cfg, len(train_idx), world)
+    if note:  # the run's facts (result.json) then record the batch that really ran
+        publish(LogLine(note))
     publish(
         LogLine(
             f"Loading {spec.architecture} on {device} ({'4-bit ' + cfg.bnb_4bit_quant_type if cfg.load_in_4bit else dtype_name})"
@@ -203,9 +210,8 @@ def run_training(
     )
 
     # A list of feature dicts is a map-style dataset for the Trainer's DataLoader; no Arrow round trip needed.
-    train_idx, eval_idx, note = split_train_eval(len(features), cfg.validation_split, cfg.seed)
-    if note:
-        publish(LogLine(note))
+    if split_note:
+        publish(LogLine(split_note))
     data: Any = [features[i] for i in train_idx]
     eval_data: Any = [features[i] for i in eval_idx] or None
     eval_sets: dict[str, Any] = {"validation": eval_data} if eval_data is not None else {}
@@ -277,6 +283,50 @@ def run_training(
         gc.collect()
         if has_cuda:
             torch.cuda.empty_cache()
+
+
+def cap_micro_batch(cfg: TrainingConfig, train_rows: int, world: int = 1) -> tuple[TrainingConfig, str]:
+    """Cap ``per_device_train_batch_size`` to the training rows each process gets.
+
+    The Trainer's DataLoader silently makes a short batch when the micro-batch is larger than the data, so a run
+    asked for 64 with 10 rows trains 10-row steps; the capped config says what really runs.
+
+    Args:
+        cfg: the run's config (after the engine plan).
+        train_rows: rows left for training after the validation split.
+        world: processes the rows are spread over (each gets ``ceil(train_rows / world)``).
+
+    Returns:
+        (config, note): ``cfg`` unchanged and "" when the batch fits, else the capped copy and a log line
+        saying so.
+    """
+    per_process = max(1, math.ceil(train_rows / max(1, world)))
+    asked = cfg.per_device_train_batch_size
+    if asked <= per_process:
+        return cfg, ""
+    rows = (
+        f"{train_rows} training rows"
+        if world <= 1
+        else f"{per_process} training rows each of {world} processes gets"
+    )
+    return cfg.replace(per_device_train_batch_size=per_process), (
+        f"per_device_train_batch_size {asked} is more than the {rows}: using {per_process}."
+    )
+
+
+def pad_token_note(tokenizer: Any) -> str:
+    """A log line naming the padding token when it is EOS, else "".
+
+    ``core.model.load_tokenizer`` pads with EOS when the tokenizer has no pad token (and some tokenizers ship
+    pad = EOS themselves). EOS still ends every answer and stays a training target: the collator masks padding
+    from the labels by position (-100 past each row's end), not by token id.
+    """
+    if tokenizer.pad_token is None or tokenizer.pad_token != tokenizer.eos_token:
+        return ""
+    return (
+        f"Padding uses EOS {tokenizer.eos_token!r} (id {tokenizer.eos_token_id}): the tokenizer has no separate "
+        "pad token. EOS stays a training target: padding is masked from the labels by position, not by token id."
+    )
 
 
 def training_arguments(

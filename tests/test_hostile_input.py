@@ -28,7 +28,12 @@ def run_cli(*args: str, encoding: str | None = None) -> subprocess.CompletedProc
 
 def _chat_file(folder, name: str = EMOJI_NAME):
     rows = [
-        {"messages": [{"role": "user", "content": "Say hi \U0001f642"}, {"role": "assistant", "content": "hi"}]},
+        {
+            "messages": [
+                {"role": "user", "content": "Say hi \U0001f642"},
+                {"role": "assistant", "content": "hi"},
+            ]
+        },
         {"messages": [{"role": "user", "content": "Add 2 and 3"}, {"role": "assistant", "content": "5"}]},
         {"messages": [{"role": "\U0001f916", "content": "beep"}, {"role": "assistant", "content": "boop"}]},
     ]
@@ -49,3 +54,104 @@ def test_validate_survives_a_console_that_cannot_encode_the_file_name(tmp_path, 
     # argparse's own errors go through the same safe stream
     bad = run_cli("validate", str(cfg), "--no-such-\u2047-flag", encoding=encoding)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "\\u2047" in bad.stderr
+
+
+# ---------------------------------------------------------------- config edge cases
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply to read"),
+        ('{"lora_r": ' + "9" * 5000 + "}", "holds a number too long to read"),
+        ('{"max_steps": null}', "max_steps: null is not a whole number; leave the key out for the default."),
+    ],
+)
+def test_hostile_config_files_are_one_message_refusals(tmp_path, text, needle):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(text, encoding="utf-8")
+    for command in ("train", "validate"):
+        out = run_cli(command, str(cfg), "--json")
+        assert out.returncode == 2, out.stderr
+        assert needle in out.stderr and "Traceback" not in out.stderr
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == {
+            "status": "invalid",
+            "error": out.stderr.strip(),
+        }
+
+
+def test_null_is_refused_for_every_kind_of_field():
+    from core.config import TrainingConfig
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        TrainingConfig.from_dict(
+            {
+                "learning_rate": None,
+                "packing": None,
+                "lora_target_modules": None,
+                "gradient_checkpointing": None,
+            }
+        )
+    assert err.value.problems == [
+        "lora_target_modules: null is not a list of module names; leave the key out for the default.",
+        "learning_rate: null is not a number; leave the key out for the default.",
+        "gradient_checkpointing: null is not true, false or auto; leave the key out for the default.",
+        "packing: null is not true/false; leave the key out for the default.",
+    ]
+    assert TrainingConfig.from_dict({}).max_steps == -1  # leaving the key out still means the default
+
+
+def test_micro_batch_larger_than_the_data_is_capped_and_recorded(tmp_path, tiny_llama):
+    """64 asked, 10 rows: the run trains 10-row steps and says so in its log and result; the log file is UTF-8
+    and the console (ASCII only) gets escapes."""
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Say {i} \U0001f642"},
+                {"role": "assistant", "content": f"{i}"},
+            ]
+        }
+        for i in range(10)
+    ]
+    data = tmp_path / EMOJI_NAME
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = tmp_path / "c.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "model_name_or_path": str(tiny_llama),
+                "dataset_name": str(data),
+                "dtype": "float32",
+                "max_length": 64,
+                "max_steps": 1,
+                "per_device_train_batch_size": 64,
+                "monitor_rows": 0,
+                "save_steps": 0,
+                "output_dir": str(tmp_path / "runs"),
+            }
+        ),
+        encoding="utf-8",
+    )
+    out = run_cli("train", str(cfg), "--json", encoding="ascii")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["status"] == "completed" and result["steps"] == 1
+    capped = "per_device_train_batch_size 64 is more than the 10 training rows: using 10."
+    assert capped in out.stderr and "greet_\\u2047_\\U0001f642.jsonl" in out.stderr
+    run_dir = result["run_dir"]
+    recorded = json.loads(open(os.path.join(run_dir, "result.json"), encoding="utf-8").read())
+    assert recorded["per_device_train_batch_size"] == 10
+    log = open(os.path.join(run_dir, "train.log"), encoding="utf-8").read()  # UTF-8 whatever the console
+    assert capped in log and EMOJI_NAME in log
+    assert "Padding uses EOS '<|im_end|>'" in log and "EOS stays a training target" in log
+
+
+def test_the_pad_note_names_eos_only_when_eos_pads(embedded_path):
+    from core.model import load_tokenizer
+    from core.train import pad_token_note
+
+    tok = load_tokenizer(embedded_path)
+    assert pad_token_note(tok).startswith(f"Padding uses EOS {tok.eos_token!r} (id {tok.eos_token_id})")
+    tok.pad_token = "<|endoftext|>"  # a separate pad token: nothing to say
+    assert tok.pad_token != tok.eos_token and pad_token_note(tok) == ""

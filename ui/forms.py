@@ -82,12 +82,10 @@ def launch_markdown(num_processes: Any, distributed_strategy: Any, accelerate_co
     from core.parallel import cli_command
 
     try:
-        cfg = TrainingConfig.from_dict(
-            {
-                "num_processes": num_processes,
-                "distributed_strategy": distributed_strategy,
-                "accelerate_config_file": accelerate_config_file or "",
-            }
+        raw = {"num_processes": num_processes, "distributed_strategy": distributed_strategy}
+        cfg = TrainingConfig.from_dict(  # an emptied field means its default (from_dict refuses null)
+            {k: v for k, v in raw.items() if v not in (None, "")}
+            | {"accelerate_config_file": accelerate_config_file or ""}
         )
     except ConfigError as exc:
         return "\n".join(f"- {p}" for p in exc.problems)
