@@ -182,13 +182,16 @@ def _load(run_dir: Path, choice: str, progress: Callable[[float, str], None]) ->
     import torch
     from transformers import AutoModelForCausalLM
 
-    from core.model import SAFE_LOAD, load_tokenizer
+    from core.model import SAFE_LOAD, load_tokenizer, refuse_custom_code
     from core.tokenization import ensure_chat_template
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     base_path = _base_path(run_dir)
+    refuse_custom_code(base_path)
     kwargs, dtype = _base_load_kwargs(run_dir, base_path, device)
     tuned_path = run_dir / choice
+    if choice != ADAPTER:
+        refuse_custom_code(str(tuned_path))
     tok_path = str(tuned_path) if (tuned_path / "tokenizer_config.json").is_file() else base_path
     tokenizer = load_tokenizer(tok_path)
     tokenizer.padding_side = "left"  # generation appends on the right

@@ -192,17 +192,18 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from core.model import SAFE_LOAD, resolve_model_path
+    from core.model import SAFE_LOAD, refuse_custom_code, resolve_model_path
     from core.modelcard import write_model_card
 
     run_dir = Path(run_dir).resolve()
     cfg, adapter = _run_info(run_dir)
     final = _destination(run_dir, out, "adapter-export")
+    base_path = resolve_model_path(cfg["model_name_or_path"])
+    refuse_custom_code(base_path, shown_as=cfg["model_name_or_path"])  # before anything is written
     tmp = staging_dir(final)
     shutil.copytree(adapter, tmp, dirs_exist_ok=True)
     checks, tensors, size, max_b = adapter_checks(tmp, tmp)
     fail_on(checks, tmp)
-    base_path = resolve_model_path(cfg["model_name_or_path"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     check_memory(base_path, 2, device)
     probe = probe_ids(base_path, device)

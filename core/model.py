@@ -114,10 +114,11 @@ def embedded_model_path() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent,
             gguf_file=gguf.name,
+            trust_remote_code=False,
             dtype=torch.bfloat16,
             quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True),
         )
@@ -181,7 +182,8 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
     chat template); ``ModelSpec.source`` records which ("config.json" or "catalogue <date>").
 
     Raises:
-        ModelError: the config cannot be read or is not a causal LM; or, offline, the hub id is neither in the
+        ModelError: the config cannot be read or is not a causal LM; the model needs its own Python code
+            (refuse_custom_code; nothing of it runs, nothing prompts); or, offline, the hub id is neither in the
             catalogue nor in the local hub cache (the message names the catalogue).
     """
     import torch
@@ -201,8 +203,11 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
             config = catalogue_config(entry)
         else:
             path = _config_source(model_name_or_path)
+            refuse_custom_code(path, local_only, shown_as=name)
             try:
-                config = AutoConfig.from_pretrained(path, local_files_only=local_only)
+                config = AutoConfig.from_pretrained(
+                    path, local_files_only=local_only, trust_remote_code=False
+                )
             except Exception as exc:
                 # unreachable, or gated before the user has access: the catalogue still has the shape
                 if entry is not None and (is_network_error(exc) or _is_auth_error(exc)):
@@ -226,7 +231,7 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
         source = f"catalogue {entry.read_on}"
     else:
         try:
-            tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only, trust_remote_code=False)
             has_template = bool(getattr(tok, "chat_template", None))
         except Exception:
             has_template = False
@@ -371,16 +376,126 @@ def get_peft_config(cfg: TrainingConfig, target_modules: tuple[str, ...]) -> Lor
 
 
 # Weights are read from safetensors only: a pickled .bin file can run arbitrary code when loaded, and a model's
-# own Python code (trust_remote_code) runs only if a future option names the repository. Used by every load of a
-# model a user chose (training, export, chat).
+# own Python code never runs (refuse_custom_code refuses a model that needs it). Used by every load of a model a
+# user chose (training, export, chat).
 SAFE_LOAD: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
 
 
+def _code_files(auto_map: Any, classes: tuple[str, ...]) -> list[str]:
+    """The Python files an ``auto_map`` names for ``classes``: "modeling_foo.FooModel" -> "modeling_foo.py", and a
+    reference into another repository ("owner/repo--modeling_foo.FooModel") -> "modeling_foo.py from owner/repo".
+    Tokenizer entries are a [slow, fast] pair, either of which may be null."""
+    files: list[str] = []
+    if not isinstance(auto_map, dict):
+        return files
+    for cls in classes:
+        refs = auto_map.get(cls)
+        for ref in refs if isinstance(refs, list | tuple) else [refs]:
+            if not isinstance(ref, str) or "." not in ref:
+                continue
+            repo, _, class_ref = ref.rpartition("--")
+            name = class_ref.rsplit(".", 1)[0].replace(".", "/") + ".py"
+            name += f" from {repo}" if repo else ""
+            if name not in files:
+                files.append(name)
+    return files
+
+
+def _json_configs(path: str, local_only: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """config.json and tokenizer_config.json of a folder or hub id as plain dicts (no class built, no code run);
+    a file that is missing or unreadable is an empty dict (the load that follows reports it)."""
+    from transformers import PretrainedConfig
+    from transformers.models.auto.tokenization_auto import get_tokenizer_config
+
+    dicts: list[dict[str, Any]] = []
+    for read in (
+        lambda: PretrainedConfig.get_config_dict(path, local_files_only=local_only)[0],
+        lambda: get_tokenizer_config(path, local_files_only=local_only),
+    ):
+        try:
+            found = read()
+        except Exception as exc:  # not there, offline, not JSON: the load itself says why
+            log.debug("Reading %s's config for auto_map failed: %s", path, exc)
+            found = {}
+        dicts.append(found if isinstance(found, dict) else {})
+    return dicts[0], dicts[1]
+
+
+def refuse_custom_code(path: str, local_only: bool = False, shown_as: str | None = None) -> None:
+    """Refuse a model that needs its own Python code to load; LoRA Studio never runs a model's own code.
+
+    Reads ``auto_map`` in config.json and tokenizer_config.json (plain JSON: nothing is imported). A config, model
+    or tokenizer class the folder maps to its own ``*.py`` file is needed when transformers has no class of its own
+    for it (an unknown ``model_type``, no causal-LM class for it, a tokenizer class it does not know): that folder
+    is refused naming the files. When transformers does have the classes (Phi-3 ships ``modeling_phi3.py`` beside
+    the native ``phi3`` type), the files are ignored, as every load passes ``trust_remote_code=False``, and a log
+    line names them. Called before every config, tokenizer and model load (inspect_model, load_tokenizer, the
+    training, export and chat loads), so transformers never asks "Do you wish to run the custom code? [y/N]".
+
+    Args:
+        path: a local model folder or a hub id.
+        local_only: read only local files or the hub cache (offline).
+        shown_as: how to name the model in the message (default ``path``).
+
+    Raises:
+        ModelError: the model needs its own code; the message names the files that would run.
+    """
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES, tokenizer_class_from_name
+
+    config, tok_config = _json_configs(path, local_only)
+    model_type = config.get("model_type")
+    native_config = isinstance(model_type, str) and model_type in CONFIG_MAPPING_NAMES
+    native_model = native_config and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    tok_class = tok_config.get("tokenizer_class") or config.get("tokenizer_class")
+    native_tokenizer = (
+        isinstance(tok_class, str)
+        and any(tokenizer_class_from_name(n) is not None for n in {tok_class, tok_class.removesuffix("Fast")})
+    ) or (native_config and (tok_class is None or model_type in TOKENIZER_MAPPING_NAMES))
+    needed: list[str] = []
+    ignored: list[str] = []
+    for where, auto_map, classes, native in (
+        ("config.json", config.get("auto_map"), ("AutoConfig",), native_config),
+        ("config.json", config.get("auto_map"), ("AutoModelForCausalLM",), native_model),
+        ("tokenizer_config.json", tok_config.get("auto_map"), ("AutoTokenizer",), native_tokenizer),
+        ("config.json", config.get("auto_map"), ("AutoTokenizer",), native_tokenizer),
+    ):
+        for name in _code_files(auto_map, classes):
+            entry = f"{where}: {name}"
+            if not native and not any(e.endswith(f": {name}") for e in needed):
+                needed.append(entry)
+            elif native and entry not in ignored:
+                ignored.append(entry)
+    if needed:
+        by_file: dict[str, list[str]] = {}
+        for entry in needed:
+            where, name = entry.split(": ", 1)
+            by_file.setdefault(where, []).append(name)
+        named = "; ".join(f"auto_map in {where} names {', '.join(names)}" for where, names in by_file.items())
+        raise ModelError(
+            f"{shown_as or path} needs its own Python code to load ({named}); LoRA Studio never runs a model's "
+            "own code: pick a model that transformers supports natively."
+        )
+    if ignored:
+        log.info(
+            "%s: ignoring the model's own code (%s); transformers' built-in %s classes are used instead",
+            shown_as or path,
+            ", ".join(ignored),
+            model_type,
+        )
+
+
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
-    """Tokenizer with a pad token (EOS when the model has none) and right padding for training."""
+    """Tokenizer with a pad token (EOS when the model has none) and right padding for training.
+
+    Raises:
+        ModelError: the tokenizer (or model) needs its own Python code (see refuse_custom_code).
+    """
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
+    refuse_custom_code(path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
@@ -431,6 +546,7 @@ def load_model_for_training(
         kwargs["dtype"] = getattr(torch, cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else dtype_name)
     else:
         kwargs["dtype"] = getattr(torch, dtype_name)
+    refuse_custom_code(path, shown_as=cfg.model_name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs, **SAFE_LOAD)
     except Exception as exc:
