@@ -42,6 +42,8 @@ def _problem(checkpoint: Path) -> str | None:
     if not isinstance(data, dict) or not isinstance(data.get("global_step"), int):
         return f"{state.name} has no global_step"
     if not (checkpoint / "adapter_model.safetensors").is_file():
+        if (checkpoint / "adapter_model.bin").is_file():
+            return "its adapter is only in adapter_model.bin, a pickle (only safetensors are loaded)"
         return "no adapter_model.safetensors"
     try:
         adapter = json.loads((checkpoint / "adapter_config.json").read_text(encoding="utf-8"))
@@ -79,12 +81,40 @@ def resolve_checkpoint(path: str) -> Path:
     for checkpoint in candidates:
         problem = _problem(checkpoint)
         if problem is None:
+            _refuse_pickles(checkpoint)
             _refuse_failed_run(checkpoint)
             return checkpoint
         skipped.append(f"{checkpoint.name}: {problem}")
     raise ConfigError(
         [f"resume_from_checkpoint: no usable checkpoint in {str(folder)!r} ({'; '.join(skipped)})."]
     )
+
+
+# Written by the Trainer into every checkpoint and never read back on resume.
+NOT_LOADED = {"training_args.bin"}
+
+
+def _refuse_pickles(checkpoint: Path) -> None:
+    """Refuse a checkpoint holding a pickled ``.bin`` weights file, naming it.
+
+    The Trainer loads ``pytorch_model.bin`` (or an adapter's ``adapter_model.bin``) in preference to, or instead
+    of, the safetensors adapter, through ``torch.load``: unpickling can run code, and torch's own refusal names no
+    file and suggests ``weights_only=False``. Only safetensors weights are loaded here, so such a file is refused
+    before anything reads it.
+
+    Raises:
+        ConfigError: naming the first pickled file found and what to do.
+    """
+    pickles = sorted(f for f in checkpoint.rglob("*.bin") if f.is_file() and f.name not in NOT_LOADED)
+    if pickles:
+        found = pickles[0]
+        raise ConfigError(
+            [
+                f"resume_from_checkpoint: {found} is a pickled PyTorch file; loading a pickle can run code, so "
+                "LoRA Studio loads only safetensors weights and will not resume from it. Delete that file if "
+                "you trust the checkpoint's adapter_model.safetensors, or pick a checkpoint this app saved."
+            ]
+        )
 
 
 def _refuse_failed_run(checkpoint: Path) -> None:

@@ -155,3 +155,58 @@ def test_the_pad_note_names_eos_only_when_eos_pads(embedded_path):
     assert pad_token_note(tok).startswith(f"Padding uses EOS {tok.eos_token!r} (id {tok.eos_token_id})")
     tok.pad_token = "<|endoftext|>"  # a separate pad token: nothing to say
     assert tok.pad_token != tok.eos_token and pad_token_note(tok) == ""
+
+
+# ---------------------------------------------------------------- refusals that name the real reason
+
+
+class _Planted:
+    """Unpickling this creates a file: the proof that a pickle runs code when loaded."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _checkpoint(folder):
+    """A checkpoint folder as the Trainer writes one (the weights' contents do not matter to the refusal)."""
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    (folder / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "target_modules": []}))
+    (folder / "adapter_model.safetensors").write_bytes(b"")
+    (folder / "training_args.bin").write_bytes(b"")  # written by every Trainer checkpoint, never loaded back
+    return folder
+
+
+def test_resume_refuses_a_pickled_bin_naming_it_and_never_loads_it(tmp_path):
+    import pickle
+
+    run = tmp_path / "run"
+    ckpt = _checkpoint(run / "checkpoints" / "checkpoint-2")
+    marker = tmp_path / "pickle-ran"
+    (ckpt / "pytorch_model.bin").write_bytes(pickle.dumps(_Planted(str(marker))))
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"instruction": "hi", "output": "hello"}) + "\n")
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"dataset_name": str(data), "resume_from_checkpoint": str(run)}))
+    out = run_cli("train", str(cfg), "--json")
+    assert out.returncode == 2, out.stderr
+    assert f"{ckpt / 'pytorch_model.bin'} is a pickled PyTorch file" in out.stderr
+    assert "loading a pickle can run code" in out.stderr and "only safetensors" in out.stderr
+    assert "weights_only" not in out.stderr and "Traceback" not in out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["status"] == "invalid"
+    assert not marker.exists()
+
+
+def test_resume_names_an_adapter_kept_only_as_a_pickle(tmp_path):
+    from core.errors import ConfigError
+    from core.resume import resolve_checkpoint
+
+    ckpt = _checkpoint(tmp_path / "checkpoint-3")
+    assert resolve_checkpoint(str(ckpt)) == ckpt  # training_args.bin alone is fine: it is never read back
+    (ckpt / "adapter_model.safetensors").rename(ckpt / "adapter_model.bin")
+    with pytest.raises(ConfigError) as err:
+        resolve_checkpoint(str(ckpt))
+    assert "adapter_model.bin, a pickle (only safetensors are loaded)" in str(err.value)
