@@ -332,11 +332,26 @@ def target_modules_for(cfg: TrainingConfig, spec: ModelSpec) -> tuple[str, ...]:
     if not cfg.lora_target_modules:
         return default_target_modules(spec.model_type, spec.linear_names)
     missing = [m for m in cfg.lora_target_modules if m not in spec.linear_names]
+    heads = [m for m in missing if m in ("lm_head", "embed_out")]  # the output embedding: Linear, not adapted
+    missing = [m for m in missing if m not in heads]
+    reasons = []
+    if heads:
+        # tied: the output layer reuses the input embedding matrix (counted once in embedding_params)
+        tied = 0 < spec.embedding_params <= spec.vocab_size * spec.hidden_size
+        reasons.append(
+            f"lora_target_modules: {heads[0]} is tied to the input embeddings (it shares its weights with "
+            f"embed_tokens): leave {heads[0]} out."
+            if tied
+            else f"lora_target_modules: {heads[0]} (the output layer) is not adapted here, only the decoder "
+            f"layers' Linear modules are: leave {heads[0]} out."
+        )
     if missing:
-        raise ModelError(
+        reasons.append(
             f"lora_target_modules: {missing} are not Linear modules of this model; "
             f"choose from {spec.linear_names}."
         )
+    if reasons:
+        raise ModelError(" ".join(reasons))
     return cfg.lora_target_modules
 
 

@@ -210,3 +210,39 @@ def test_resume_names_an_adapter_kept_only_as_a_pickle(tmp_path):
     with pytest.raises(ConfigError) as err:
         resolve_checkpoint(str(ckpt))
     assert "adapter_model.bin, a pickle (only safetensors are loaded)" in str(err.value)
+
+
+def test_lm_head_of_a_tied_model_is_refused_as_tied(tmp_path, tiny_llama):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"lora_target_modules": ["q_proj", "lm_head"]}))
+    out = run_cli(
+        "plan",
+        "--model",
+        str(tiny_llama),
+        "--gpu-gib",
+        "16",
+        "--config",
+        str(cfg),
+        "--out",
+        str(tmp_path / "p.json"),
+    )
+    assert out.returncode == 2, out.stderr
+    assert "lm_head is tied to the input embeddings (it shares its weights with embed_tokens)" in out.stderr
+    assert "leave lm_head out" in out.stderr and "not Linear" not in out.stderr
+
+
+def test_lm_head_of_an_untied_model_and_a_misspelled_module_are_both_named(tiny_llama):
+    import dataclasses
+
+    from core.config import TrainingConfig
+    from core.errors import ModelError
+    from core.model import inspect_model, target_modules_for
+
+    spec = inspect_model(str(tiny_llama))
+    untied = dataclasses.replace(spec, embedding_params=2 * spec.vocab_size * spec.hidden_size)
+    cfg = TrainingConfig.from_dict({"lora_target_modules": ["lm_head", "q_prj"]})
+    with pytest.raises(ModelError) as err:
+        target_modules_for(cfg, untied)
+    text = str(err.value)
+    assert "lm_head (the output layer) is not adapted here" in text and "tied" not in text
+    assert "['q_prj'] are not Linear modules of this model" in text
