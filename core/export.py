@@ -21,7 +21,7 @@ from core.errors import ExportError
 from core.export_memory import adapter_params_in, check_merge_memory, estimate_merge_memory
 from core.export_verify import PROBE_PROMPT, adapter_checks, check, check_memory, fail_on, probe_ids
 from core.model import holding_model_lock
-from core.runs import publish_dir, staging_dir, write_json_atomic
+from core.runs import INTERRUPTED, RUNNING_ELSEWHERE, publish_dir, read_run, staging_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class ExportResult:
         tolerance: the bound the first number had to stay under.
         size_bytes: total bytes of the export folder.
         tensors: LoRA tensors in the adapter (adapter exports).
+        note: where the adapter came from when it was not the run's final ``adapter/`` (an interrupted run's
+            last checkpoint), else "".
     """
 
     kind: str
@@ -65,18 +67,20 @@ class ExportResult:
     tolerance: float | None
     size_bytes: int
     tensors: int = 0
+    note: str = ""
 
     def summary(self) -> str:
         """One line for the UI / CLI."""
+        note = f"{self.note[:1].upper()}{self.note[1:]}. " if self.note else ""
         size = f"{self.size_bytes / 2**20:,.1f} MiB"
         if self.kind == "merged":
-            return (
+            return note + (
                 f"Merged model saved to {self.path} ({size}). Verified on a probe prompt: reloaded logits match "
                 f"base+adapter (mean |Δ| = {self.mean_abs_diff_vs_reference:.4f} x std, tolerance "
                 f"{self.tolerance:.4f}; same top-1 token at {100 * (self.top1_agreement or 0):.1f}% of positions) "
                 f"and differ from the base (mean |Δ| = {self.mean_abs_diff_vs_base:.4f} x std)."
             )
-        return (
+        return note + (
             f"Adapter saved to {self.path} ({self.tensors} tensors, {size}); verified: it loads with "
             f"PeftModel.from_pretrained on the base and changes it (max |B| = {self.mean_abs_diff_vs_base:.4g})."
         )
@@ -92,13 +96,83 @@ def unique_path(path: Path) -> Path:
     return path.with_name(f"{path.name}-{n}")
 
 
-def _run_info(run_dir: Path) -> tuple[dict[str, Any], Path]:
+# Files of a Trainer checkpoint that are training state, not the adapter: never copied into an export.
+CHECKPOINT_STATE = (
+    "optimizer.pt",
+    "scheduler.pt",
+    "scaler.pt",
+    "rng_state*.pth",
+    "training_args.bin",
+    "trainer_state.json",
+)
+
+
+def last_complete_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
+    """The run's highest complete ``checkpoints/checkpoint-N`` and its N, or None.
+
+    Complete: adapter_model.safetensors whose header reads (core.export_memory.adapter_params_in) and an
+    adapter_config.json holding a JSON object. A checkpoint cut short by the kill is skipped for the one before.
+    """
+    parent = run_dir / "checkpoints"
+    try:
+        found = [c for c in parent.glob("checkpoint-*") if c.name.split("-")[-1].isdigit() and c.is_dir()]
+    except OSError:
+        return None
+    for checkpoint in sorted(found, key=lambda c: int(c.name.split("-")[-1]), reverse=True):
+        if not adapter_params_in(checkpoint):
+            continue
+        try:
+            adapter_cfg = json.loads((checkpoint / "adapter_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(adapter_cfg, dict):
+            return checkpoint, int(checkpoint.name.split("-")[-1])
+    return None
+
+
+def interrupted_note(checkpoint: Path, step: int) -> str:
+    """What an export of an interrupted run's checkpoint says about where its adapter came from."""
+    return (
+        f"run interrupted at step {step}: exported the adapter of its last checkpoint ({checkpoint.name}); "
+        "Resume from this run folder continues it"
+    )
+
+
+def _run_info(run_dir: Path) -> tuple[dict[str, Any], Path, str]:
+    """The run's config, the adapter folder to export and a note on where it came from ("" for ``adapter/``).
+
+    A run with no final ``adapter/`` that nothing is training any more (core.runs.read_run says "interrupted":
+    killed, power loss) gives the adapter of its last complete checkpoint instead.
+
+    Raises:
+        ExportError: not a run folder; still training; interrupted before its first checkpoint; or ended
+            (completed, stopped, failed) without an adapter.
+    """
     cfg_path, adapter = run_dir / "config.json", run_dir / "adapter"
     if not cfg_path.is_file():
         raise ExportError(f"{run_dir}: not a run folder (no config.json).")
-    if not (adapter / "adapter_config.json").is_file():
-        raise ExportError(f"{run_dir}: no saved adapter yet; wait for training to finish or stop it first.")
-    return json.loads(cfg_path.read_text(encoding="utf-8")), adapter
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if (adapter / "adapter_config.json").is_file():
+        return cfg, adapter, ""
+    status = read_run(run_dir).status
+    if status == RUNNING_ELSEWHERE:
+        raise ExportError(
+            f"{run_dir}: no saved adapter yet; it is still training (its log changed in the last 2 minutes). "
+            "Wait for training to finish or stop it first."
+        )
+    if status == INTERRUPTED:
+        found = last_complete_checkpoint(run_dir)
+        if found is None:
+            raise ExportError(
+                f"{run_dir}: the run was interrupted before its first checkpoint: it has no adapter and no "
+                "complete checkpoint to export. Train it again (save_steps sets how often checkpoints are kept)."
+            )
+        checkpoint, step = found
+        log.info("%s", interrupted_note(checkpoint, step))
+        return cfg, checkpoint, interrupted_note(checkpoint, step)
+    raise ExportError(
+        f"{run_dir}: the run ended ({status}) without saving an adapter; there is nothing to export."
+    )
 
 
 def _zip(folder: Path) -> str:
@@ -196,12 +270,12 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     from core.modelcard import write_model_card
 
     run_dir = Path(run_dir).resolve()
-    cfg, adapter = _run_info(run_dir)
+    cfg, adapter, note = _run_info(run_dir)
     final = _destination(run_dir, out, "adapter-export")
     base_path = resolve_model_path(cfg["model_name_or_path"])
     refuse_custom_code(base_path, shown_as=cfg["model_name_or_path"])  # before anything is written
     tmp = staging_dir(final)
-    shutil.copytree(adapter, tmp, dirs_exist_ok=True)
+    shutil.copytree(adapter, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*CHECKPOINT_STATE))
     checks, tensors, size, max_b = adapter_checks(tmp, tmp)
     fail_on(checks, tmp)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -232,10 +306,14 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     )
     fail_on(checks, tmp)
     verification = {"kind": "adapter", "checks": checks, "tensors": tensors, "bytes": size}
+    if note:
+        verification["source"] = note
     write_json_atomic(tmp / "verification.json", {**verification, "run_dir": str(run_dir)})
     write_model_card(tmp, run_dir, "adapter", verification)
     publish_dir(tmp, final)
-    return ExportResult("adapter", str(final), _zip(final), None, max_b, None, None, _size(final), tensors)
+    return ExportResult(
+        "adapter", str(final), _zip(final), None, max_b, None, None, _size(final), tensors, note
+    )
 
 
 @holding_model_lock
@@ -279,7 +357,7 @@ def export_merged(
     if dtype not in MERGED_DTYPES:
         raise ExportError(f"dtype {dtype!r} is not one of {MERGED_DTYPES}.")
     run_dir = Path(run_dir).resolve()
-    cfg, adapter = _run_info(run_dir)
+    cfg, adapter, note = _run_info(run_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # the base's config on the meta device: no weights downloaded or loaded before the memory check
     spec = inspect_model(cfg["model_name_or_path"])
@@ -398,6 +476,7 @@ def export_merged(
             "base": cfg["model_name_or_path"],
             "dtype": str(save_dtype).replace("torch.", ""),
             "max_shard_size": max_shard_size,
+            **({"source": note} if note else {}),
         }
         write_json_atomic(tmp / "verification.json", verification)
         write_model_card(tmp, run_dir, "merged", verification)
@@ -405,4 +484,6 @@ def export_merged(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult("merged", str(final), _zip(final), diff_ref, diff_base, top1, tolerance, _size(final))
+    return ExportResult(
+        "merged", str(final), _zip(final), diff_ref, diff_base, top1, tolerance, _size(final), note=note
+    )

@@ -304,8 +304,10 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
 
         def refresh_runs(output_dir: str, request: gr.Request) -> Any:
             runs = export_tab.list_runs(str(session.runs_dir(request, output_dir)))
+            folders = [folder for _, folder in runs]
             current = session.job(request).snapshot().run_dir
-            return gr.update(choices=runs, value=current if current in runs else (runs[0] if runs else None))
+            value = current if current in folders else (folders[0] if folders else None)
+            return gr.update(choices=runs, value=value)
 
         loaded.then(refresh_runs, out_dir, x["run"], api_visibility="private")
         for trigger in (x["refresh"].click, export_page.select):

@@ -15,13 +15,33 @@ from core.export import MERGED_DTYPES, export_adapter, export_merged
 from core.model import studio_home
 
 
-def list_runs(output_dir: str) -> list[str]:
-    """Run folders with a saved adapter under ``output_dir``, newest first."""
+def list_runs(output_dir: str) -> list[tuple[str, str]]:
+    """Exportable run folders under ``output_dir``, newest first, as (label, folder) dropdown choices.
+
+    A run with a saved adapter is labelled with its folder; an interrupted run (killed, power loss: no adapter,
+    no result.json, nothing training it) that saved a complete checkpoint is listed too, labelled
+    "FOLDER (interrupted, checkpoint-N)": its export takes that checkpoint's adapter (core.export).
+    """
+    from core.export import last_complete_checkpoint
+    from core.runs import INTERRUPTED, read_run
+
     base = Path(output_dir or "runs").expanduser().resolve()
     if not base.is_dir():
         return []
-    runs = [p for p in base.iterdir() if (p / "adapter" / "adapter_config.json").is_file()]
-    return [str(p) for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
+    choices: list[tuple[float, str, str]] = []
+    for p in base.iterdir():
+        try:
+            if not p.is_dir() or p.name.startswith("."):
+                continue
+            if (p / "adapter" / "adapter_config.json").is_file():
+                choices.append((p.stat().st_mtime, str(p), str(p)))
+            elif (p / "checkpoints").is_dir() and read_run(p).status == INTERRUPTED:
+                found = last_complete_checkpoint(p)
+                if found is not None:
+                    choices.append((p.stat().st_mtime, f"{p} (interrupted, {found[0].name})", str(p)))
+        except OSError:
+            continue
+    return [(label, value) for _, label, value in sorted(choices, reverse=True)]
 
 
 def downloads_dir() -> Path:
