@@ -192,7 +192,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from core.config import TrainingConfig
     from core.errors import ConfigError, StudioError
     from core.model import inspect_model, target_modules_for
-    from core.plan import estimate_report, plan_training
+    from core.plan import plan_training
+    from core.plan_report import estimate_report
     from ui.views import plan_text
 
     ok = math.isfinite(args.gpu_gib) and 0 < args.gpu_gib <= 4096
@@ -387,7 +388,9 @@ def _console_safe() -> None:
                 streams.append(handler.stream)
     for stream in streams:
         reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is None:  # replaced by a caller (a test's capture, a plain StringIO): nothing to encode
+        if (
+            reconfigure is None
+        ):  # replaced by a caller (a test's capture, a plain StringIO): nothing to encode
             continue
         with contextlib.suppress(ValueError, OSError):  # a closed or detached stream
             reconfigure(errors="backslashreplace")

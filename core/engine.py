@@ -266,7 +266,7 @@ def plan_engine(
     fused_lora = fused_lora_enabled()
     if fused_lora:
         notes.append("LoRA branch: fused (one addmm for B x scaling + sum; dropout mask kept, not a copy).")
-    from core.plan import resolve_gradient_checkpointing
+    from core.plan_report import resolve_gradient_checkpointing
 
     checkpointing, why = resolve_gradient_checkpointing(cfg, spec, has_cuda, gpu_gib, fused_loss=liger)
     notes.append(why)

@@ -108,7 +108,7 @@ def choose_strategy(
         )
     est = estimate_vram(spec, cfg, cfg.method)
     if cfg.gradient_checkpointing == "auto" and est.total_gib > gpu_gib * HEADROOM:
-        # each rank resolves "auto" as one process does (core.plan.resolve_gradient_checkpointing): with
+        # each rank resolves "auto" as one process does (core.plan_report.resolve_gradient_checkpointing): with
         # checkpointing on, the replicated run may still fit one GPU, and DDP is the faster of the two
         est = estimate_vram(spec, cfg.replace(gradient_checkpointing=True), cfg.method)
     if est.total_gib <= gpu_gib * HEADROOM or cfg.load_in_8bit:

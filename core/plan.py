@@ -19,7 +19,9 @@ from typing import Any
 
 from core.config import TrainingConfig
 from core.modelspec import ModelSpec
-from core.vram import HEADROOM, VramEstimate, estimate_vram, fit_status
+from core.presets import gpu_usable_gib, smallest_gpu_for
+from core.step_cost import step_cost
+from core.vram import HEADROOM, VramEstimate, estimate_vram, fit_status, lora_targets
 
 PLAN_METHODS = ("lora", "lora8", "qlora")
 METHOD_LABELS = {
@@ -29,31 +31,6 @@ METHOD_LABELS = {
 }
 PAGED_OPTIM = "paged_adamw_8bit"
 
-# Step-cost model, measured with bench/plan_speed.py on a Llama-2-7B shape loaded as the product loads it (H200,
-# bf16, r 16 on all projections; bench/RESULTS.md "session 5 · Planner inputs"). One micro-batch of t tokens takes
-# max(FLOOR_MS, RATE_MS_PER_1K * t / 1000): below ~4k tokens the GPU waits on the host launching kernels (the
-# floor), above it the GPU's rate sets the time. The rule fits the 53 measured cells with a median error of 4.7%.
-# Ratios it encodes: checkpointing's recompute 1.39x (LoRA), 1.38x (QLoRA), 1.68x (8-bit base); QLoRA's
-# dequantization 1.03x LoRA's time; LLM.int8's matmul 1.56-1.63x. Keys: (method, gradient checkpointing).
-FLOOR_MS: dict[tuple[str, bool], float] = {
-    ("lora", False): 283.0,
-    ("lora", True): 485.0,
-    ("qlora", False): 324.0,
-    ("qlora", True): 512.0,
-    ("lora8", False): 458.0,
-    ("lora8", True): 774.0,
-}
-RATE_MS_PER_1K: dict[tuple[str, bool], float] = {
-    ("lora", False): 74.0,
-    ("lora", True): 102.0,
-    ("qlora", False): 75.0,
-    ("qlora", True): 104.0,
-    ("lora8", False): 108.0,
-    ("lora8", True): 154.0,
-}
-# The optimizer step on 40 M LoRA parameters (same bench): torch AdamW 4-10 ms, bitsandbytes' paged 8-bit AdamW
-# 26-46 ms.
-OPTIM_STEP_MS = {"adamw_torch": 7.0, "adamw_8bit": 36.0, "paged_adamw_8bit": 36.0}
 # When nothing fits at the user's max_length, the planner offers the longest multiple of LENGTH_STEP that does.
 LENGTH_STEP = 64
 # TrainingConfig's limits on per_device_train_batch_size and gradient_accumulation_steps (core.config_checks).
@@ -196,35 +173,6 @@ def _show(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-# The shape bench/plan_speed.py measured the step costs on (Llama-2-7B): parameters and decoder layers.
-MEASURED_PARAMS = 6.74e9
-MEASURED_LAYERS = 32
-
-
-def step_cost(
-    method: str,
-    checkpointing: bool,
-    micro_batch_tokens: int,
-    micro_batches: int,
-    optim: str,
-    num_params: float = MEASURED_PARAMS,
-    num_layers: int = MEASURED_LAYERS,
-) -> float:
-    """Estimated time of one optimizer step in milliseconds of the H200 it was measured on (bench/RESULTS.md,
-    session 5): ``micro_batches`` x max(floor, rate x tokens / 1000) plus the optimizer's step.
-
-    Measured on a 7B shape; for another model the rate (the GPU's work: ~6 x parameters FLOPs per token) is
-    scaled by its parameters and the floor (the host launching each layer's kernels) by its decoder layers, an
-    inference from where the time goes (session 3's profile), not a measurement on other sizes. On a slower GPU
-    every figure grows, the per-token part more than the floor; the planner uses only the ratios between plans.
-    """
-    key = (method, checkpointing)
-    floor = FLOOR_MS[key] * num_layers / MEASURED_LAYERS
-    rate = RATE_MS_PER_1K[key] * num_params / MEASURED_PARAMS
-    micro = max(floor, rate * micro_batch_tokens / 1000)
-    return micro_batches * micro + OPTIM_STEP_MS.get(optim, OPTIM_STEP_MS["adamw_torch"])
-
-
 def is_moe(spec: ModelSpec) -> bool:
     """Whether ``spec`` is a mixture-of-experts model (by config.model_type: core.catalogue.MOE_MODEL_TYPES)."""
     from core.catalogue import is_moe as catalogue_is_moe
@@ -365,7 +313,7 @@ def plan_training(
             "the dense per-layer linear layers this estimator counts, and only a few run per token, so the "
             "estimate would be wrong. LoRA Studio does not plan it; pick a dense model.",
         )
-    n_lora = spec.lora_params(cfg.lora_r, _targets(spec, cfg))
+    n_lora = spec.lora_params(cfg.lora_r, lora_targets(spec, cfg))
     if n_lora >= spec.num_params:
         return PlanResult(
             gpu_gib,
@@ -455,109 +403,3 @@ def plan_training(
             faster = min(slower, key=lambda p: p.total_gib)  # the closest call among the faster plans
             reason += f" Faster plans need more: the leanest of them, {faster.describe()}, is over the limit."
     return PlanResult(gpu_gib, budget, tuple(ranked), reason)
-
-
-def smallest_gpu_for(total_gib: float) -> str:
-    """Name of the smallest catalogue GPU whose 90% holds ``total_gib``, or "" (core.presets.GPU_CATALOGUE)."""
-    from core.presets import GPU_CATALOGUE
-
-    for gpu in sorted(GPU_CATALOGUE, key=lambda g: g.memory_gib):
-        if total_gib <= gpu.memory_gib * HEADROOM:
-            return gpu.name
-    return ""
-
-
-def gpu_usable_gib(name: str) -> float:
-    """Usable GiB of the catalogue GPU called ``name`` (core.presets.GPU_CATALOGUE); 0 when unknown."""
-    from core.presets import gpu_by_name
-
-    gpu = gpu_by_name(name)
-    return gpu.memory_gib if gpu else 0.0
-
-
-def _targets(spec: ModelSpec, cfg: TrainingConfig) -> tuple[str, ...]:
-    from core.presets import default_target_modules
-
-    return cfg.lora_target_modules or default_target_modules(spec.model_type, spec.linear_names)
-
-
-def resolve_gradient_checkpointing(
-    cfg: TrainingConfig,
-    spec: ModelSpec | None,
-    has_cuda: bool,
-    gpu_gib: float | None,
-    fused_loss: bool = False,
-) -> tuple[bool, str]:
-    """Resolve ``gradient_checkpointing="auto"`` for the GPU the run uses: on only when the estimate without it
-    does not fit 90% of ``gpu_gib``. Off on the CPU. True / False are kept as set.
-
-    Returns:
-        (on, a log line with both numbers, or why).
-    """
-    if isinstance(cfg.gradient_checkpointing, bool):
-        return (
-            cfg.gradient_checkpointing,
-            f"Gradient checkpointing: {'on' if cfg.checkpointing_on else 'off'} (as set).",
-        )
-    if not has_cuda:
-        return (
-            False,
-            "Gradient checkpointing: auto -> off (no CUDA GPU: the CPU's RAM is not the limit it saves).",
-        )
-    if spec is None or not gpu_gib:
-        return False, "Gradient checkpointing: auto -> off (no model shape or GPU size to estimate with)."
-    off = estimate_vram(
-        spec, cfg.replace(gradient_checkpointing=False), cfg.method, fused_loss, upcast_non_quantized=False
-    ).total_gib
-    budget = gpu_gib * HEADROOM
-    if off <= budget:
-        return False, (
-            f"Gradient checkpointing: auto -> off (the estimate without it, {off:.1f} GiB, fits {budget:.1f} GiB, "
-            f"90% of this {gpu_gib:.1f} GiB GPU)."
-        )
-    on = estimate_vram(
-        spec, cfg.replace(gradient_checkpointing=True), cfg.method, fused_loss, upcast_non_quantized=False
-    ).total_gib
-    return True, (
-        f"Gradient checkpointing: auto -> on (without it the estimate is {off:.1f} GiB, over {budget:.1f} GiB, 90% "
-        f"of this {gpu_gib:.1f} GiB GPU; with it {on:.1f} GiB)."
-    )
-
-
-def estimate_report(
-    spec: ModelSpec, cfg: TrainingConfig, gpu_gib: float, result: PlanResult, num_processes: int = 1
-) -> dict[str, Any]:
-    """JSON-ready report of ``launch.py estimate`` / ``plan``: every method's estimate of ``cfg`` as set, the plan
-    (its ``config`` is a complete TrainingConfig dict that ``launch.py train`` accepts), the RAM a merged export
-    of the result needs (core.export_memory, ``merged_export_ram_gib``), and, for several GPUs,
-    the memory per GPU under the strategy auto would choose (core.parallel.per_gpu_summary)."""
-    from core.vram import estimate_all
-
-    estimates = {} if is_moe(spec) else estimate_all(spec, cfg)  # the dense arithmetic would be wrong
-    per_gpu = None
-    if num_processes > 1 and estimates:
-        from core.parallel import per_gpu_summary
-
-        per_gpu = per_gpu_summary(cfg, spec, estimates, result.method, num_processes, gpu_gib)
-    from core.export_memory import estimate_merge_memory
-
-    targets = _targets(spec, cfg)
-    merge = estimate_merge_memory(spec, "auto", "cpu", spec.lora_params(cfg.lora_r, targets))
-    return {
-        "model": cfg.model_name_or_path,
-        "gpu_gib": gpu_gib,
-        "merged_export_ram_gib": merge.total_gib,
-        "recommendation": result.method,
-        "reason": result.reason,
-        "plan": result.to_dict(cfg),
-        "per_gpu": per_gpu,
-        "estimates": {
-            m: {
-                "total_gib": e.total_gib,
-                "components_gib": e.components_gib,
-                "trainable_params": e.trainable_params,
-                "status": fit_status(e.total_gib, gpu_gib),
-            }
-            for m, e in estimates.items()
-        },
-    }

@@ -112,6 +112,22 @@ def gpu_by_name(name: str) -> GpuSpec | None:
     return next((g for g in GPU_CATALOGUE if g.name == name), None)
 
 
+def smallest_gpu_for(total_gib: float) -> str:
+    """Name of the smallest catalogue GPU whose 90% (core.vram.HEADROOM) holds ``total_gib``, or ""."""
+    from core.vram import HEADROOM
+
+    for gpu in sorted(GPU_CATALOGUE, key=lambda g: g.memory_gib):
+        if total_gib <= gpu.memory_gib * HEADROOM:
+            return gpu.name
+    return ""
+
+
+def gpu_usable_gib(name: str) -> float:
+    """Usable GiB of the catalogue GPU called ``name``; 0 when unknown."""
+    gpu = gpu_by_name(name)
+    return gpu.memory_gib if gpu else 0.0
+
+
 # The seed chapter's table 26.9.4 (GPU size x model size -> method), kept verbatim as the starting point that
 # core.plan.plan_training() refines with the estimate: (gpu_gib, model_billions, method).
 SEED_GUIDANCE: tuple[tuple[int, str, str], ...] = (

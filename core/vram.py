@@ -142,7 +142,7 @@ def _activation_bytes_per_token_layer(
     qkv, attn, mlp = _layer_widths(spec)
     saved = (4 * h + qkv + 2 * attn + 2 * h + 4 * mlp) * elem
     if lora and cfg.lora_dropout > 0:
-        targets = set(_targets(spec, cfg))
+        targets = set(lora_targets(spec, cfg))
         saved += (DROPOUT_MASK_BYTES if fused_lora else elem) * sum(
             g.in_features * (g.count // max(spec.num_hidden_layers, 1))
             for g in spec.linear_groups
@@ -151,7 +151,8 @@ def _activation_bytes_per_token_layer(
     return saved
 
 
-def _targets(spec: ModelSpec, cfg: TrainingConfig) -> tuple[str, ...]:
+def lora_targets(spec: ModelSpec, cfg: TrainingConfig) -> tuple[str, ...]:
+    """``cfg.lora_target_modules``, or the model family's default (core.presets.default_target_modules)."""
     from core.presets import default_target_modules
 
     return cfg.lora_target_modules or default_target_modules(spec.model_type, spec.linear_names)
@@ -220,7 +221,7 @@ def estimate_vram(
             "14 + 14 + 28 GB)."
         )
     else:
-        trainable = spec.lora_params(cfg.lora_r, _targets(spec, cfg))
+        trainable = spec.lora_params(cfg.lora_r, lora_targets(spec, cfg))
         if method == "lora":
             c["weights"] = n * weight_bytes
         elif method == "lora8":

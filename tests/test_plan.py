@@ -13,7 +13,9 @@ import pytest
 from core.config import TrainingConfig
 from core.errors import ConfigError
 from core.model import inspect_model
-from core.plan import Plan, plan_training, resolve_gradient_checkpointing, step_cost
+from core.plan import Plan, plan_training
+from core.plan_report import resolve_gradient_checkpointing
+from core.step_cost import step_cost
 from core.vram import HEADROOM, estimate_vram
 
 ROOT = Path(__file__).resolve().parents[1]
