@@ -37,3 +37,8 @@ class ExportError(StudioError):
 
 class TrainingFailed(StudioError):
     """A run ended without a usable adapter (diverged, stuck at zero loss, unmoved LoRA B); nothing was saved."""
+
+
+class DiskFullError(StudioError):
+    """The disk (or the user's quota) holding an output is full; the message gives MB free and needed, the folder,
+    and what to do (``core.disk.disk_full_message``)."""
