@@ -11,13 +11,10 @@ characters and surrounding spaces. Numbers in text columns become text; rows who
 
 from __future__ import annotations
 
-import csv
-import gzip
 import io
-import json
 import math
 import zipfile
-import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,58 +61,23 @@ def is_hub_id(source: str) -> bool:
 def read_records(
     source: str, *, split: str = "train", config_name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> tuple[list[dict[str, Any]], str]:
-    """Rows of a file or hub dataset, and the kind that was read ("csv", "tsv", "json", "jsonl", "parquet", "xlsx",
-    "hub").
+    """Every row of a file or hub dataset as a list, and the kind that was read ("csv", "tsv", "json", "jsonl",
+    "parquet", "xlsx", "hub", "folder"). Training needs the whole list; validation streams (core.readers).
 
     Args:
         source: file path or hub dataset id (``owner/name``).
         split / config_name: for hub datasets (``datasets.load_dataset(source, config_name, split=split)``).
-        max_bytes: files larger than this are refused with a readable message before reading.
+        max_bytes: files larger than this (also once decompressed) are refused with a readable message, in bytes.
 
     Raises:
         DataError: missing file, folder, too large, unknown or unparseable content (line / row named).
     """
-    if is_hub_id(source):
-        return _read_hub(source, split, config_name), "hub"
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise DataError(f"{source}: file not found.")
-    if path.is_dir():
-        if any(
-            p.suffix.lower() in SUFFIX_KIND for p in path.iterdir()
-        ):  # a saved dataset folder (split files)
-            return _read_hub(str(path), split, config_name), "folder"
-        raise DataError(
-            f"{source}: is a folder with no data files; choose a CSV, TSV, JSON, JSONL, Parquet or XLSX file."
-        )
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise DataError(
-            f"{path.name}: {size / 2**20:,.0f} MiB is over the {max_bytes / 2**20:,.0f} MiB limit; split "
-            "the file or use the CLI (launch.py train), which reads larger files."
-        )
-    raw, suffix = unpack(path.read_bytes(), path.name, max_bytes)
-    try:
-        kind = sniff_kind(raw, suffix)
-    except DataError as exc:
-        raise DataError(f"{path.name}: {exc}") from None
-    if kind == "parquet":
-        return _read_parquet(path.name, raw), kind
-    if kind == "xlsx":
-        return _read_xlsx(path.name, raw), kind
-    text = decode_text(raw, path.name)
-    if kind in ("csv", "tsv"):
-        return _read_delimited(path.name, text, "\t" if kind == "tsv" else ","), kind
-    if kind == "json":
-        try:
-            return _json_rows(path.name, json.loads(text)), kind
-        except json.JSONDecodeError as exc:
-            if text.lstrip().startswith("["):
-                raise DataError(
-                    f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
-                ) from None
-            kind = "jsonl"  # one object per line saved as .json
-    return _read_jsonl(path.name, text), kind
+    from core.readers import open_records
+
+    stream = open_records(source, split=split, config_name=config_name, max_bytes=max_bytes)
+    out = _Rows(stream.rows)
+    out.duplicates = stream.duplicates
+    return out, stream.kind
 
 
 def duplicate_columns(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, str]]]:
@@ -172,79 +134,6 @@ def _is_data_member(info: zipfile.ZipInfo) -> bool:
     if info.is_dir() or not parts or "__MACOSX" in parts or parts[-1].startswith("."):
         return False
     return _inner_suffix(parts[-1]) in SUFFIX_KIND and SUFFIX_KIND[_inner_suffix(parts[-1])] in KINDS
-
-
-def unpack(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[bytes, str]:
-    """The data bytes of a file and the suffix to read them by, out of gzip or a one-file zip when it is one.
-
-    Compression is recognised by the first bytes, whatever the extension says. An XLSX workbook (also a zip) is
-    passed through as it is.
-
-    Args:
-        raw: the file's bytes.
-        name: the file name (for messages, and for the data suffix under ``.gz`` / ``.zip``).
-        max_bytes: decompressed data larger than this is refused.
-
-    Returns:
-        (data bytes, data suffix such as ".jsonl"; "" when no name says it).
-
-    Raises:
-        DataError: other compression (bz2, xz, zstd, tar, 7z, rar, lz4), a damaged archive, a zip with no data file
-            or several, or data over ``max_bytes`` once decompressed.
-    """
-    suffix = _inner_suffix(name)
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
-                data = f.read(max_bytes + 1)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{name}: is gzip-compressed but cannot be decompressed ({exc}).") from None
-        if len(data) > max_bytes:
-            raise DataError(
-                f"{name}: over the {max_bytes / 2**20:,.0f} MiB limit once decompressed; split the file or use "
-                "the CLI (launch.py train), which reads larger files."
-            )
-        if what := _magic_name(data):
-            raise _refuse_compression(name, f"{what} inside gzip")
-        if data[:2] == b"\x1f\x8b" or data[:4] == b"PK\x03\x04":
-            raise _refuse_compression(name, "an archive inside gzip")
-        return data, suffix
-    if raw[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        try:
-            archive = zipfile.ZipFile(io.BytesIO(raw))
-        except zipfile.BadZipFile as exc:
-            raise DataError(f"{name}: is a zip archive that cannot be opened ({exc}).") from None
-        with archive:
-            names = archive.namelist()
-            if "[Content_Types].xml" in names and any(n.startswith("xl/") for n in names):
-                return raw, ".xlsx"  # an Excel workbook
-            members = [i for i in archive.infolist() if _is_data_member(i)]
-            if len(members) != 1:
-                shown = [n for n in names if not n.endswith("/")][:8]
-                more = len([n for n in names if not n.endswith("/")]) - len(shown)
-                holds = ", ".join(shown) + (f" and {more} more" if more > 0 else "") if shown else "nothing"
-                count = "no data file" if not members else f"{len(members)} data files"
-                raise DataError(
-                    f"{name}: the zip archive holds {count} ({holds}); put exactly one CSV, TSV, JSON, JSONL, "
-                    "Parquet or XLSX file in it, or upload that file itself."
-                )
-            member = members[0]
-            if member.file_size > max_bytes:
-                raise DataError(
-                    f"{name}: {member.filename} is {member.file_size / 2**20:,.0f} MiB once unzipped, over the "
-                    f"{max_bytes / 2**20:,.0f} MiB limit; split the file or use the CLI (launch.py train)."
-                )
-            try:
-                data = archive.read(member)
-            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error) as exc:
-                raise DataError(f"{name}: cannot unzip {member.filename} ({exc}).") from None
-        inner = member.filename.rsplit("/", 1)[-1]
-        if inner.lower().endswith((".gz", ".gzip")):
-            return unpack(data, inner, max_bytes)
-        return data, _inner_suffix(inner)
-    if what := _magic_name(raw):
-        raise _refuse_compression(name, what)
-    return raw, suffix
 
 
 def sniff_kind(raw: bytes, suffix: str) -> str:
@@ -335,23 +224,6 @@ def _clean_row(row: dict[str, Any]) -> dict[str, Any]:
     return {clean_header(k): to_text(v) for k, v in row.items()}
 
 
-def _read_jsonl(name: str, text: str) -> list[dict[str, Any]]:
-    records = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{name}: line {lineno} is not valid JSON ({exc.msg}, column {exc.colno})."
-            ) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{name}: line {lineno} is a {type(obj).__name__}, expected a JSON object.")
-        records.append(_clean_row(obj))
-    return records
-
-
 def _json_rows(name: str, data: Any) -> list[dict[str, Any]]:
     """Rows from a parsed JSON document: an array of objects, or an object of equal-length arrays (columns)."""
     if isinstance(data, list):
@@ -380,63 +252,6 @@ def _json_rows(name: str, data: Any) -> list[dict[str, Any]]:
     raise DataError(f"{name}: expected a JSON array of objects (one per row).")
 
 
-def _read_delimited(name: str, text: str, delimiter: str) -> list[dict[str, Any]]:
-    """CSV / TSV rows. CSV: quoted fields may hold delimiters and newlines, and the delimiter is the header's most
-    frequent of , ; | (European spreadsheets export with ;). TSV: no quoting, as the format defines. A row with the
-    wrong number of fields becomes a ROW_ERROR placeholder; an unclosed quote is an error naming its line."""
-    header_line = text.split("\n", 1)[0]
-    if delimiter == ",":
-        delimiter = max(",;|", key=header_line.count) if any(c in header_line for c in ",;|") else ","
-    kind = "TSV" if delimiter == "\t" else "CSV"
-    csv.field_size_limit(2**31 - 1)  # the default 128 KiB refuses long answers
-    stream = io.StringIO(text, newline="")
-    if delimiter == "\t":
-        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_NONE, strict=True)
-    else:
-        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, strict=True)
-    rows: list[list[str]] = []
-    line = 1
-    try:
-        for fields in reader:
-            line = reader.line_num + 1
-            if fields and fields != [""]:  # a blank line is not a row; a row of empty fields is
-                rows.append(fields)
-    except csv.Error as exc:
-        raise DataError(
-            f"{name}: cannot parse as {kind} at line {line} ({exc}); a quote is probably opened and "
-            'never closed: write a quote inside a quoted field as two quotes ("").'
-        ) from None
-    if not rows:
-        return []
-    names = [clean_header(h) for h in rows[0]]
-    header = _dedupe(names)
-    sep = {"\t": "tabs", ",": "commas", ";": "semicolons", "|": "bars"}[delimiter]
-    records: list[dict[str, Any]] = []
-    for fields in rows[1:]:
-        if len(fields) != len(header):
-            records.append(
-                {
-                    ROW_ERROR: f"has {len(fields)} fields but the header has {len(header)}; put text that "
-                    f"contains {sep} in double quotes"
-                }
-            )
-        else:
-            records.append({h: (f if f != "" else None) for h, f in zip(header, fields)})
-    return _with_duplicates(records, names, header)
-
-
-def _with_duplicates(
-    records: list[dict[str, Any]], names: list[str], keys: list[str]
-) -> list[dict[str, Any]]:
-    """``records`` carrying which header names repeat: {name: [(column number, key), ...]}."""
-    groups: dict[str, list[tuple[int, str]]] = {}
-    for number, (n, k) in enumerate(zip(names, keys), start=1):
-        groups.setdefault(n, []).append((number, k))
-    out = _Rows(records)
-    out.duplicates = {n: g for n, g in groups.items() if len(g) > 1}
-    return out
-
-
 def _dedupe(names: list[str]) -> list[str]:
     """Repeated column names get .1, .2 ... as pandas names them, so no column silently replaces another."""
     seen: dict[str, int] = {}
@@ -451,16 +266,6 @@ def _dedupe(names: list[str]) -> list[str]:
     return out
 
 
-def _read_parquet(name: str, raw: bytes) -> list[dict[str, Any]]:
-    import pandas as pd
-
-    try:
-        frame = pd.read_parquet(io.BytesIO(raw))
-    except Exception as exc:
-        raise DataError(f"{name}: cannot read as Parquet ({exc}).") from None
-    return [_clean_row(r) for r in frame.to_dict(orient="records")]
-
-
 def _read_xlsx(name: str, raw: bytes) -> list[dict[str, Any]]:
     import pandas as pd
 
@@ -471,7 +276,12 @@ def _read_xlsx(name: str, raw: bytes) -> list[dict[str, Any]]:
     return [_clean_row(r) for r in frame.to_dict(orient="records")]
 
 
-def _read_hub(dataset_id: str, split: str, config_name: str | None) -> list[dict[str, Any]]:
+def _read_hub_rows(dataset_id: str, split: str, config_name: str | None) -> Iterator[dict[str, Any]]:
+    """Rows of a hub dataset (or saved dataset folder), one at a time from its memory-mapped Arrow table.
+
+    Raises:
+        DataError: the dataset cannot be loaded (raised here, before any row is read).
+    """
     try:
         import datasets
 
@@ -482,4 +292,4 @@ def _read_hub(dataset_id: str, split: str, config_name: str | None) -> list[dict
             f"{', config ' + repr(config_name) if config_name else ''}): {exc}. Check the id, split and "
             "config, your network, or give a file path instead."
         ) from None
-    return [_clean_row(dict(r)) for r in ds]
+    return (_clean_row(dict(r)) for r in ds)
