@@ -11,19 +11,38 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.disk import check_free_space
 from core.errors import ExportError
+from core.export_files import (
+    CHECKPOINT_STATE,
+    adapter_export_bytes,
+    destination,
+    folder_size,
+    merged_export_bytes,
+    staged,
+    zip_export,
+)
 from core.export_memory import adapter_params_in, check_merge_memory, estimate_merge_memory
-from core.export_verify import PROBE_PROMPT, adapter_checks, check, check_memory, fail_on, probe_ids
+from core.export_source import last_complete_checkpoint, run_info
+from core.export_verify import (
+    PROBE_PROMPT,
+    adapter_checks,
+    check,
+    check_memory,
+    fail_on,
+    verify_adapter_loads,
+)
 from core.model import holding_model_lock
-from core.runs import INTERRUPTED, RUNNING_ELSEWHERE, publish_dir, read_run, staging_dir, write_json_atomic
+from core.runs import publish_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ExportResult", "export_adapter", "export_merged", "last_complete_checkpoint"]
 
 # Verification of a merged export: the reloaded merged model is compared with base+adapter evaluated unmerged in
 # float32, on a probe prompt, in units of the reference logits' standard deviation. Saving W + (alpha/r) B A in a
@@ -35,9 +54,6 @@ log = logging.getLogger(__name__)
 MERGE_TOLERANCE_EPS = 16
 MERGE_TOLERANCE_FLOOR = 1e-4  # float32 merged vs unmerged differ by ~2e-6 x std (summation order), never 0
 MERGED_DTYPES = ("auto", "bfloat16", "float16", "float32")
-ZIP_LIMIT_BYTES = (
-    8 * 2**30
-)  # larger exports are offered as a folder; a browser download of >8 GiB is impractical
 
 
 @dataclass(frozen=True)
@@ -47,7 +63,7 @@ class ExportResult:
     Attributes:
         kind: "merged" or "adapter".
         path: the export folder.
-        zip_path: a zip of that folder, for download ("" when the folder is over ZIP_LIMIT_BYTES).
+        zip_path: a zip of that folder, for download ("" when none was written: see zip_note).
         mean_abs_diff_vs_reference: mean |merged - (base+adapter)| logit difference / logit std (merged only).
         mean_abs_diff_vs_base: mean |merged - base| logit difference / logit std (merged), or max |B| (adapter).
         top1_agreement: share of probe positions where merged and base+adapter pick the same next token.
@@ -56,6 +72,8 @@ class ExportResult:
         tensors: LoRA tensors in the adapter (adapter exports).
         note: where the adapter came from when it was not the run's final ``adapter/`` (an interrupted run's
             last checkpoint), else "".
+        zip_note: why there is no zip ("" when there is one): over ZIP_LIMIT_BYTES, or not enough disk for it
+            (with the MB figures); the verified folder is there either way.
     """
 
     kind: str
@@ -68,6 +86,7 @@ class ExportResult:
     size_bytes: int
     tensors: int = 0
     note: str = ""
+    zip_note: str = ""
 
     def summary(self) -> str:
         """One line for the UI / CLI."""
@@ -84,135 +103,6 @@ class ExportResult:
             f"Adapter saved to {self.path} ({self.tensors} tensors, {size}); verified: it loads with "
             f"PeftModel.from_pretrained on the base and changes it (max |B| = {self.mean_abs_diff_vs_base:.4g})."
         )
-
-
-def unique_path(path: Path) -> Path:
-    """``path`` if free, else ``path-2``, ``path-3``... (exports are never overwritten)."""
-    if not path.exists():
-        return path
-    n = 2
-    while path.with_name(f"{path.name}-{n}").exists():
-        n += 1
-    return path.with_name(f"{path.name}-{n}")
-
-
-# Files of a Trainer checkpoint that are training state, not the adapter: never copied into an export.
-CHECKPOINT_STATE = (
-    "optimizer.pt",
-    "scheduler.pt",
-    "scaler.pt",
-    "rng_state*.pth",
-    "training_args.bin",
-    "trainer_state.json",
-)
-
-
-def last_complete_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
-    """The run's highest complete ``checkpoints/checkpoint-N`` and its N, or None.
-
-    Complete: adapter_model.safetensors whose header reads (core.export_memory.adapter_params_in) and an
-    adapter_config.json holding a JSON object. A checkpoint cut short by the kill is skipped for the one before.
-    """
-    parent = run_dir / "checkpoints"
-    try:
-        found = [c for c in parent.glob("checkpoint-*") if c.name.split("-")[-1].isdigit() and c.is_dir()]
-    except OSError:
-        return None
-    for checkpoint in sorted(found, key=lambda c: int(c.name.split("-")[-1]), reverse=True):
-        if not adapter_params_in(checkpoint):
-            continue
-        try:
-            adapter_cfg = json.loads((checkpoint / "adapter_config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(adapter_cfg, dict):
-            return checkpoint, int(checkpoint.name.split("-")[-1])
-    return None
-
-
-def interrupted_note(checkpoint: Path, step: int) -> str:
-    """What an export of an interrupted run's checkpoint says about where its adapter came from."""
-    return (
-        f"run interrupted at step {step}: exported the adapter of its last checkpoint ({checkpoint.name}); "
-        "Resume from this run folder continues it"
-    )
-
-
-def _run_info(run_dir: Path) -> tuple[dict[str, Any], Path, str]:
-    """The run's config, the adapter folder to export and a note on where it came from ("" for ``adapter/``).
-
-    A run with no final ``adapter/`` that nothing is training any more (core.runs.read_run says "interrupted":
-    killed, power loss) gives the adapter of its last complete checkpoint instead.
-
-    Raises:
-        ExportError: not a run folder; still training; interrupted before its first checkpoint; or ended
-            (completed, stopped, failed) without an adapter.
-    """
-    cfg_path, adapter = run_dir / "config.json", run_dir / "adapter"
-    if not cfg_path.is_file():
-        raise ExportError(f"{run_dir}: not a run folder (no config.json).")
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    if (adapter / "adapter_config.json").is_file():
-        return cfg, adapter, ""
-    status = read_run(run_dir).status
-    if status == RUNNING_ELSEWHERE:
-        raise ExportError(
-            f"{run_dir}: no saved adapter yet; it is still training (its log changed in the last 2 minutes). "
-            "Wait for training to finish or stop it first."
-        )
-    if status == INTERRUPTED:
-        found = last_complete_checkpoint(run_dir)
-        if found is None:
-            raise ExportError(
-                f"{run_dir}: the run was interrupted before its first checkpoint: it has no adapter and no "
-                "complete checkpoint to export. Train it again (save_steps sets how often checkpoints are kept)."
-            )
-        checkpoint, step = found
-        log.info("%s", interrupted_note(checkpoint, step))
-        return cfg, checkpoint, interrupted_note(checkpoint, step)
-    raise ExportError(
-        f"{run_dir}: the run ended ({status}) without saving an adapter; there is nothing to export."
-    )
-
-
-def _zip(folder: Path) -> str:
-    """Zip ``folder`` next to itself (``folder.zip``, stored uncompressed: safetensors barely compress), written
-    under a temporary name first. Returns "" for folders over ZIP_LIMIT_BYTES (use the folder itself)."""
-    import zipfile
-
-    if _size(folder) > ZIP_LIMIT_BYTES:
-        return ""
-    partial = folder.with_name(f".{folder.name}.zip-partial")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                zf.write(path, path.relative_to(folder))
-    n = 1
-    while True:  # os.link refuses an existing name, so a user's file of the same name is never replaced
-        final = folder.with_name(folder.name + (f"-{n}" if n > 1 else "") + ".zip")
-        try:
-            os.link(partial, final)
-            break
-        except FileExistsError:
-            n += 1
-    partial.unlink()
-    return str(final)
-
-
-def _destination(run_dir: Path, out: str | Path | None, default_name: str) -> Path:
-    """The export folder: ``out`` or a free ``RUN_DIR/default_name[-n]``. Raises ExportError if it is taken or
-    lies inside the run's adapter folder (which it would copy into itself)."""
-    final = Path(out).expanduser().resolve() if out else unique_path(run_dir / default_name)
-    if final.exists():
-        raise ExportError(f"{final} already exists; exports are never overwritten. Choose another folder.")
-    adapter = (run_dir / "adapter").resolve()
-    if final == adapter or adapter in final.parents:
-        raise ExportError(f"{final} is inside the run's adapter folder; choose a folder outside {adapter}.")
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"Cannot create {final.parent}: {exc.strerror}. Choose another folder.") from None
-    return final
 
 
 def _reference_dtype(num_params: int, device: str, available_gib: float | None = None) -> Any:
@@ -247,10 +137,6 @@ def _release_memory() -> None:
         pass
 
 
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
 @holding_model_lock
 def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> ExportResult:
     """Copy the run's adapter to ``out`` (default ``RUN_DIR/adapter-export``), verify it and zip it.
@@ -261,58 +147,35 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
 
     Raises:
         ExportError: no adapter, ``out`` already exists, or a check failed (each failure named).
+        DiskFullError: the disk cannot hold the adapter's files (refused before writing), or filled while
+            writing (the staging folder is removed); MB free and needed in the message.
     """
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
-    from core.model import SAFE_LOAD, refuse_custom_code, resolve_model_path
+    from core.model import refuse_custom_code, resolve_model_path
     from core.modelcard import write_model_card
 
     run_dir = Path(run_dir).resolve()
-    cfg, adapter, note = _run_info(run_dir)
-    final = _destination(run_dir, out, "adapter-export")
+    cfg, adapter, note = run_info(run_dir)
+    final = destination(run_dir, out, "adapter-export")
     base_path = resolve_model_path(cfg["model_name_or_path"])
     refuse_custom_code(base_path, shown_as=cfg["model_name_or_path"])  # before anything is written
-    tmp = staging_dir(final)
-    shutil.copytree(adapter, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*CHECKPOINT_STATE))
-    checks, tensors, size, max_b = adapter_checks(tmp, tmp)
-    fail_on(checks, tmp)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     check_memory(base_path, 2, device)
-    probe = probe_ids(base_path, device)
-    model = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(
-            base_path,
-            dtype=torch.bfloat16 if device == "cuda" else torch.float32,
-            device_map={"": device},
-            **SAFE_LOAD,
-        ),
-        tmp,
-    )
-    model.eval()
-    with torch.no_grad():
-        tuned = model(input_ids=probe).logits.float().cpu()
-        with model.disable_adapter():
-            plain = model(input_ids=probe).logits.float().cpu()
-    del model
-    change = float((tuned - plain).abs().mean() / plain.std())
-    checks.append(
-        check(
-            "loads with PeftModel.from_pretrained and changes the base",
-            math.isfinite(change) and change > 0,
-            f"mean |Δlogit| vs base {change:.4g} x std",
-        )
-    )
-    fail_on(checks, tmp)
-    verification = {"kind": "adapter", "checks": checks, "tensors": tensors, "bytes": size}
-    if note:
-        verification["source"] = note
-    write_json_atomic(tmp / "verification.json", {**verification, "run_dir": str(run_dir)})
-    write_model_card(tmp, run_dir, "adapter", verification)
-    publish_dir(tmp, final)
+    with staged(final, adapter_export_bytes(adapter), "adapter export") as tmp:
+        shutil.copytree(adapter, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*CHECKPOINT_STATE))
+        checks, tensors, size, max_b = adapter_checks(tmp, tmp, shown_as=adapter)
+        verify_adapter_loads(base_path, tmp, device, checks)
+        fail_on(checks, tmp)
+        verification = {"kind": "adapter", "checks": checks, "tensors": tensors, "bytes": size}
+        if note:
+            verification["source"] = note
+        write_json_atomic(tmp / "verification.json", {**verification, "run_dir": str(run_dir)})
+        write_model_card(tmp, run_dir, "adapter", verification)
+        publish_dir(tmp, final)
+    zip_path, zip_note = zip_export(final)
     return ExportResult(
-        "adapter", str(final), _zip(final), None, max_b, None, None, _size(final), tensors, note
+        "adapter", str(final), zip_path, None, max_b, None, None, folder_size(final), tensors, note, zip_note
     )
 
 
@@ -345,6 +208,9 @@ def export_merged(
     Raises:
         ExportError: missing adapter, not enough memory, destination exists, or verification failed (numbers in
             the message).
+        DiskFullError: the disk cannot hold the merged weights (core.export_files.merged_export_bytes; refused
+            before any model loads), or filled while writing (the staging folder is removed, earlier exports
+            stay); MB free and needed in the message.
     """
     import torch
     from peft import PeftModel
@@ -357,7 +223,7 @@ def export_merged(
     if dtype not in MERGED_DTYPES:
         raise ExportError(f"dtype {dtype!r} is not one of {MERGED_DTYPES}.")
     run_dir = Path(run_dir).resolve()
-    cfg, adapter, note = _run_info(run_dir)
+    cfg, adapter, note = run_info(run_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # the base's config on the meta device: no weights downloaded or loaded before the memory check
     spec = inspect_model(cfg["model_name_or_path"])
@@ -366,7 +232,7 @@ def export_merged(
     log.info(
         "Merge needs about %.2f GiB of %s; %.2f GiB available", need.total_gib, need.where, available_gib
     )
-    final = _destination(run_dir, out, "merged")
+    final = destination(run_dir, out, "merged")
     adapter_report, *_ = adapter_checks(
         adapter, None
     )  # the run's adapter: tensors, coverage, finite, B moved
@@ -380,6 +246,9 @@ def export_merged(
         if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
             dtype = "float16"  # what this GPU computes in (T4, V100)
     save_dtype = getattr(torch, dtype)
+    # the disk, before any model loads: every parameter in the saved dtype, the tokenizer, the card
+    need_bytes = merged_export_bytes(spec.num_params, dtype, base_path)
+    check_free_space(final.parent, need_bytes, "merged export")
     # finfo.eps is 2x the relative step; the floor covers float32 re-association (merged vs unmerged matmuls).
     tolerance = max(MERGE_TOLERANCE_EPS * torch.finfo(save_dtype).eps / 2, MERGE_TOLERANCE_FLOOR)
     encoded: Any = tokenizer.apply_chat_template(
@@ -417,8 +286,7 @@ def export_merged(
         ),
         adapter,
     ).merge_and_unload()
-    tmp = staging_dir(final)
-    try:
+    with staged(final, need_bytes, "merged export") as tmp:
         merged.config.name_or_path = str(final)
         merged.config.use_cache = True  # training switched the KV cache off; generation wants it back
         if merged.generation_config is not None:
@@ -454,11 +322,20 @@ def export_merged(
                 f"The adapter's effect (mean |Δlogit| vs base {diff_base:.4g} x std) is lost in {dtype} "
                 f"rounding ({diff_ref:.4g} x std). Export with dtype float32, or train for more steps."
             )
-        result = ExportResult("merged", str(final), "", diff_ref, diff_base, top1, tolerance, _size(tmp))
+        result = ExportResult(
+            "merged", str(final), "", diff_ref, diff_base, top1, tolerance, folder_size(tmp)
+        )
         files = sorted(p.name for p in tmp.iterdir())
         has_weights = any(n.endswith(".safetensors") for n in files)
         checks = [
-            check("files present", has_weights and "config.json" in files, ", ".join(files)),
+            check(
+                "files written",
+                has_weights and "config.json" in files,
+                f"{', '.join(files)} written"
+                if has_weights and "config.json" in files
+                else f"{'no *.safetensors weights' if not has_weights else 'no config.json'} among "
+                f"{', '.join(files)}: save_pretrained did not write the model; nothing was published",
+            ),
             check("reloads with AutoModelForCausalLM", True, f"from {final.name}"),
             check(
                 "matches base+adapter",
@@ -481,9 +358,16 @@ def export_merged(
         write_json_atomic(tmp / "verification.json", verification)
         write_model_card(tmp, run_dir, "merged", verification)
         publish_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    zip_path, zip_note = zip_export(final)
     return ExportResult(
-        "merged", str(final), _zip(final), diff_ref, diff_base, top1, tolerance, _size(final), note=note
+        "merged",
+        str(final),
+        zip_path,
+        diff_ref,
+        diff_base,
+        top1,
+        tolerance,
+        folder_size(final),
+        note=note,
+        zip_note=zip_note,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -66,42 +67,79 @@ def check_memory(base_path: str, bytes_per_param: int, device: str) -> None:
         )
 
 
-def adapter_checks(folder: Path, staging: Path | None) -> tuple[list[dict[str, Any]], int, int, float]:
-    """Check an adapter folder: files present, more than zero LoRA tensor, every target module of
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def missing_adapter_files(folder: Path, shown_as: Path | None = None) -> str:
+    """What is wrong with ``folder``'s adapter files, in one sentence; "" when both are there.
+
+    Args:
+        folder: the adapter folder (or an export's staging copy of it).
+        shown_as: the folder to name in the message (the user's, not a staging copy); ``folder`` when None.
+
+    Returns:
+        Each missing file of ADAPTER_FILES named with what to do: a pickled ``adapter_model.bin`` in place of the
+        safetensors file is named as such (LoRA Studio never unpickles weights).
+    """
+    where = shown_as or folder
+    missing = [f for f in ADAPTER_FILES if not (folder / f).is_file()]
+    if not missing:
+        return ""
+    if "adapter_model.safetensors" in missing and (folder / "adapter_model.bin").is_file():
+        why = (
+            f"{where} holds its weights only in adapter_model.bin, a pickle, and no adapter_model.safetensors; "
+            "LoRA Studio reads safetensors only (loading a pickle can run code). Re-save the adapter with "
+            "save_pretrained(..., safe_serialization=True) or train it again here"
+        )
+        missing.remove("adapter_model.safetensors")
+        return why + (f"; {missing[0]} is missing too." if missing else ".")
+    return (
+        f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing from {where} "
+        f"(it has {', '.join(sorted(p.name for p in folder.iterdir())) or 'no files'}): the adapter was not "
+        "saved completely. Train the run again, or export from a run whose adapter/ holds both "
+        f"{' and '.join(ADAPTER_FILES)}."
+    )
+
+
+def adapter_checks(
+    folder: Path, staging: Path | None, shown_as: Path | None = None
+) -> tuple[list[dict[str, Any]], int, int, float]:
+    """Check an adapter folder: both files there, more than zero LoRA tensor, every target module of
     adapter_config.json with A and B tensors, finite weights, some B moved from zero.
 
     Args:
         folder: holds adapter_config.json and adapter_model.safetensors.
         staging: an export's staging folder, removed before raising (None: nothing to clean up).
+        shown_as: the folder named in messages (the run's adapter when ``folder`` is a staging copy).
 
     Returns:
         (checks, tensor count, bytes, max |B|).
 
     Raises:
-        ExportError: a check failed or the files cannot be read (each failure named).
+        ExportError: a check failed, a file is missing (named, with what to do) or cannot be read (the file
+            named, with the reader's error).
     """
     import json
 
     import torch
     from safetensors.torch import load_file
 
-    checks = [
-        check(
-            "files present",
-            all((folder / f).is_file() for f in ("adapter_config.json", "adapter_model.safetensors")),
-            "adapter_config.json, adapter_model.safetensors",
-        )
-    ]
+    where = shown_as or folder
+    problem = missing_adapter_files(folder, shown_as)
+    checks = [check("adapter files", not problem, problem or f"{', '.join(ADAPTER_FILES)} present")]
     fail_on(checks, staging)
+    name = "adapter_model.safetensors"
     try:
-        weights = load_file(str(folder / "adapter_model.safetensors"))
-        targets = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get(
-            "target_modules"
-        )
+        weights = load_file(str(folder / name))
+        name = "adapter_config.json"
+        targets = json.loads((folder / name).read_text(encoding="utf-8")).get("target_modules")
     except Exception as exc:  # a truncated or corrupted file: name it, never a traceback
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-        raise ExportError(f"The adapter files cannot be read ({type(exc).__name__}: {exc}).") from None
+        raise ExportError(
+            f"{where / name} cannot be read ({type(exc).__name__}: {exc}): it is truncated or corrupted. "
+            "Train the run again, or export an earlier checkpoint of it."
+        ) from None
     targets = sorted(targets or []) if isinstance(targets, list) else sorted(str(targets).split(","))
     uncovered = [
         t
@@ -129,3 +167,45 @@ def adapter_checks(folder: Path, staging: Path | None) -> tuple[list[dict[str, A
     ]
     fail_on(checks, staging)
     return checks, len(weights), size, max_b
+
+
+def verify_adapter_loads(base_path: str, folder: Path, device: str, checks: list[dict[str, Any]]) -> None:
+    """Append to ``checks`` the check that ``folder`` loads with ``PeftModel.from_pretrained`` on the base and
+    changes its logits on the probe prompt (mean |Δlogit| / logit std > 0); the caller raises with fail_on.
+
+    Args:
+        base_path: local folder of the base model (safetensors only: core.model.SAFE_LOAD).
+        folder: the adapter folder (adapter_config.json, adapter_model.safetensors).
+        device: "cuda" (the base in bfloat16) or "cpu" (float32).
+        checks: the list to append to.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from core.model import SAFE_LOAD
+
+    probe = probe_ids(base_path, device)
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(
+            base_path,
+            dtype=torch.bfloat16 if device == "cuda" else torch.float32,
+            device_map={"": device},
+            **SAFE_LOAD,
+        ),
+        folder,
+    )
+    model.eval()
+    with torch.no_grad():
+        tuned = model(input_ids=probe).logits.float().cpu()
+        with model.disable_adapter():
+            plain = model(input_ids=probe).logits.float().cpu()
+    del model
+    change = float((tuned - plain).abs().mean() / plain.std())
+    checks.append(
+        check(
+            "loads with PeftModel.from_pretrained and changes the base",
+            math.isfinite(change) and change > 0,
+            f"mean |Δlogit| vs base {change:.4g} x std",
+        )
+    )

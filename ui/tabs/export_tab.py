@@ -22,7 +22,7 @@ def list_runs(output_dir: str) -> list[tuple[str, str]]:
     no result.json, nothing training it) that saved a complete checkpoint is listed too, labelled
     "FOLDER (interrupted, checkpoint-N)": its export takes that checkpoint's adapter (core.export).
     """
-    from core.export import last_complete_checkpoint
+    from core.export_source import last_complete_checkpoint
     from core.runs import INTERRUPTED, read_run
 
     base = Path(output_dir or "runs").expanduser().resolve()
@@ -64,7 +64,11 @@ def servable(path: str, private: bool = False) -> str:
     try:
         os.link(src, dest)
     except OSError:
-        shutil.copyfile(src, dest)
+        try:
+            shutil.copyfile(src, dest)
+        except OSError:  # a full disk: leave no partial copy behind
+            shutil.rmtree(dest_dir, ignore_errors=True)
+            raise
     return str(dest)
 
 
@@ -109,6 +113,11 @@ def do_export(
 
     ``training_run`` is the folder of the run now training: exporting it is refused (its adapter does not exist
     until the run ends, and a half-written checkpoint is never exported).
+
+    Every failure comes back as "**Export failed.** <reason>" in the summary, never as Gradio's bare "Error":
+    the engine's own errors verbatim (a full disk: "disk full: N MB free on <dir>, M MB needed. ..."), and any
+    other OS error (a read-only or vanished folder) with its file and reason. A full disk while offering the zip
+    for download still returns the verified export folder, saying why there is no zip.
     """
     if not run_dir:
         raise gr.Error("Pick a run folder first (train one in the Train tab).")
@@ -123,18 +132,33 @@ def do_export(
         )
     except (StudioError, FileExistsError) as exc:
         return f"**Export failed.** {exc}", None, ""
+    except OSError as exc:
+        return f"**Export failed.** {os_error_message(exc, Path(run_dir))}", None, ""
     checks = "See `verification.json` and the model card `README.md` in the folder."
     if not result.zip_path:
+        why = result.zip_note or "No zip was written: use the folder."
+        return f"**Done.** {result.summary()}\n\n{checks} {why}", None, result.path
+    try:
+        served = servable(result.zip_path, private)
+    except OSError as exc:  # the copy into the downloads folder (another file system) did not fit
+        why = os_error_message(exc, downloads_dir())
         return (
-            f"**Done.** {result.summary()}\n\n{checks} Too large to zip for a browser download: use the folder.",
+            f"**Done.** {result.summary()}\n\n{checks}\n\nZip: `{result.zip_path}` ({why})",
             None,
             result.path,
         )
-    return (
-        f"**Done.** {result.summary()}\n\n{checks}\n\nZip: `{result.zip_path}`",
-        servable(result.zip_path, private),
-        result.path,
-    )
+    return f"**Done.** {result.summary()}\n\n{checks}\n\nZip: `{result.zip_path}`", served, result.path
+
+
+def os_error_message(exc: OSError, where: Path) -> str:
+    """One line for an OS error the engine did not turn into a StudioError: the disk-full wording of core.disk
+    (MB free on ``where``'s file system) when it is one, else the file and the OS's reason."""
+    from core.disk import disk_full_message, is_disk_full
+
+    if is_disk_full(exc):
+        return disk_full_message(where)
+    name = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or type(exc).__name__}{name}. Check the folder exists and is writable, then retry."
 
 
 def do_push(folder: str, repo_id: str, token: str, private: bool, progress: gr.Progress) -> str:
