@@ -3,28 +3,31 @@
 Formats (canonical fields in brackets; a mapping renames the user's columns to them, other columns are ignored):
   alpaca            [instruction, input?, output, system?]          -> system? / user / assistant messages
   prompt_completion [prompt, completion]                             -> user / assistant messages
-  messages          [messages: list of {role, content}]              -> messages as given
-  sharegpt          [conversations: list of {from, value}]           -> messages, role names mapped
+  messages          [messages: list of {role, content}, tools?]      -> messages as given
+  sharegpt          [conversations: list of {from, value}, tools?]   -> messages, role names mapped
+
+Chat turns may carry tool calls, tool results and reasoning (core.chat_turns reads them); ``tools`` is a row's list of
+tool schemas. Whether the model's chat template renders them is checked when rows are tokenized.
   text              [text]                                           -> raw text (continued pre-training)
 """
 
 from __future__ import annotations
 
 import json
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from core.chat_turns import Turn, as_text, empty_reason, is_blank, parse_turns, tool_schemas
 from core.datafiles import ROW_ERROR
 from core.errors import DataError
 
-Message = dict[str, str]
+Message = dict[str, Any]
 FORMATS = ("alpaca", "prompt_completion", "messages", "sharegpt", "text")
 FIELDS: dict[str, tuple[str, ...]] = {
     "alpaca": ("instruction", "input", "output", "system"),
     "prompt_completion": ("prompt", "completion"),
-    "messages": ("messages",),
-    "sharegpt": ("conversations",),
+    "messages": ("messages", "tools"),
+    "sharegpt": ("conversations", "tools"),
     "text": ("text",),
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -45,66 +48,63 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "messages": ("messages", "chat", "dialog", "dialogue"),
     "conversations": ("conversations", "conversation", "turns"),
     "text": ("text", "content", "document", "body"),
-}
-# ShareGPT and other exports name roles differently; these map to system / user / assistant.
-ROLE_NAMES = {
-    "system": "system",
-    "user": "user",
-    "human": "user",
-    "prompter": "user",
-    "customer": "user",
-    "assistant": "assistant",
-    "gpt": "assistant",
-    "bot": "assistant",
-    "model": "assistant",
-    "chatgpt": "assistant",
-    "ai": "assistant",
-    "bard": "assistant",
-    "claude": "assistant",
+    "tools": ("tools", "functions"),
 }
 INSTRUCTION_FORMATS = ("alpaca", "prompt_completion", "messages", "sharegpt")
-# Characters that show nothing: zero-width spaces and joiners, word joiner, BOM (also caught by category below).
-INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
-INVISIBLE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp"})  # format characters and every kind of space
-
-
-def is_blank(text: str) -> bool:
-    """True when ``text`` holds nothing visible: only whitespace and invisible format or space characters.
-
-    Args:
-        text: a field's text.
-
-    Returns:
-        Whether the text is empty once whitespace, zero-width characters (U+200B-U+200D, U+2060, U+FEFF) and every
-        character of Unicode category Cf, Zs, Zl or Zp are removed.
-    """
-    return all(
-        ch.isspace() or ch in INVISIBLE or unicodedata.category(ch) in INVISIBLE_CATEGORIES for ch in text
-    )
-
-
-def empty_reason(name: str, text: str) -> str:
-    """The "is empty" reason for a field, saying so when it holds only invisible characters."""
-    if text.strip():
-        return f"{name} is empty (it holds only invisible characters such as zero-width spaces)"
-    return f"{name} is empty"
 
 
 @dataclass(frozen=True)
 class Example:
-    """One normalised row: chat ``messages`` (instruction formats) or raw ``text`` (continued pre-training)."""
+    """One normalised row: chat ``messages`` (instruction formats) or raw ``text`` (continued pre-training).
+
+    Attributes:
+        messages: (role, text) per turn; role is system, user, assistant or tool.
+        text: the raw text of a continued pre-training row (None for chat rows).
+        extras: per turn, a JSON object of what it carries beyond its text (``tool_calls``, ``reasoning_content``,
+            ``tool_call_id``, ``name``; "" for nothing); empty when no turn carries anything.
+        tools: JSON list of the tool schemas the row offers the model ("" for none).
+    """
 
     messages: tuple[tuple[str, str], ...] = ()
     text: str | None = None
+    extras: tuple[str, ...] = ()
+    tools: str = ""
 
     @classmethod
-    def from_messages(cls, messages: list[Message]) -> Example:
-        """An Example from [{role, content}, ...]."""
-        return cls(messages=tuple((m["role"], m["content"]) for m in messages))
+    def from_messages(cls, messages: list[Message], tools: list[Turn] | None = None) -> Example:
+        """An Example from [{role, content, tool_calls?, reasoning_content?, ...}, ...] and the row's tool schemas."""
+        extra = [{k: v for k, v in m.items() if k not in ("role", "content")} for m in messages]
+        return cls(
+            messages=tuple((m["role"], m["content"]) for m in messages),
+            extras=tuple(json.dumps(e, ensure_ascii=False) if e else "" for e in extra) if any(extra) else (),
+            tools=json.dumps(tools, ensure_ascii=False) if tools else "",
+        )
 
     def as_messages(self) -> list[Message]:
-        """Messages as dicts {role, content}."""
-        return [{"role": r, "content": c} for r, c in self.messages]
+        """Messages as dicts {role, content, ...and what each turn carries (tool_calls, reasoning_content ...)}."""
+        out: list[Message] = [{"role": r, "content": c} for r, c in self.messages]
+        for message, extra in zip(out, self.extras):
+            if extra:
+                message.update(json.loads(extra))
+        return out
+
+    def tool_schemas(self) -> list[Turn] | None:
+        """The row's tool schemas, or None when it offers none."""
+        return json.loads(self.tools) if self.tools else None
+
+    def shown_messages(self) -> list[tuple[str, str]]:
+        """(role, text) per turn for people to read: tool calls as ``-> name({arguments})`` after the text, and
+        reasoning before it in ``<think>`` tags, so a preview shows every part the row trains on."""
+        shown = []
+        for m in self.as_messages():
+            parts = [f"<think>{m['reasoning_content']}</think>"] if m.get("reasoning_content") else []
+            parts += [m["content"]] if m["content"] else []
+            parts += [
+                f"-> {c['function']['name']}({json.dumps(c['function']['arguments'], ensure_ascii=False)})"
+                for c in m.get("tool_calls", ())
+            ]
+            shown.append((str(m["role"]), "\n".join(parts)))
+        return shown
 
 
 def propose_mapping(columns: list[str], dataset_format: str) -> dict[str, str]:
@@ -128,7 +128,9 @@ def _looks_like_turns(value: Any, keys: tuple[str, str]) -> bool:
     return (
         isinstance(value, list)
         and bool(value)
-        and all(isinstance(m, dict) and keys[0] in m and keys[1] in m for m in value[:3])
+        and all(
+            isinstance(m, dict) and keys[0] in m and (keys[1] in m or "tool_calls" in m) for m in value[:3]
+        )
     )
 
 
@@ -240,64 +242,6 @@ def check_mapping(columns: list[str], dataset_format: str, mapping: dict[str, st
     return problems
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _content_text(content: Any, j: int) -> str:
-    """Message content as text: a string, or OpenAI-style parts [{"type": "text", "text": ...}] joined."""
-    if isinstance(content, (dict, list)):
-        parts = content if isinstance(content, list) else [content]
-        texts = []
-        for part in parts:
-            if isinstance(part, str):
-                texts.append(part)
-            elif (
-                isinstance(part, dict)
-                and part.get("type", "text") == "text"
-                and isinstance(part.get("text"), str)
-            ):
-                texts.append(part["text"])
-            else:
-                kind = part.get("type", "unknown") if isinstance(part, dict) else type(part).__name__
-                raise ValueError(f"message {j} has a {kind!r} part; only text can be trained on")
-        return "\n".join(texts)
-    return _text(content)
-
-
-def _turns(raw: Any, keys: tuple[str, str], field_name: str) -> list[Message]:
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
-            raise ValueError(f"{field_name} is text that is not a JSON list") from None
-    if not isinstance(raw, list) or not raw:
-        raise ValueError(f"{field_name} must be a non-empty list of {{{keys[0]}, {keys[1]}}}")
-    msgs = []
-    other = ("role", "content") if keys == ("from", "value") else ("from", "value")
-    for j, m in enumerate(raw, start=1):
-        if isinstance(m, dict) and keys[0] not in m and other[0] in m and other[1] in m:
-            m = {keys[0]: m[other[0]], keys[1]: m[other[1]]}  # ShareGPT keys under "messages", or the reverse
-        if not isinstance(m, dict) or keys[0] not in m or keys[1] not in m:
-            raise ValueError(f"message {j} needs {keys[0]} and {keys[1]}")
-        name = _text(m[keys[0]]).strip().lower()
-        role = ROLE_NAMES.get(name)
-        if role is None:
-            raise ValueError(
-                f"message {j} has role {m[keys[0]]!r}; use system, user or assistant "
-                f"(also understood: {', '.join(k for k in ROLE_NAMES if k not in ('system', 'user', 'assistant'))})"
-            )
-        content = _content_text(m[keys[1]], j)
-        if is_blank(content):
-            raise ValueError(empty_reason(f"message {j} ({role})", content))
-        msgs.append({"role": role, "content": content})
-    return msgs
-
-
 def normalise_row(
     record: dict[str, Any], dataset_format: str, mapping: dict[str, str], fold_system_message: bool = False
 ) -> Example:
@@ -310,14 +254,15 @@ def normalise_row(
         return record.get(col) if col else None
 
     if dataset_format == "text":
-        text = _text(get("text"))
+        text = as_text(get("text"))
         if is_blank(text):
             raise ValueError(empty_reason(mapping.get("text", "text"), text))
         return Example(text=text)
+    tools: list[Turn] = []
     if dataset_format in ("alpaca", "prompt_completion"):
         user_f, out_f = ("instruction", "output") if dataset_format == "alpaca" else ("prompt", "completion")
-        user, out = _text(get(user_f)).strip(), _text(get(out_f))
-        inp, system = _text(get("input")).strip(), _text(get("system")).strip()
+        user, out = as_text(get(user_f)).strip(), as_text(get(out_f))
+        inp, system = as_text(get("input")).strip(), as_text(get("system")).strip()
         inp, system = ("" if is_blank(inp) else inp), ("" if is_blank(system) else system)
         if is_blank(user):
             raise ValueError(empty_reason(mapping.get(user_f, user_f), user))
@@ -328,10 +273,11 @@ def normalise_row(
             {"role": "user", "content": f"{user}\n\n{inp}" if inp else user},
             {"role": "assistant", "content": out},
         ]
-    elif dataset_format == "messages":
-        msgs = _turns(get("messages"), ("role", "content"), mapping.get("messages", "messages"))
     else:
-        msgs = _turns(get("conversations"), ("from", "value"), mapping.get("conversations", "conversations"))
+        field_name = "messages" if dataset_format == "messages" else "conversations"
+        keys = ("role", "content") if dataset_format == "messages" else ("from", "value")
+        msgs = parse_turns(get(field_name), keys, mapping.get(field_name, field_name))
+        tools = tool_schemas(get("tools"), mapping.get("tools", "tools"))
     if (
         fold_system_message
         and msgs
@@ -339,25 +285,41 @@ def normalise_row(
         and len(msgs) > 1
         and msgs[1]["role"] == "user"
     ):
-        msgs = [{"role": "user", "content": f"{msgs[0]['content']}\n\n{msgs[1]['content']}"}, *msgs[2:]]
-    if msgs[0]["role"] == "assistant":
+        msgs = [{**msgs[1], "content": f"{msgs[0]['content']}\n\n{msgs[1]['content']}"}, *msgs[2:]]
+    if msgs[0]["role"] in ("assistant", "tool"):
         raise ValueError(
-            "the conversation starts with an assistant turn; start with a user (or system) message"
+            f"the conversation starts with an {msgs[0]['role']} turn; start with a user (or system) message"
         )
     if not any(m["role"] == "assistant" for m in msgs):
         raise ValueError("no assistant message to learn from")
-    return Example(messages=tuple((m["role"], m["content"]) for m in msgs))
+    return Example.from_messages(msgs, tools)
 
 
 def alternation_problem(example: Example) -> str | None:
-    """Why the roles of a chat do not alternate (user, assistant, user ... after an optional system), or None."""
-    roles = [r for r, _ in example.messages]
-    if roles and roles[0] == "system":
-        roles = roles[1:]
-    for i, role in enumerate(roles):
-        expected = "user" if i % 2 == 0 else "assistant"
+    """Why the roles of a chat do not alternate (user, assistant, user ... after an optional system), or None.
+
+    An assistant turn that calls tools, the ``tool`` turns answering it and the assistant turns that follow them make
+    one answer (user, assistant, tool, assistant, user ... alternates). A tool turn that follows no tool call is named.
+    """
+    messages = example.as_messages()
+    if messages and messages[0]["role"] == "system":
+        messages = messages[1:]
+    roles: list[
+        tuple[int, str]
+    ] = []  # (turn, role) per exchange, tool rounds folded into their assistant turn
+    for i, m in enumerate(messages, start=1):
+        before = messages[i - 2] if i > 1 else None
+        if m["role"] == "tool":
+            if before is None or not (before["role"] == "tool" or before.get("tool_calls")):
+                return f"turn {i} is a tool result but the turn before it makes no tool call"
+            continue
+        if m["role"] == "assistant" and before is not None and before["role"] == "tool":
+            continue
+        roles.append((i, m["role"]))
+    for k, (i, role) in enumerate(roles):
+        expected = "user" if k % 2 == 0 else "assistant"
         if role != expected:
-            return f"roles do not alternate: turn {i + 1} is {role}, expected {expected}"
+            return f"roles do not alternate: turn {i} is {role}, expected {expected}"
     return None
 
 

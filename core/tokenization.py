@@ -8,9 +8,12 @@ in core.data.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from core.chat_turns import tool_name
 from core.data import DatasetReport
 from core.errors import DataError
 from core.formats import Example
@@ -18,7 +21,7 @@ from core.formats import Example
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-Message = dict[str, str]
+Message = dict[str, Any]
 
 # Used only when a tokenizer has no chat template (base models): the Alpaca prompt format (Taori et al. 2023).
 FALLBACK_CHAT_TEMPLATE = (
@@ -44,39 +47,189 @@ def render_example(
 ) -> tuple[str, list[tuple[int, int]]]:
     """The text to tokenize and the character spans to train on.
 
-    Chat: each assistant turn's span runs from the prompt rendered with ``add_generation_prompt=True`` to the
-    conversation rendered through that turn, so the template's end-of-turn token is inside it. Raw text: the text
-    plus EOS, all trained on. ``completion_only_loss=False`` trains on the whole rendered chat.
+    Chat: the conversation is rendered once through the model's chat template, with the row's tool schemas
+    (``tools=``), tool calls, tool results and reasoning, which transformers passes to the template. Each assistant
+    turn's span runs from the end of the prompt rendered with ``add_generation_prompt=True`` to the end of the turn
+    (its tool calls and end-of-turn token included); tool results, user and system turns are context, not trained on.
+    Where the template renders a turn differently once later turns follow (Qwen3-style templates drop the reasoning
+    of answers before the last user message), the turn's end is found by rendering the conversation without it; the
+    span is then checked to hold the answer's text, reasoning and tool calls. Raw text: the text plus EOS, all
+    trained on. ``completion_only_loss=False`` trains on the whole rendered chat.
 
     Raises:
-        ValueError: the template refuses the conversation (message names the template's reason) or rewrites
-            earlier turns so spans cannot be located.
+        ValueError: the row holds what the template does not render (tool calls, tool results, tool schemas,
+            reasoning), the template refuses the conversation or leaves part of it out, or an answer's span cannot be
+            located; the message names the message number and the part ("tool calls", "reasoning").
     """
     if example.text is not None:
         full = example.text + (tokenizer.eos_token or "")
         return full, [(0, len(full))]
     msgs = example.as_messages()
+    tools = example.tool_schemas()
+    why = unrendered_part(msgs, tools, _template_text(tokenizer, tools))
+    if why:
+        raise ValueError(why)
+    schemas: Any = tools  # JSON schemas; transformers types the argument as dicts or callables
 
     def render(part: list[Message], gen: bool = False) -> str:
         try:
-            return str(tokenizer.apply_chat_template(part, tokenize=False, add_generation_prompt=gen))
+            return str(
+                tokenizer.apply_chat_template(part, tools=schemas, tokenize=False, add_generation_prompt=gen)
+            )
         except Exception as exc:  # jinja2 TemplateError raised by the template itself
             hint = " (turn on 'fold system message')" if "system" in str(exc).lower() else ""
             raise ValueError(f"the chat template refuses this conversation: {exc}{hint}") from None
 
     full = render(msgs)
     if not completion_only_loss:
+        _check_kept(msgs, tools, full, {}, render)
         return full, [(0, len(full))]
-    spans = []
+    spans: dict[int, tuple[int, int]] = {}
     for k, m in enumerate(msgs):
-        if m["role"] != "assistant":
-            continue
-        before = render(msgs[:k], gen=True)
-        through = full if k == len(msgs) - 1 else render(msgs[: k + 1])
-        if not through.startswith(before) or not full.startswith(through):
-            raise ValueError("the chat template changes earlier turns; cannot locate the answer tokens")
-        spans.append((len(before), len(through)))
-    return full, spans
+        if m["role"] == "assistant":
+            spans[k] = _answer_span(render, msgs, k, full)
+            if len(spans) > 1 and spans[k][0] < list(spans.values())[-2][1]:
+                raise ValueError(
+                    f"the answer of message {k + 1} overlaps the one before it in the rendered chat"
+                )
+    _check_kept(msgs, tools, full, spans, render)
+    return full, list(spans.values())
+
+
+def _template_text(tokenizer: PreTrainedTokenizerBase, tools: list[dict[str, Any]] | None) -> str:
+    """The chat template the tokenizer would use (a tokenizer may keep a separate one for tools)."""
+    try:
+        return str(tokenizer.get_chat_template(None, tools))
+    except Exception:  # no template at all: apply_chat_template reports it when rendering
+        return str(getattr(tokenizer, "chat_template", "") or "")
+
+
+def unrendered_part(messages: list[Message], tools: list[dict[str, Any]] | None, template: str) -> str | None:
+    """Why a chat row holds something ``template`` does not render (and so would lose), or None.
+
+    A template renders tool calls when its text reads ``tool_calls``, tool results when it also handles the role
+    ``tool``, tool schemas when it reads ``tools``, reasoning when it reads ``reasoning_content``, ``thinking`` or
+    ``reasoning`` (the names transformers passes a turn's reasoning under, transformers.utils.chat_template_utils).
+
+    Args:
+        messages: the row's turns as core.formats.Example.as_messages gives them.
+        tools: the row's tool schemas, or None.
+        template: the chat template's Jinja text.
+
+    Returns:
+        A reason naming the message and the part ("tool calls", "reasoning", "tools") and what to do, or None.
+    """
+    calls_ok = "tool_calls" in template
+    unlike = "the row is left out rather than trained without them"
+    for j, m in enumerate(messages, start=1):
+        if m.get("tool_calls") and not calls_ok:
+            names = ", ".join(c["function"]["name"] for c in m["tool_calls"])
+            return (
+                f"message {j} (assistant) has tool calls ({names}), but this model's chat template does not render "
+                f"tool calls; {unlike}. Choose a model whose chat template supports tools (Qwen2.5 / Qwen3, Llama "
+                "3.1+, Mistral), or remove the tool calls from the row"
+            )
+        if m["role"] == "tool" and not (calls_ok and re.search(r"""["']tool["']""", template)):
+            return (
+                f"message {j} is a tool result, but this model's chat template does not render tool calls and "
+                f"their results; {unlike}. Choose a model whose chat template supports tools, or remove the tool "
+                "turns from the row"
+            )
+        if m.get("reasoning_content") and not re.search(r"reasoning|thinking", template):
+            return (
+                f"message {j} (assistant) has reasoning (reasoning_content / thinking), but this model's chat "
+                "template does not render reasoning; the row is left out rather than trained without it. Remove "
+                "the reasoning, or choose a model whose chat template reads reasoning_content (Qwen3, DeepSeek-R1)"
+            )
+    if tools and not re.search(r"\btools\b", template):
+        names = ", ".join(tool_name(t) for t in tools)
+        return (
+            f"the row offers tools ({names}), but this model's chat template does not render tool schemas "
+            f"(tools); {unlike}. Choose a model whose chat template supports tools, or remove the tools column"
+        )
+    return None
+
+
+def _answer_span(render: Callable[..., str], msgs: list[Message], k: int, full: str) -> tuple[int, int]:
+    """(start, end) in ``full`` of assistant message ``k`` (0-based): its answer, tool calls and end-of-turn token.
+
+    Raises:
+        ValueError: the template renders the prompt before the answer, or the answer's end, in ways that do not
+            line up with the whole conversation.
+    """
+    before = render(msgs[:k], gen=True)
+    if not full.startswith(before):
+        raise ValueError(
+            f"the chat template renders the prompt for message {k + 1} (assistant) differently from the whole "
+            "conversation (it rewrites earlier turns, or its generation prompt is not how the answer starts); "
+            "cannot locate the answer tokens"
+        )
+    if k == len(msgs) - 1:
+        return len(before), len(full)
+    through = render(msgs[: k + 1])
+    if full.startswith(through) and len(through) > len(before):
+        return len(before), len(through)
+    # The template renders this turn differently when later turns follow (it drops or changes the reasoning of
+    # earlier answers): the turn ends where the rest begins, which rendering the chat without the turn shows.
+    try:
+        head, without = render(msgs[:k]), render(msgs[:k] + msgs[k + 1 :])
+    except ValueError:
+        without, head = "", "\0"
+    tail = without[len(head) :]
+    if without.startswith(head) and full.endswith(tail) and len(full) - len(tail) > len(before):
+        return len(before), len(full) - len(tail)
+    raise ValueError(
+        f"the chat template renders message {k + 1} (assistant) differently once later turns follow, and where it "
+        "ends cannot be located; cannot locate the answer tokens"
+    )
+
+
+def _check_kept(
+    msgs: list[Message],
+    tools: list[dict[str, Any]] | None,
+    full: str,
+    spans: dict[int, tuple[int, int]],
+    render: Callable[..., str],
+) -> None:
+    """Refuse a row the template rendered without part of it: every turn's text, an answer's reasoning and tool
+    calls (inside the answer's span when spans are given), every tool schema's name.
+
+    Raises:
+        ValueError: names the message, the part left out, and whether the template drops it only when later turns
+            follow (reasoning of earlier answers).
+    """
+    for k, m in enumerate(msgs):
+        s, e = spans.get(k, (0, len(full)))
+        where = full[s:e]
+        text = m["content"]
+        parts = []
+        if "</think>" in text:  # reasoning written into the answer, as DeepSeek-R1 and Qwen3 data do
+            thought, text = text.split("</think>", 1)
+            parts.append(("reasoning (the <think> part of its text)", thought.split("<think>")[-1].strip()))
+        parts.append(("text", text.strip()))
+        if m.get("reasoning_content"):
+            parts.append(("reasoning (reasoning_content)", m["reasoning_content"].strip()))
+        for call in m.get("tool_calls", ()):
+            fn = call["function"]
+            parts += [
+                (f"tool call {fn['name']}", piece) for piece in (fn["name"], *map(str, fn["arguments"]))
+            ]
+        for part, piece in parts:
+            if not piece or piece in where:
+                continue
+            alone = k in spans and piece in render(msgs[: k + 1])[s:]
+            when = " once later turns follow (it keeps reasoning only for the last answer)" if alone else ""
+            raise ValueError(
+                f"message {k + 1} ({m['role']}): this model's chat template leaves out its {part}{when}; the row "
+                "is left out rather than trained without it. Give each such answer its own row (as the last "
+                "turn), or remove that part"
+            )
+    for t in tools or ():
+        if tool_name(t) not in full:
+            raise ValueError(
+                f"this model's chat template leaves out the tool schema {tool_name(t)!r}; the row is left out "
+                "rather than trained without it"
+            )
 
 
 @dataclass
