@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
+PREVIEW_ROWS = 50  # rows shown in the Data tab's preview
+PREVIEW_CHARS = 500  # characters of each preview cell sent to the browser
 
 
 @dataclass
@@ -94,29 +96,47 @@ class DatasetReport:
         rows = [(r, "dropped", why) for r, why in self.dropped] + [(r, "kept", why) for r, why in self.notes]
         return pd.DataFrame(sorted(rows), columns=["row", "status", "reason"])
 
-    def preview(self, limit: int = 50) -> pd.DataFrame:
-        """The first ``limit`` normalised rows: row, system, user, assistant (turns joined), turns / text."""
+    def preview(self, limit: int = PREVIEW_ROWS) -> pd.DataFrame:
+        """The first ``limit`` normalised rows (``preview_row``: each cell cut to PREVIEW_CHARS characters)."""
         import pandas as pd
 
-        def join(e: Example, role: str) -> str:
-            return "\n---\n".join(c for r, c in e.messages if r == role)
-
-        if self.dataset_format == "text":
-            return pd.DataFrame(
-                [{"row": n, "text": e.text} for e, n in zip(self.examples[:limit], self.row_numbers)]
-            )
         return pd.DataFrame(
-            [
-                {
-                    "row": n,
-                    "system": join(e, "system"),
-                    "user": join(e, "user"),
-                    "assistant": join(e, "assistant"),
-                    "turns": len(e.messages),
-                }
-                for e, n in zip(self.examples[:limit], self.row_numbers)
-            ]
+            [preview_row(e, n, self.dataset_format) for e, n in zip(self.examples[:limit], self.row_numbers)]
         )
+
+
+def truncate_cell(text: str, limit: int = PREVIEW_CHARS) -> str:
+    """``text`` cut to ``limit`` characters for display, saying so and how long it was when it is cut.
+
+    Args:
+        text: a cell's text.
+        limit: characters kept.
+
+    Returns:
+        ``text`` itself when it fits, else its first ``limit`` characters followed by
+        `` … [truncated: N characters]`` (N = the full length), so a 5 MB cell never reaches the browser.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} … [truncated: {len(text):,} characters]"
+
+
+def preview_row(example: Example, row: int, dataset_format: str) -> dict[str, Any]:
+    """One preview row: {row, text} for raw text, else {row, system, user, assistant, turns} with the turns of a
+    role joined by ``---``; every text cell cut by ``truncate_cell``."""
+
+    def join(role: str) -> str:
+        return truncate_cell("\n---\n".join(c for r, c in example.messages if r == role))
+
+    if dataset_format == "text":
+        return {"row": row, "text": truncate_cell(example.text or "")}
+    return {
+        "row": row,
+        "system": join("system"),
+        "user": join("user"),
+        "assistant": join("assistant"),
+        "turns": len(example.messages),
+    }
 
 
 def parse_mapping(mapping: dict[str, str] | tuple[tuple[str, str], ...] | None) -> dict[str, str]:
@@ -157,19 +177,7 @@ def load_dataset_report(
     if not columns:  # every row failed to split into fields
         reasons = "; ".join(f"row {i}: {r[ROW_ERROR]}" for i, r in enumerate(records[:3], start=1))
         raise DataError(f"No usable rows in {name}: {reasons}.")
-    user_map = parse_mapping(mapping)
-    if dataset_format == "auto":
-        fmt, proposed = detect_format(records) if not user_map else _format_for_mapping(records, user_map)
-    elif dataset_format in FORMATS:
-        fmt, proposed = dataset_format, propose_mapping(columns, dataset_format)
-    else:
-        raise DataError(f"dataset_format {dataset_format!r} is not one of auto, {', '.join(FORMATS)}.")
-    # the user's mapping wins; a proposed field whose column the user gave to another field is dropped
-    used = {**{f: c for f, c in proposed.items() if c not in user_map.values()}, **user_map}
-    problems = check_mapping(columns, fmt, used)
-    if problems:
-        raise DataError(_explain_mapping(name, fmt, columns, records, problems))
-    _refuse_duplicate_columns(name, records, used, user_map)
+    fmt, used = settle_format(name, records, columns, dataset_format, mapping)
     odd = odd_rows(records, fmt, used)
     examples, numbers, dropped, notes = [], [], [], []
     for i, rec in enumerate(records, start=1):
@@ -200,6 +208,38 @@ def load_dataset_report(
     if not examples:
         raise DataError(f"No usable rows. {report.summary()}")
     return report
+
+
+def settle_format(
+    name: str, records: list[dict[str, Any]], columns: list[str], dataset_format: str, mapping: Any
+) -> tuple[str, dict[str, str]]:
+    """The format and the {field: column} mapping to read ``records`` with (the user's mapping wins).
+
+    Args:
+        name: file name for messages.
+        records: the rows (or the first ~1000 of a stream; detection looks at no more), as ``read_records`` gives.
+        columns: every column seen.
+        dataset_format: "auto" or one of FORMATS.
+        mapping: the user's {field: column} (dict or pairs); fields left out are proposed from the column names.
+
+    Raises:
+        DataError: unknown format, no format fits, a bad mapping (every problem named), raw text for an instruction
+            format or the reverse, or a repeated header the mapping does not settle.
+    """
+    user_map = parse_mapping(mapping)
+    if dataset_format == "auto":
+        fmt, proposed = detect_format(records) if not user_map else _format_for_mapping(records, user_map)
+    elif dataset_format in FORMATS:
+        fmt, proposed = dataset_format, propose_mapping(columns, dataset_format)
+    else:
+        raise DataError(f"dataset_format {dataset_format!r} is not one of auto, {', '.join(FORMATS)}.")
+    # the user's mapping wins; a proposed field whose column the user gave to another field is dropped
+    used = {**{f: c for f, c in proposed.items() if c not in user_map.values()}, **user_map}
+    problems = check_mapping(columns, fmt, used)
+    if problems:
+        raise DataError(_explain_mapping(name, fmt, columns, records, problems))
+    _refuse_duplicate_columns(name, records, used, user_map)
+    return fmt, used
 
 
 def _refuse_duplicate_columns(

@@ -6,21 +6,24 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import pandas as pd
 
 from core.config import DATASET_FORMATS, TrainingConfig
+from core.data import truncate_cell
 from core.datafiles import SUFFIX_KIND
 from core.errors import StudioError
 from core.model import load_tokenizer, resolve_model_path, studio_home
-from core.tokenization import label_mask_example, tokenize_report
-from core.train import load_report_for, write_report_csv
+from core.tokenization import label_mask_example
+from core.validation import ValidationReport, validate_config
 from core.workspace import Workspace
 from ui.forms import ConfigForm, info
 from ui.tabs.export_tab import downloads_dir
-from ui.views import token_length_figure
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 PREVIEW_COLUMNS = ["row", "system", "user", "assistant", "turns"]
 DATA_FIELDS = (
@@ -79,11 +82,13 @@ def on_upload(file: str | None, ws: Workspace) -> tuple[Any, Any, Any]:
 def validate(
     form_values: dict[str, Any], ws: Workspace, progress: gr.Progress = gr.Progress()
 ) -> tuple[Any, ...]:
-    """Read, normalise and tokenize the dataset with the chosen model's tokenizer.
+    """Read, normalise and tokenize the dataset with the chosen model's tokenizer, in one streaming pass.
 
     ``ws`` is the caller's workspace: a shared demo's session reads only its uploads, the samples or a hub id, and
-    its report CSV is written inside it. Returns (summary markdown, preview table, length histogram, label-mask
-    example, report CSV path, mapping text).
+    its report CSV is written inside it. Memory does not grow with the file (core.validation): the browser gets the
+    first 50 rows with each cell cut to a few hundred characters, a histogram, and a CSV of every dropped or altered
+    row. Returns (summary markdown, preview table, length histogram, label-mask example, report CSV path, mapping
+    text).
     """
     empty = pd.DataFrame(columns=PREVIEW_COLUMNS)
     if not form_values.get("dataset_name"):
@@ -94,42 +99,89 @@ def validate(
         )
         ws.check_dataset(cfg.dataset_name)
         ws.check_model(cfg.model_name_or_path)
-        progress(0.1, desc="Reading and normalising rows")
-        report = load_report_for(cfg)
-        progress(0.4, desc="Loading the tokenizer")
+        progress(0.05, desc="Loading the tokenizer")
         tokenizer = load_tokenizer(resolve_model_path(cfg.model_name_or_path))
-        progress(0.6, desc=f"Tokenizing {len(report.examples):,} rows")
-        tokenized = tokenize_report(report, tokenizer, cfg.max_length, cfg.completion_only_loss)
+        progress(0.1, desc="Reading, normalising and tokenizing rows")
+        report = validate_config(
+            cfg, tokenizer, progress=lambda rows: progress(None, desc=f"{rows:,} rows checked")
+        )
     except StudioError as exc:
         return f"**This data cannot be used.** {exc}", empty, None, None, None, gr.update()
     downloads = ws.downloads_dir if ws.private else downloads_dir()
     csv_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-report-"), dir=ensure(downloads)))
-    csv_path = write_report_csv(report, csv_dir / f"{Path(report.source).stem}-report.csv")
+    csv_path = report.write_issues_csv(csv_dir / f"{Path(report.source).stem}-report.csv")
+    mapping_text = ", ".join(f"{f}={c}" for f, c in report.mapping.items())
+    assert report.first_feature is not None  # validate_config raises when no row is kept
+    return (
+        summary_markdown(report),
+        report.preview_frame(),
+        length_histogram_figure(report.length_counts, report.max_length),
+        label_mask_example(tokenizer, report.first_feature),
+        str(csv_path),
+        mapping_text,
+    )
+
+
+def summary_markdown(report: ValidationReport) -> str:
+    """The Data tab's summary: source, format and mapping, rows per stage, drop reasons, the first dropped rows."""
     stages = " → ".join(f"{k} **{v:,}**" for k, v in report.stages.items())
     lines = [
         f"`{report.source}` ({report.kind}): format **{report.dataset_format}**, columns used: "
         + ", ".join(f"{f} ← `{c}`" for f, c in report.mapping.items()),
-        f"Rows: {stages}. Supervised tokens per kept row: median "
-        f"{sorted(tokenized.supervised)[len(tokenized.supervised) // 2]:,}.",
+        f"Rows: {stages}. Supervised tokens per kept row: median {report.supervised_median:,}.",
     ]
     by_reason = report.dropped_by_reason()
     if by_reason:
-        lines.append("Dropped: " + "; ".join(f"{n} × {why}" for why, n in list(by_reason.items())[:6]))
-    lines += [f"- row {r}: {why}" for r, why in report.dropped[:10]]
-    if report.notes:
+        lines.append("Dropped: " + "; ".join(f"{n:,} × {why}" for why, n in list(by_reason.items())[:6]))
+    lines += [f"- row {r}: {truncate_cell(why, 300)}" for r, why in report.dropped[:10]]
+    if report.dropped_count > 10:
+        lines.append(f"... and {report.dropped_count - 10:,} more dropped rows: see the CSV.")
+    if report.notes_count:
         lines.append(
-            f"{len(report.notes)} rows kept with a note (truncated, roles not alternating...): see the CSV."
+            f"{report.notes_count:,} rows kept with a note (truncated, roles not alternating...): see the CSV."
         )
-    mapping_text = ", ".join(f"{f}={c}" for f, c in report.mapping.items())
-    example = label_mask_example(tokenizer, tokenized.features[0])
-    return (
-        "\n\n".join(lines),
-        report.preview(),
-        token_length_figure(tokenized.lengths, cfg.max_length),
-        example,
-        str(csv_path),
-        mapping_text,
+    return "\n\n".join(lines)
+
+
+def length_histogram_figure(length_counts: dict[int, int], max_length: int, bins: int = 40) -> go.Figure:
+    """Histogram of rendered row lengths in tokens from {length: rows}, with the max_length cut marked.
+
+    Args:
+        length_counts: rows per token length (ValidationReport.length_counts), never the lengths themselves, so
+            the figure is the same size for 100 rows or a million.
+        max_length: the cut, in tokens; rows past it are truncated.
+        bins: bars drawn (equal widths from 0 to the longest row).
+    """
+    import plotly.graph_objects as go
+
+    longest = max(length_counts, default=1)
+    width = max(1, -(-(longest + 1) // bins))
+    heights: dict[int, int] = {}
+    for n, c in length_counts.items():
+        heights[n // width] = heights.get(n // width, 0) + c
+    fig = go.Figure()
+    fig.add_bar(
+        x=[(b + 0.5) * width for b in sorted(heights)],
+        y=[heights[b] for b in sorted(heights)],
+        width=width,
+        name="rows",
     )
+    over = sum(c for n, c in length_counts.items() if n > max_length)
+    fig.add_vline(
+        x=max_length,
+        line_dash="dash",
+        line_color="red",
+        annotation_text=f"max_length {max_length} ({over:,} rows longer)",
+    )
+    fig.update_layout(
+        xaxis_title="tokens per row (chat template applied)",
+        yaxis_title="rows",
+        height=300,
+        margin={"l": 40, "r": 20, "t": 30, "b": 40},
+        showlegend=False,
+        bargap=0.05,
+    )
+    return fig
 
 
 def render(form: ConfigForm) -> dict[str, Any]:
