@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import gradio as gr
@@ -16,12 +15,12 @@ from core.presets import default_target_modules
 from core.space import demo_limits, limits_markdown
 from core.train import load_report_for
 from core.workspace import Sessions
-from ui.charts import training_figure
 from ui.forms import ConfigForm, with_request
 from ui.i18n import GPU_HELP_TITLE, HELP_TITLE, LANGUAGE_HINT, PRIVATE_NOTE, PRIVATE_NOTE_ZH, translate
+from ui.poll import Marker, PollRenderer
 from ui.session import SessionUI
 from ui.tabs import chat_tab, data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_tab
-from ui.views import lora_math_markdown, status_markdown
+from ui.views import lora_math_markdown
 from ui.zh import GPU_HELP_EN, HELP_EN
 
 TITLE = "LoRA Studio"
@@ -261,42 +260,25 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                 "Stopping after the current step..." if session.job(request).stop() else "Nothing is running."
             )
 
-        # Every browser session polls once a second; a snapshot object is replaced on each change, so its rendering
-        # (status, log text, chart) is computed once per change of that job and shared by the pages watching it.
-        rendered: weakref.WeakKeyDictionary[TrainingJob, dict[str, Any]] = weakref.WeakKeyDictionary()
+        # Every page polls once a second: the job's state is rendered once per change and shared by the pages
+        # watching it; each page is sent only what changed since its previous poll (ui/poll.py)
+        renderer = PollRenderer()
 
-        def poll(seen: int, request: gr.Request) -> tuple[Any, ...]:
-            job = session.job(request)
-            snap = job.snapshot()
-            cache = rendered.setdefault(job, {})
-            if cache.get("snap") is not snap:
-                cache.update(snap=snap, status=status_markdown(snap), logs="\n".join(snap.logs[-60:]))
-            n = len(snap.history)
-            if cache.get("history") is not snap.history:
-                info = snap.info
-                figure = training_figure(snap.history, info.get("estimate_gib"), info.get("device"))
-                cache.update(history=snap.history, figure=figure)
-            return (
-                cache["status"],
-                cache["figure"] if n != seen or seen == -1 else gr.update(),
-                cache["logs"],
-                gr.update(interactive=not snap.is_active),
-                gr.update(interactive=snap.is_active),
-                n,
-            )
+        def poll(sent: Marker | None, request: gr.Request) -> tuple[Any, ...]:
+            return renderer.poll(session.job(request), sent)
 
         def poll_fresh(request: gr.Request) -> tuple[Any, ...]:
-            return poll(-1, request)
+            return renderer.poll(session.job(request), None)
 
-        seen = gr.State(-1)
-        poll_outputs = [t["status"], t["loss"], t["logs"], t["start"], t["stop"], seen]
+        sent = gr.State(None)
+        poll_outputs = [t["status"], t["loss"], t["logs"], t["start"], t["stop"], sent]
         t["start"].click(
             start, form.inputs, t["status"], api_name="start", concurrency_id=GPU_QUEUE, concurrency_limit=1
         ).success(  # a resume is a one-off: the next Start is a new run unless a folder is pasted again
             lambda: "", None, form.components["resume_from_checkpoint"], api_visibility="private"
         )
         t["stop"].click(stop, None, t["status"], api_name="stop")
-        t["timer"].tick(poll, seen, poll_outputs, api_name="poll", show_progress="hidden", queue=False)
+        t["timer"].tick(poll, sent, poll_outputs, api_name="poll", show_progress="hidden", queue=False)
         loaded.then(poll_fresh, None, poll_outputs, api_visibility="private")
 
         # ---- export (only runs inside the caller's workspace)

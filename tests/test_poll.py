@@ -1,0 +1,173 @@
+"""The Train tab's poll (ui/poll.py): rendered once per change, each page sent only what changed.
+
+The fast tests drive PollRenderer with real JobSnapshot objects from a stand-in job (the only part of TrainingJob the
+poll reads is ``snapshot()``); the slow one polls a real launched app over plain HTTP while it trains.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from gradio.components.plot import PlotData
+
+from core.events import JobSnapshot
+from tests.conftest import ASSETS, running_app
+from ui.poll import LOG_LINES, PollRenderer
+from ui.views import status_markdown
+
+
+class Job:
+    """A job whose snapshot the test replaces, as TrainingJob replaces its own on every event."""
+
+    def __init__(self, snap: JobSnapshot) -> None:
+        self.snap = snap
+
+    def snapshot(self) -> JobSnapshot:
+        return self.snap
+
+
+def row(step: int) -> dict[str, float]:
+    return {
+        "step": step,
+        "loss": 2.0 - 0.1 * step,
+        "learning_rate": 5e-4,
+        "grad_norm": 1.0,
+        "elapsed_s": step,
+    }
+
+
+def training(steps: int, logs: int) -> JobSnapshot:
+    return JobSnapshot(
+        status="training",
+        run_dir="runs/run-1",
+        step=steps,
+        max_steps=10,
+        history=tuple(row(s) for s in range(1, steps + 1)),
+        logs=tuple(f"line {i}" for i in range(logs)),
+        log_total=logs,
+        message="Training...",
+        info={"device": "cpu"},
+    )
+
+
+def xs(plot: str) -> list[float]:
+    """The steps of the chart's first series (the per-batch loss) in a serialized plotly figure."""
+    return json.loads(plot)["data"][0]["x"]
+
+
+def size_bytes(answer: tuple) -> int:
+    """Bytes of the answer as JSON (PlotData as gradio serializes it); the marker is state, never sent."""
+    parts = [a.model_dump() if isinstance(a, PlotData) else a for a in answer[:-1]]
+    return len(json.dumps(parts))
+
+
+def test_a_fresh_page_gets_everything_then_only_what_changed():
+    job, renderer = Job(training(3, 5)), PollRenderer()
+    skip = gr.skip()
+
+    status, chart, logs, start, stop, marker = first = renderer.poll(job, None)
+    assert status == status_markdown(job.snap) and "step 3/10" in status
+    assert isinstance(chart, PlotData) and '"train loss (each batch)"' in chart.plot
+    assert logs == "\n".join(f"line {i}" for i in range(5))
+    assert start == gr.update(interactive=False) and stop == gr.update(interactive=True)
+
+    again = renderer.poll(job, marker)  # nothing changed: the status line alone
+    assert again[0] == status and all(part == skip for part in again[1:5]), again
+    assert size_bytes(again) < 1000 < 5 * 1000 < size_bytes(first), (size_bytes(again), size_bytes(first))
+
+    job.snap = replace(job.snap, logs=(*job.snap.logs, "line 5"), log_total=6)  # a log line, no new point
+    _, chart, logs, start, stop, marker = renderer.poll(job, again[-1])
+    assert chart == skip and logs.endswith("line 4\nline 5") and start == stop == skip
+
+    job.snap = replace(training(4, 6), message="step 4")  # a new point: the chart is sent, with it
+    status, chart, logs, start, stop, marker = renderer.poll(job, marker)
+    assert "step 4/10" in status and isinstance(chart, PlotData) and xs(chart.plot) == [1, 2, 3, 4]
+    assert logs == skip and start == stop == skip
+
+    job.snap = replace(job.snap, status="completed")  # the buttons flip once the job ends
+    _, chart, logs, start, stop, marker = renderer.poll(job, marker)
+    assert chart == logs == skip
+    assert start == gr.update(interactive=True) and stop == gr.update(interactive=False)
+    assert renderer.poll(job, marker)[3] == skip
+
+
+def test_the_chart_is_built_once_per_history_length_for_every_page():
+    job, renderer = Job(training(3, 5)), PollRenderer()
+    pages = [renderer.poll(job, None) for _ in range(5)]  # five fresh pages
+    for _ in range(3):
+        pages = [renderer.poll(job, page[-1]) for page in pages]
+    assert renderer.figures_built == 1
+    job.snap = replace(training(4, 5))  # a new snapshot object, one more point
+    charts = {id(renderer.poll(job, page[-1])[1]) for page in pages}
+    assert renderer.figures_built == 2 and len(charts) == 1  # one PlotData shared by every page
+    job.snap = replace(job.snap, message="Saving...")  # a new snapshot, same points: not rebuilt
+    renderer.poll(job, None)
+    assert renderer.figures_built == 2
+
+
+def test_a_new_run_with_as_many_points_is_sent_again():
+    job, renderer = Job(training(3, 5)), PollRenderer()
+    marker = renderer.poll(job, None)[-1]
+    job.snap = replace(job.snap, run_dir="runs/run-2")  # same len(history) and log_total, another run
+    _, chart, logs, *_ = renderer.poll(job, marker)
+    assert isinstance(chart, PlotData) and logs == "\n".join(f"line {i}" for i in range(5))
+
+
+def test_the_log_box_shows_the_last_lines_only():
+    job = Job(training(1, 200))
+    logs = PollRenderer().poll(job, None)[2]
+    assert logs.splitlines() == [f"line {i}" for i in range(200 - LOG_LINES, 200)]
+
+
+def call_poll(url: str, session_hash: str | None) -> tuple[int, list]:
+    """One poll over plain HTTP, as the REST API documents it; returns (answer bytes, outputs)."""
+    body = {"data": [], **({"session_hash": session_hash} if session_hash else {})}
+    req = urllib.request.Request(
+        f"{url}gradio_api/call/poll", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    event = json.load(urllib.request.urlopen(req, timeout=60))["event_id"]
+    raw = urllib.request.urlopen(f"{url}gradio_api/call/poll/{event}", timeout=60).read()
+    line = next(x for x in raw.decode().splitlines() if x.startswith("data:"))
+    return len(raw), json.loads(line[5:])
+
+
+@pytest.mark.slow
+def test_a_polling_page_over_http_is_sent_the_chart_only_when_a_point_is_added(tmp_path):
+    from gradio_client import Client
+
+    with running_app(tmp_path) as url:
+        Client(url, verbose=False).predict(
+            dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"),
+            max_steps=3,
+            max_length=128,
+            per_device_train_batch_size=1,
+            monitor_rows=0,
+            save_steps=0,
+            output_dir="runs",
+            api_name="/start",
+        )
+        page = uuid.uuid4().hex[:11]  # one browser tab's session
+        answers = []
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            answers.append(call_poll(url, page))
+            if "COMPLETED" in answers[-1][1][0] or "FAILED" in answers[-1][1][0]:
+                break
+            time.sleep(0.3)
+        assert "COMPLETED" in answers[-1][1][0], answers[-1][1][0]
+        charts = [outputs[1] for _, outputs in answers if outputs[1] and "plot" in outputs[1]]
+        # the first answer and one per logged step (three), never the same chart twice in a row
+        assert 2 <= len(charts) <= 4, [o[1] for _, o in answers]
+        assert xs(charts[-1]["plot"]) == [1, 2, 3]
+        size, outputs = call_poll(url, page)  # nothing changed since: the status line, a few hundred bytes
+        assert "COMPLETED" in outputs[0] and size < 1500 and "plot" not in json.dumps(outputs[1:]), size
+        full, outputs = call_poll(url, None)  # a new page: everything, once
+        assert full > 5 * size and xs(outputs[1]["plot"]) == [1, 2, 3] and "trainable params" in outputs[2]
+        assert Path(tmp_path, "runs").is_dir()
