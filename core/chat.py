@@ -7,6 +7,8 @@ loaded next to a separate base). Prompts go through the tokenizer's chat templat
 GPU work is serialised: one module-level lock covers loading and generation (``is_busy()``), chat refuses while a
 TrainingJob is active, and ``TrainingJob.start`` refuses while chat holds the lock (and frees the cached models).
 torch / transformers / peft are imported inside functions so this module imports in milliseconds.
+Weights are read from safetensors only: an adapter or merged folder holding only a pickled ``.bin`` is refused
+naming the file (core.safe_weights) before peft's fallback to ``torch.load`` could read it.
 """
 
 from __future__ import annotations
@@ -183,6 +185,7 @@ def _load(run_dir: Path, choice: str, progress: Callable[[float, str], None]) ->
     from transformers import AutoModelForCausalLM
 
     from core.model import SAFE_LOAD, load_tokenizer, refuse_custom_code
+    from core.safe_weights import weights_problem
     from core.tokenization import ensure_chat_template
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -192,6 +195,9 @@ def _load(run_dir: Path, choice: str, progress: Callable[[float, str], None]) ->
     tuned_path = run_dir / choice
     if choice != ADAPTER:
         refuse_custom_code(str(tuned_path))
+    problem = weights_problem(tuned_path, "adapter" if choice == ADAPTER else "model")
+    if problem:  # before peft's fallback to torch.load of adapter_model.bin
+        raise ChatError(problem)
     tok_path = str(tuned_path) if (tuned_path / "tokenizer_config.json").is_file() else base_path
     tokenizer = load_tokenizer(tok_path)
     tokenizer.padding_side = "left"  # generation appends on the right

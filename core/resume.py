@@ -2,6 +2,16 @@
 
 A resume starts a new run folder; the Trainer restores the adapter, optimizer, scheduler and RNG state from the
 checkpoint (``Trainer.train(resume_from_checkpoint=...)``) and continues at the next step.
+
+What "safetensors only" covers here: every set of weights (the adapter; the base and merged models elsewhere) is
+read from safetensors, never unpickled; a checkpoint whose weights exist only as a pickled ``.bin`` is refused.
+The Trainer's own training state (``optimizer.pt``, ``scheduler.pt``, ``scaler.pt``, ``rng_state*.pth``) exists
+only as torch pickles, and the Trainer reads it with ``torch.load(weights_only=True)``: torch's restricted
+unpickler, which builds tensors, containers and numbers and refuses any other object. Before that, each state file
+is inspected without being unpickled (``torch.serialization.get_unsafe_globals_in_checkpoint``) and a file that
+names anything beyond those (and the numpy arrays the Trainer allowlists for its RNG state) is refused here,
+naming the file and what it holds, instead of torch's refusal that names no file and suggests
+``weights_only=False``. LoRA Studio itself calls ``torch.load`` nowhere.
 """
 
 from __future__ import annotations
@@ -82,6 +92,7 @@ def resolve_checkpoint(path: str) -> Path:
         problem = _problem(checkpoint)
         if problem is None:
             _refuse_pickles(checkpoint)
+            _refuse_unsafe_state(checkpoint)
             _refuse_failed_run(checkpoint)
             return checkpoint
         skipped.append(f"{checkpoint.name}: {problem}")
@@ -113,6 +124,61 @@ def _refuse_pickles(checkpoint: Path) -> None:
                 f"resume_from_checkpoint: {found} is a pickled PyTorch file; loading a pickle can run code, so "
                 "LoRA Studio loads only safetensors weights and will not resume from it. Delete that file if "
                 "you trust the checkpoint's adapter_model.safetensors, or pick a checkpoint this app saved."
+            ]
+        )
+
+
+# What torch.load(weights_only=True) may build from a Trainer state file: torch's own allowlist (tensors, containers,
+# numbers) plus the numpy types transformers.trainer_pt_utils.safe_globals adds for rng_state.pth.
+TRAINER_SAFE_GLOBALS = {
+    "numpy.dtype",
+    "numpy.ndarray",
+    "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.dtypes.UInt32DType",
+}
+STATE_PICKLES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
+
+
+def unsafe_state_files(checkpoint: Path) -> list[str]:
+    """The Trainer state files of ``checkpoint`` that its ``torch.load(weights_only=True)`` would refuse, one line
+    each naming the file and why; [] when all are loadable. Nothing is unpickled: the pickle's opcodes are read
+    (``torch.serialization.get_unsafe_globals_in_checkpoint``, torch >= 2.5).
+    """
+    import torch.serialization
+
+    lines = []
+    for pattern in STATE_PICKLES:
+        for path in sorted(checkpoint.glob(pattern)):
+            try:
+                names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+            except Exception as exc:  # not a torch zip file, truncated
+                lines.append(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:120]})")
+                continue
+            unsafe = sorted(set(names) - TRAINER_SAFE_GLOBALS)
+            if unsafe:
+                lines.append(f"{path} holds objects a weights-only load refuses ({', '.join(unsafe[:5])})")
+    return lines
+
+
+def _refuse_unsafe_state(checkpoint: Path) -> None:
+    """Refuse a checkpoint whose optimizer/scheduler/scaler/RNG state the Trainer could not load safely.
+
+    Raises:
+        ConfigError: naming each such file and what to do (delete it to resume without that state, see
+            STATE_FILES for what is lost, or pick a checkpoint this app saved).
+    """
+    lines = unsafe_state_files(checkpoint)
+    if lines:
+        raise ConfigError(
+            [
+                f"resume_from_checkpoint: {line}; only tensors, numbers and containers are loaded from a "
+                "checkpoint's training state (never code)."
+                for line in lines
+            ]
+            + [
+                "Delete those files to resume without that state (the optimizer or schedule restarts), or pick "
+                "a checkpoint this app saved."
             ]
         )
 
