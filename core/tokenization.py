@@ -87,7 +87,13 @@ def render_example(
     spans: dict[int, tuple[int, int]] = {}
     for k, m in enumerate(msgs):
         if m["role"] == "assistant":
-            spans[k] = _answer_span(render, msgs, k, full)
+            try:
+                spans[k] = _answer_span(render, msgs, k, full)
+            except ValueError:
+                _check_kept(
+                    msgs, tools, full, {}, render
+                )  # a part the template left out is the better reason
+                raise
             if len(spans) > 1 and spans[k][0] < list(spans.values())[-2][1]:
                 raise ValueError(
                     f"the answer of message {k + 1} overlaps the one before it in the rendered chat"
@@ -217,7 +223,7 @@ def _check_kept(
         for part, piece in parts:
             if not piece or piece in where:
                 continue
-            alone = k in spans and piece in render(msgs[: k + 1])[s:]
+            alone = m["role"] == "assistant" and piece in render(msgs[: k + 1])[s:]
             when = " once later turns follow (it keeps reasoning only for the last answer)" if alone else ""
             raise ValueError(
                 f"message {k + 1} ({m['role']}): this model's chat template leaves out its {part}{when}; the row "
