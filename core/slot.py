@@ -3,6 +3,11 @@
 A shared demo has one GPU (or CPU) and many visitors. A second visitor's Start is not an error: their job joins the
 line, sees its place and an estimated wait, and starts when the slot frees. Local single-user installs use the same
 slot, so a second job in the same process (another TrainingJob) queues too.
+
+The wait is estimated from work, not from one number: each run ahead (the running one included) says how many rows
+it still has to process (``remaining_work_rows``, in trained-row equivalents: core.space.RunWork), and the slot
+multiplies them by the seconds per row measured on this machine (``record_speed``). A run with 64x the gradient
+accumulation of another then waits 64x as long, which a per-step figure cannot see.
 """
 
 from __future__ import annotations
@@ -13,9 +18,23 @@ from typing import Protocol
 
 
 class Waiter(Protocol):
-    """What the slot needs from a job in line: how long it will still hold the slot, in seconds (None = unknown)."""
+    """What the slot needs from a job in line: how long it will still hold the slot, in seconds (None = unknown).
+
+    A waiter may also define ``remaining_work_rows() -> float | None``: the rows it still has to process, in
+    trained-row equivalents (core.space.remaining_row_equivalents of its config and step). When it does and the
+    slot has a measured speed, the wait is computed from that work; ``remaining_estimate_s`` is the fallback.
+    """
 
     def remaining_estimate_s(self) -> float | None: ...
+
+
+def _remaining_work_rows(waiter: Waiter) -> float | None:
+    """``waiter.remaining_work_rows()`` when the waiter defines it (the optional part of Waiter), else None."""
+    method = getattr(waiter, "remaining_work_rows", None)
+    if not callable(method):
+        return None
+    rows = method()
+    return None if rows is None else max(0.0, float(rows))
 
 
 class TrainingSlot:
@@ -28,6 +47,22 @@ class TrainingSlot:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._line: list[Waiter] = []
+        self._seconds_per_row: float | None = None
+
+    def record_speed(self, rows: float, seconds: float) -> None:
+        """Record a measured training speed: ``rows`` trained-row equivalents (core.space.RunWork.row_equivalents
+        of the work done) in ``seconds`` of wall time. The latest measurement wins (the machine's load changes);
+        non-positive figures are ignored.
+        """
+        if rows > 0 and seconds > 0:
+            with self._cond:
+                self._seconds_per_row = seconds / rows
+
+    @property
+    def seconds_per_row(self) -> float | None:
+        """The last measured wall seconds per trained-row equivalent (None before any measurement)."""
+        with self._cond:
+            return self._seconds_per_row
 
     def join(self, waiter: Waiter) -> int:
         """Put ``waiter`` at the end of the line; returns its place (0 = holds the slot now)."""
@@ -59,14 +94,25 @@ class TrainingSlot:
             return bool(self._line)
 
     def wait_estimate_s(self, waiter: Waiter) -> float | None:
-        """Seconds until ``waiter`` gets the slot: the sum of the remaining estimates of everyone ahead of it.
+        """Seconds until ``waiter`` gets the slot: the time everyone ahead of it (the running run included) still
+        needs.
 
-        None when any of them cannot say yet (a run that has not finished its first step, or sized by epochs).
+        For each run ahead: its remaining work (``remaining_work_rows``, trained-row equivalents) x the measured
+        seconds per row (``record_speed``); when either is unknown, its own ``remaining_estimate_s``.
+
+        Returns:
+            Seconds, or None when any run ahead cannot be estimated yet (nothing measured on this machine and the
+            run itself cannot tell).
         """
         with self._cond:
             ahead = self._line[: self._line.index(waiter)] if waiter in self._line else list(self._line)
+            seconds_per_row = self._seconds_per_row
         total = 0.0
         for other in ahead:
+            rows = _remaining_work_rows(other)
+            if rows is not None and seconds_per_row is not None:
+                total += rows * seconds_per_row
+                continue
             remaining = other.remaining_estimate_s()
             if remaining is None:
                 return None

@@ -206,6 +206,17 @@ ZH: dict[str, str] = {
     "Optional accelerate config file (from `accelerate config`) for the launch, e.g. several machines; its settings win over num_processes.": "启动时使用的 accelerate 配置文件（由 `accelerate config` 生成，可选），例如多台机器；其中的设置优先于 num_processes。",
     "One process: training runs inside the app. Same run from a terminal: `python launch.py train CONFIG.json`": "单进程：训练在应用内运行。在终端里做同样的训练：`python launch.py train CONFIG.json`",
     "Auto: with several GPUs visible, `accelerate launch` of one process per GPU (the log names the strategy and why); otherwise training runs inside the app. Same run from a terminal: `python launch.py train CONFIG.json`": "自动：有多块 GPU 可见时，用 `accelerate launch` 为每块 GPU 启动一个进程（日志会写明所选策略及原因）；否则训练在应用内运行。在终端里做同样的训练：`python launch.py train CONFIG.json`",
+    # demo banner (core.space.limits_markdown with the default DemoLimits)
+    (
+        "**Shared demo:** training is on, within limits a free CPU Space finishes in minutes: the embedded model only, "
+        "up to 30 steps, 512 tokens per row, batch 4, 2,000 rows and 20 MB uploads. Per run: at most 120 rows trained "
+        "(steps x batch x gradient accumulation), 360 rows evaluated (evaluations x (fixed rows + validation rows)) and "
+        "3 checkpoints. Install LoRA Studio locally (see the README) to lift them."
+    ): (
+        "**共享演示：**训练已开启，但限制在免费 CPU Space 几分钟内能完成的范围内：仅内置模型，最多 30 步、每行 512 个 token、"
+        "批大小 4、2,000 行数据和 20 MB 上传。每次运行最多训练 120 行（步数 x 批大小 x 梯度累积）、评估 360 行"
+        "（评估次数 x（固定行 + 验证行））、保存 3 个检查点。在本地安装 LoRA Studio（见 README）即可解除这些限制。"
+    ),
 }
 
 HELP_EN = """\
