@@ -125,8 +125,9 @@ def preview_row(example: Example, row: int, dataset_format: str) -> dict[str, An
     """One preview row: {row, text} for raw text, else {row, system, user, assistant, turns} with the turns of a
     role joined by ``---``; every text cell cut by ``truncate_cell``."""
 
-    def join(role: str) -> str:
-        return truncate_cell("\n---\n".join(c for r, c in example.messages if r == role))
+    def join(role: str) -> str:  # tool calls and their results show in the assistant column
+        roles = ("assistant", "tool") if role == "assistant" else (role,)
+        return truncate_cell("\n---\n".join(c for r, c in example.shown_messages() if r in roles))
 
     if dataset_format == "text":
         return {"row": row, "text": truncate_cell(example.text or "")}

@@ -93,12 +93,12 @@ class Example:
         return json.loads(self.tools) if self.tools else None
 
     def shown_messages(self) -> list[tuple[str, str]]:
-        """(role, text) per turn for people to read: tool calls as ``-> name({arguments})`` after the text, and
-        reasoning before it in ``<think>`` tags, so a preview shows every part the row trains on."""
+        """(role, text) per turn for people to read: tool calls as ``-> name({arguments})`` after the text, a tool's
+        result as ``<- result``, and reasoning before the text in ``<think>`` tags, so a preview shows every part."""
         shown = []
         for m in self.as_messages():
             parts = [f"<think>{m['reasoning_content']}</think>"] if m.get("reasoning_content") else []
-            parts += [m["content"]] if m["content"] else []
+            parts += [f"<- {m['content']}" if m["role"] == "tool" else m["content"]] if m["content"] else []
             parts += [
                 f"-> {c['function']['name']}({json.dumps(c['function']['arguments'], ensure_ascii=False)})"
                 for c in m.get("tool_calls", ())

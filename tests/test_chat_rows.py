@@ -363,6 +363,28 @@ def test_tool_rounds_alternate_and_the_preview_text_shows_calls():
     )
     assert alternation_problem(ex) is None
     assert ex.shown_messages()[1] == ("assistant", '-> f({"a": 1})')
+    assert ex.shown_messages()[2] == ("tool", "<- 18 C")
     assert ex.shown_messages()[5] == ("assistant", "<think>polite</think>\nWelcome")
     stray = Example.from_messages([user("Weather?"), assistant("Sunny."), tool("18 C"), assistant("Yes.")])
     assert alternation_problem(stray) == "turn 3 is a tool result but the turn before it makes no tool call"
+
+
+def test_the_data_tabs_validation_shows_tool_rows_and_names_refusals(tmp_path, tools_tok, smollm2):
+    """What the Data tab runs (core.validation): the preview shows the call and its result, the first row's label
+    mask covers the call; with a template without tools the report names the tool calls by row."""
+    from core.validation import validate_dataset
+
+    path = write_rows(tmp_path, [{"messages": CALL_ONLY, "tools": [WEATHER_TOOL]}, {"messages": PLAIN}])
+    report = validate_dataset(path, tools_tok, 512)
+    assert report.dropped == [] and report.stages["after tokenizing"] == 2
+    assert (
+        report.preview[0]["assistant"] == '-> get_weather({"city": "Paris"})\n---\n<- 18 C\n---\nIt is 18 C.'
+    )
+    assert report.preview[0]["user"] == "Weather in Paris?" and report.preview[0]["turns"] == 4
+    assert trained_runs(tools_tok, report.first_feature) == [CALL_TEXT, "It is 18 C.<|im_end|>\n"]
+    refused = validate_dataset(path, smollm2, 512)
+    assert refused.stages["after tokenizing"] == 1
+    assert refused.dropped[0][0] == 1 and refused.dropped[0][1].startswith(
+        "message 2 (assistant) has tool calls"
+    )
+    assert "row 1: message 2 (assistant) has tool calls (get_weather)" in refused.summary()
