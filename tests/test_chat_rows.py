@@ -388,3 +388,37 @@ def test_the_data_tabs_validation_shows_tool_rows_and_names_refusals(tmp_path, t
         "message 2 (assistant) has tool calls"
     )
     assert "row 1: message 2 (assistant) has tool calls (get_weather)" in refused.summary()
+
+
+@pytest.mark.slow
+def test_a_run_trains_on_tool_call_rows(tmp_path, tiny_llama):
+    """The headless train command on tool-call rows, with a model whose tokenizer's template renders tools: every
+    row is kept, and the supervised tokens are the calls and answers (counted the same way as validation)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_llama, model)
+    tok = load_tokenizer(str(model))
+    tok.chat_template = TOOLS_TEMPLATE
+    tok.save_pretrained(model)
+    rows = [{"messages": CALL_ONLY, "tools": [WEATHER_TOOL]} for _ in range(6)] + [
+        {"messages": CALL_WITH_TEXT} for _ in range(4)
+    ]
+    data = write_rows(tmp_path, rows, "tools.jsonl")
+    expected = tokenize_report(load_dataset_report(data), load_tokenizer(str(model)), 256)
+    assert len(expected.features) == 10
+    cfg = tmp_path / "c.json"
+    settings = {"model_name_or_path": str(model), "dataset_name": data, "dtype": "float32", "max_length": 256}
+    settings |= {"max_steps": 2, "monitor_rows": 0, "save_steps": 0, "output_dir": str(tmp_path / "runs")}
+    cfg.write_text(json.dumps(settings))
+    out = subprocess.run(
+        [sys.executable, "launch.py", "train", str(cfg), "--json"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["status"] == "completed" and result["steps"] == 2
+    assert f"Supervised tokens: {sum(expected.supervised):,}." in out.stderr
