@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 Message = dict[str, Any]
+# A template's own marks for the tokens to train on (transformers' return_assistant_tokens_mask reads them).
+GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 # Used only when a tokenizer has no chat template (base models): the Alpaca prompt format (Taori et al. 2023).
 FALLBACK_CHAT_TEMPLATE = (
@@ -66,7 +68,8 @@ def render_example(
         return full, [(0, len(full))]
     msgs = example.as_messages()
     tools = example.tool_schemas()
-    why = unrendered_part(msgs, tools, _template_text(tokenizer, tools))
+    template = _template_text(tokenizer, tools)
+    why = unrendered_part(msgs, tools, template)
     if why:
         raise ValueError(why)
     schemas: Any = tools  # JSON schemas; transformers types the argument as dicts or callables
@@ -84,6 +87,11 @@ def render_example(
     if not completion_only_loss:
         _check_kept(msgs, tools, full, {}, render)
         return full, [(0, len(full))]
+    if GENERATION_TAG.search(template):
+        marked = _generation_spans(tokenizer, template, msgs, schemas, full)
+        if marked is not None:
+            _check_kept(msgs, tools, full, {}, render)
+            return full, marked
     spans: dict[int, tuple[int, int]] = {}
     for k, m in enumerate(msgs):
         if m["role"] == "assistant":
@@ -100,6 +108,42 @@ def render_example(
                 )
     _check_kept(msgs, tools, full, spans, render)
     return full, list(spans.values())
+
+
+def _generation_spans(
+    tokenizer: PreTrainedTokenizerBase, template: str, msgs: list[Message], tools: Any, full: str
+) -> list[tuple[int, int]] | None:
+    """The character spans the template marks with ``{% generation %}`` in ``full``, or None when transformers cannot
+    give them (then the answers are located as for any template).
+
+    These are the spans ``apply_chat_template(..., return_assistant_tokens_mask=True)`` turns into its mask
+    (transformers.utils.chat_template_utils.render_jinja_template); the template's author decides what is trained.
+
+    Raises:
+        ValueError: the template marks nothing in this conversation.
+    """
+    try:
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        result: Any = render_jinja_template(
+            conversations=[msgs],
+            tools=tools,
+            chat_template=template,
+            return_assistant_tokens_mask=True,
+            **tokenizer.special_tokens_map,
+        )
+        rendered, indices = result
+    except Exception:  # an older or newer transformers without this helper, or another return shape
+        return None
+    if rendered[0] != full:
+        return None
+    spans = [(int(s), int(e)) for s, e in indices[0] if e > s]
+    if not spans:
+        raise ValueError(
+            "the chat template marks no answer of this conversation for training ({% generation %} blocks); "
+            "nothing would be learned from the row"
+        )
+    return spans
 
 
 def _template_text(tokenizer: PreTrainedTokenizerBase, tools: list[dict[str, Any]] | None) -> str:

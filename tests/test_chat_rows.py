@@ -422,3 +422,34 @@ def test_a_run_trains_on_tool_call_rows(tmp_path, tiny_llama):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == "completed" and result["steps"] == 2
     assert f"Supervised tokens: {sum(expected.supervised):,}." in out.stderr
+
+
+# A template that marks what to train on with {% generation %} (as transformers' return_assistant_tokens_mask
+# reads): each answer and its end-of-turn token, but not the newline after it.
+GENERATION_TEMPLATE = """
+{%- for message in messages %}
+    {%- if message.role == 'assistant' %}
+        {{- '<|im_start|>assistant\\n' }}
+        {%- generation %}{{- message.content + '<|im_end|>' }}{%- endgeneration %}
+        {{- '\\n' }}
+    {%- else %}
+        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}
+"""
+
+
+def test_a_templates_generation_marks_decide_the_labels(tmp_path, embedded_path):
+    tok = load_tokenizer(embedded_path)
+    tok.chat_template = GENERATION_TEMPLATE
+    msgs = [user("What is 2+2?"), assistant("4"), user("And 3+3?"), assistant("6")]
+    marked = tok.apply_chat_template(msgs, return_dict=True, return_assistant_tokens_mask=True)
+    report = load_dataset_report(write_rows(tmp_path, [{"messages": msgs}]))
+    feature = tokenize_report(report, tok, max_length=512).features[0]
+    assert feature["input_ids"] == marked["input_ids"]
+    assert [lab != -100 for lab in feature["labels"]] == [bool(m) for m in marked["assistant_masks"]]
+    assert trained_runs(tok, feature) == [
+        "4<|im_end|>",
+        "6<|im_end|>",
+    ]  # the newline after each is not marked
