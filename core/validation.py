@@ -15,8 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
-from bisect import bisect_left
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain, islice
@@ -29,7 +28,8 @@ from core.errors import DataError
 from core.formats import Example, alternation_problem, normalise_row
 from core.issues import NORMALISE, TOKENIZE, IssueSpool, OddRows, merge_issues
 from core.readers import open_records
-from core.tokenization import ensure_chat_template, render_example, tokenize_example
+from core.tokenization import ensure_chat_template, tokenize_example
+from core.tokenpool import BatchRunner, Measured
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,6 +65,7 @@ class ValidationReport:
         supervised_counts: {trained-on tokens per kept row: rows}.
         max_length: the cut the rows were checked against, in tokens.
         first_feature: {"input_ids", "labels"} of the first kept row, truncated to max_length (None when none).
+        worker_peak_rss_mib: the summed peak RSS of the worker processes (0 when none ran), in MiB.
         issues_csv: every dropped or noted row as CSV (row, status, reason), in a temporary folder removed with
             the report; ``write_issues_csv`` copies it.
     """
@@ -87,6 +88,7 @@ class ValidationReport:
     max_length: int = 0
     first_feature: dict[str, list[int]] | None = None
     issues_csv: Path | None = None
+    worker_peak_rss_mib: float = 0.0
 
     def dropped_by_reason(self) -> dict[str, int]:
         """{reason (row-independent part): count}, most common first."""
@@ -190,6 +192,7 @@ def validate_dataset(
     fold_system_message: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> ValidationReport:
     """Read, normalise and tokenize every row of ``source`` in one streaming pass.
 
@@ -204,6 +207,8 @@ def validate_dataset(
         dataset_format / mapping / split / config_name / fold_system_message / max_bytes: as load_dataset_report.
         completion_only_loss: count only the answers' tokens as trained on (else the whole row).
         progress: called with the number of rows read so far after each batch.
+        workers: processes that render and tokenize a large file (core.tokenpool.BatchRunner; default one per
+            CPU core, 1 keeps it in this process).
 
     Raises:
         DataError: unreadable file, no format fits, a bad mapping, zero usable rows, or no row with answer tokens
@@ -224,98 +229,93 @@ def validate_dataset(
     report = ValidationReport(name, stream.kind, fmt, used, columns, max_length=max_length)
     folder = tempfile.mkdtemp(prefix="lora-studio-validate-")
     weakref.finalize(report, shutil.rmtree, folder, True)
-    run = _Pass(report, tokenizer, completion_only_loss, IssueSpool(Path(folder) / "spool.csv"))
+    run = _Pass(report, tokenizer, IssueSpool(Path(folder) / "spool.csv"))
+    runner = BatchRunner(tokenizer, completion_only_loss, max_length, workers)
     odd = OddRows(fmt, used)
     batch: list[tuple[int, Example]] = []
     issues: list[tuple[int, str, str, str]] = []
     row = 0
-    for row, rec in enumerate(chain(sample, stream.rows), start=1):
-        if ROW_ERROR not in rec:
-            odd.add(row, rec)
-        try:
-            ex = normalise_row(rec, fmt, used, fold_system_message)
-        except ValueError as exc:
-            issues.append((row, "dropped", str(exc), NORMALISE))
-            continue
-        batch.append((row, ex))
-        if ex.messages and (why := alternation_problem(ex)):
-            issues.append((row, "kept", why, NORMALISE))
-        if len(batch) >= BATCH_ROWS:
-            run.tokenize(batch, issues)
-            batch, issues = [], []
-            if progress is not None:
-                progress(row)
-    run.tokenize(batch, issues)
+    try:
+        for row, rec in enumerate(chain(sample, stream.rows), start=1):
+            if ROW_ERROR not in rec:
+                odd.add(row, rec)
+            try:
+                ex = normalise_row(rec, fmt, used, fold_system_message)
+            except ValueError as exc:
+                issues.append((row, "dropped", str(exc), NORMALISE))
+                continue
+            batch.append((row, ex))
+            if ex.messages and (why := alternation_problem(ex)):
+                issues.append((row, "kept", why, NORMALISE))
+            if len(batch) >= BATCH_ROWS:
+                run.submit(runner, batch, issues)
+                batch, issues = [], []
+                if progress is not None:
+                    progress(row)
+        run.submit(runner, batch, issues)
+        for done, measured in runner.drain():
+            run.count(done, measured)
+    finally:
+        runner.close()
     del sample
     report.rows_read = row
     report.columns = list(odd.columns)
-    return run.finish(odd, Path(folder) / f"{Path(name).stem or 'data'}-report.csv")
+    report.worker_peak_rss_mib = sum(runner.worker_peak_kib.values()) / 1024
+    return run.finish(odd, Path(folder) / f"{Path(name).stem or 'data'}-report.csv", completion_only_loss)
 
 
 class _Pass:
-    """The tokenizing half of a validation pass and the report's bounded accumulators."""
+    """The counting half of a validation pass: the report's bounded accumulators and the issue spool."""
 
     def __init__(
-        self,
-        report: ValidationReport,
-        tokenizer: PreTrainedTokenizerBase,
-        completion_only_loss: bool,
-        spool: IssueSpool,
+        self, report: ValidationReport, tokenizer: PreTrainedTokenizerBase, spool: IssueSpool
     ) -> None:
         self.report, self.tokenizer, self.spool = report, tokenizer, spool
-        self.completion_only_loss = completion_only_loss
         self.usable = self.kept = self.truncated = 0
         self.lengths: Counter[int] = Counter()
         self.supervised: Counter[int] = Counter()
         self.exact = max(EXACT_LENGTHS, 2 * report.max_length)
         self.first: tuple[int, Example] | None = None
         self.token_drops: list[tuple[int, str]] = []  # the first few, for the "no answer tokens" message
+        self.issues: deque[list[tuple[int, str, str, str]]] = deque()  # per batch in flight, in order
 
-    def tokenize(self, batch: list[tuple[int, Example]], issues: list[tuple[int, str, str, str]]) -> None:
-        """Render and tokenize one batch of usable rows, count them, and spool the batch's issues."""
-        report, max_length = self.report, self.report.max_length
+    def submit(
+        self, runner: BatchRunner, batch: list[tuple[int, Example]], issues: list[tuple[int, str, str, str]]
+    ) -> None:
+        """Hand a batch of usable rows (and the issues found so far since the last batch) to the runner, and count
+        the batches it has finished."""
+        report = self.report
         self.usable += len(batch)
         for row, ex in batch[: PREVIEW_ROWS - len(report.preview)]:
             report.preview.append(preview_row(ex, row, report.dataset_format))
-        rendered: list[tuple[int, Example, str, list[tuple[int, int]]]] = []
-        for row, ex in batch:
-            try:
-                text, spans = render_example(self.tokenizer, ex, self.completion_only_loss)
-            except ValueError as exc:
-                self._drop(issues, row, str(exc))
-                continue
-            rendered.append((row, ex, text, spans))
-        if rendered:
-            enc = self.tokenizer(
-                [text for _, _, text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True
-            )
-            for (row, ex, _, spans), offsets in zip(rendered, enc["offset_mapping"]):
-                n = len(offsets)
+        self.issues.append(issues)
+        for done, measured in runner.submit(batch):
+            self.count(done, measured)
+
+    def count(self, batch: list[tuple[int, Example]], measured: list[Measured]) -> None:
+        """Count one measured batch (in submission order) and spool its issues."""
+        max_length = self.report.max_length
+        issues = self.issues.popleft()
+        examples = dict(batch)
+        for row, n, n_sup, error in measured:
+            if error is None:
                 self.lengths[n if n <= self.exact else n - n % 1024] += 1
-                starts = [o[0] for o in offsets[:max_length]]
-                n_sup = sum(bisect_left(starts, e) - bisect_left(starts, s) for s, e in spans)
-                if n_sup == 0:
-                    self._drop(
-                        issues,
-                        row,
-                        f"the answer starts after max_length={max_length} tokens; raise max_length",
-                    )
-                    continue
-                self.kept += 1
-                self.supervised[n_sup] += 1
-                if self.first is None:
-                    self.first = (row, ex)
-                if n > max_length:
-                    self.truncated += 1
-                    issues.append((row, "kept", f"truncated from {n} to {max_length} tokens", TOKENIZE))
+            if error is not None or n_sup == 0:
+                why = error or f"the answer starts after max_length={max_length} tokens; raise max_length"
+                issues.append((row, "dropped", why, TOKENIZE))
+                if len(self.token_drops) < 3:
+                    self.token_drops.append((row, why))
+                continue
+            self.kept += 1
+            self.supervised[n_sup] += 1
+            if self.first is None:
+                self.first = (row, examples[row])
+            if n > max_length:
+                self.truncated += 1
+                issues.append((row, "kept", f"truncated from {n} to {max_length} tokens", TOKENIZE))
         self.spool.write(issues)
 
-    def _drop(self, issues: list[tuple[int, str, str, str]], row: int, why: str) -> None:
-        issues.append((row, "dropped", why, TOKENIZE))
-        if len(self.token_drops) < 3:
-            self.token_drops.append((row, why))
-
-    def finish(self, odd: OddRows, csv_path: Path) -> ValidationReport:
+    def finish(self, odd: OddRows, csv_path: Path, completion_only_loss: bool) -> ValidationReport:
         """Merge the spooled issues with the odd rows into the CSV and the bounded lists; check the totals.
 
         Raises:
@@ -355,9 +355,7 @@ class _Pass:
                 "No row has answer tokens within max_length. "
                 + "; ".join(f"row {r}: {why}" for r, why in self.token_drops)
             )
-        ids, labels = tokenize_example(
-            self.tokenizer, self.first[1], report.max_length, self.completion_only_loss
-        )
+        ids, labels = tokenize_example(self.tokenizer, self.first[1], report.max_length, completion_only_loss)
         report.first_feature = {"input_ids": ids, "labels": labels}
         return report
 
