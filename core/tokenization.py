@@ -130,7 +130,9 @@ def _generation_spans(
             tools=tools,
             chat_template=template,
             return_assistant_tokens_mask=True,
-            **tokenizer.special_tokens_map,
+            **dict[str, Any](
+                tokenizer.special_tokens_map
+            ),  # bos_token, eos_token ... as apply_chat_template gives
         )
         rendered, indices = result
     except Exception:  # an older or newer transformers without this helper, or another return shape
