@@ -231,30 +231,6 @@ class Workspace:
             (self.root / LAST_SEEN).touch()
 
 
-def browser_secret(root: Path) -> str:
-    """The secret that encrypts the session key kept in each browser, stable across restarts.
-
-    ``$LORA_STUDIO_SECRET``, else a random one saved once in ``root/.browser-secret`` (mode 0600). Gradio's own
-    default is new at every start, which would orphan every visitor's runs on a restart.
-    """
-    if os.environ.get("LORA_STUDIO_SECRET"):
-        return os.environ["LORA_STUDIO_SECRET"]
-    path = root / ".browser-secret"
-    root.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        tmp = path.with_name(f".browser-secret.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32))
-        try:
-            os.link(tmp, path)  # never replaces a secret another process wrote first
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_text().strip()
-
-
 def local_workspace() -> Workspace:
     """The single-user workspace: ``$LORA_STUDIO_WORKSPACE`` or the current folder."""
     return Workspace(Path(os.environ.get("LORA_STUDIO_WORKSPACE") or Path.cwd()).resolve())

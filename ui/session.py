@@ -2,7 +2,10 @@
 
 A browser keeps a random session key in its local storage (gr.BrowserState), so a refreshed or reopened page finds
 its runs again; the page's first event binds Gradio's per-page ``session_hash`` to that key, and every later event
-of the page is resolved through ``request.session_hash``. An API client (gradio_client, raw HTTP) that never binds
+of the page is resolved through ``request.session_hash``. The stored value is ``<key>.<tag>`` with an HMAC tag the
+server computes with a key that never leaves it (core.session_token): a forged or tampered value gets a fresh
+session. BrowserState's own encryption key is sent to every page in the app's config, so the app gives it a fixed,
+public passphrase (PUBLIC_PASSPHRASE) and keeps its secret out of it. An API client (gradio_client, raw HTTP) that never binds
 gets a workspace of its own derived from its session_hash. Nobody can name another session's folder: run folders
 are checked to lie inside the caller's workspace before anything reads, lists, exports, chats with or serves them.
 """
@@ -19,9 +22,15 @@ import gradio as gr
 
 from core.errors import ConfigError
 from core.job import TrainingJob
-from core.workspace import Sessions, Workspace, browser_secret, new_key, valid_key
+from core.session_token import sign, signing_key, verify
+from core.workspace import Sessions, Workspace, new_key
 
 STORAGE_KEY = "lora-studio-session"
+# gr.BrowserState encrypts in the browser with this, so it is in every page's config (GET /config): public by
+# design, fixed so a value stored before a restart still decrypts. The session is protected by the HMAC tag.
+# Values stored by versions before issue 15 were encrypted with the old (served) secret: they no longer decrypt,
+# the page gets a fresh session and the new value overwrites the old one under the same storage key.
+PUBLIC_PASSPHRASE = "lora-studio: public passphrase; the stored session token is HMAC-signed server-side"
 
 
 class SessionUI:
@@ -31,6 +40,7 @@ class SessionUI:
         self.sessions = sessions
         self._keys: dict[str, tuple[str, float]] = {}  # session_hash -> (key, bound at)
         self._lock = threading.Lock()
+        self._signing = signing_key(sessions.root) if sessions.private else b""
 
     @property
     def private(self) -> bool:
@@ -38,24 +48,30 @@ class SessionUI:
         return self.sessions.private
 
     def browser_state(self) -> gr.BrowserState:
-        """The component that keeps the key in the browser (render inside the Blocks)."""
-        secret = browser_secret(self.sessions.root) if self.private else None
-        return gr.BrowserState("", storage_key=STORAGE_KEY, secret=secret)
+        """The component that keeps the session token in the browser (render inside the Blocks). Its ``secret`` is
+        the public PUBLIC_PASSPHRASE: nothing secret is ever handed to it."""
+        return gr.BrowserState("", storage_key=STORAGE_KEY, secret=PUBLIC_PASSPHRASE)
 
-    def bind(self, key: str | None, request: gr.Request) -> str:
-        """Page load: tie this page's session_hash to the browser's key (a new key if it has none).
+    def bind(self, token: str | None, request: gr.Request) -> str:
+        """Page load: tie this page's session_hash to the session in the browser's token; a token that is missing,
+        forged, tampered or from an older version gets a new session (never someone else's).
 
-        Returns the key to store back in the browser.
+        Args:
+            token: the value the browser kept (``<key>.<tag>``, core.session_token), "" when none.
+            request: the page's request (its session_hash).
+
+        Returns:
+            The token to store back in the browser (the same one when it was valid; "" for a local install).
         """
         if not self.private:
-            return key or ""
-        key = key if valid_key(key) else new_key()
+            return token if isinstance(token, str) else ""
+        key = verify(token, self._signing) or new_key()
         now = time.time()
         with self._lock:
             self._keys[request.session_hash or ""] = (str(key), now)
             if len(self._keys) > 10_000:  # forget pages bound longer ago than the sessions' time-to-live
                 self._keys = {h: v for h, v in self._keys.items() if now - v[1] < self.sessions.ttl_s}
-        return str(key)
+        return sign(key, self._signing)
 
     def key(self, request: gr.Request | None) -> str | None:
         """The session key for a request: the bound browser key, else one derived from its session_hash."""
