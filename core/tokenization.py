@@ -8,6 +8,7 @@ in core.data.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,8 +52,9 @@ def render_example(
 
     Chat: the conversation is rendered once through the model's chat template, with the row's tool schemas
     (``tools=``), tool calls, tool results and reasoning, which transformers passes to the template. Each assistant
-    turn's span runs from the end of the prompt rendered with ``add_generation_prompt=True`` to the end of the turn
-    (its tool calls and end-of-turn token included); tool results, user and system turns are context, not trained on.
+    turn's span runs from the end of the prompt rendered with ``add_generation_prompt=True`` (or, where that prompt
+    writes more than the turn's header, from where the two part) to the end of the turn (its tool calls and
+    end-of-turn token included); tool results, user and system turns are context, not trained on.
     Where the template renders a turn differently once later turns follow (Qwen3-style templates drop the reasoning
     of answers before the last user message), the turn's end is found by rendering the conversation without it; the
     span is then checked to hold the answer's text, reasoning and tool calls. Raw text: the text plus EOS, all
@@ -210,17 +212,21 @@ def _answer_span(render: Callable[..., str], msgs: list[Message], k: int, full: 
             line up with the whole conversation.
     """
     before = render(msgs[:k], gen=True)
-    if not full.startswith(before):
-        raise ValueError(
-            f"the chat template renders the prompt for message {k + 1} (assistant) differently from the whole "
-            "conversation (it rewrites earlier turns, or its generation prompt is not how the answer starts); "
-            "cannot locate the answer tokens"
-        )
+    if full.startswith(before):
+        start = len(before)
+    else:  # a generation prompt that writes more than the answer's header (DeepSeek-R1's "<think>\n")
+        head = render(msgs[:k])
+        if not (full.startswith(head) and before.startswith(head)):
+            raise ValueError(
+                f"the chat template renders the conversation before message {k + 1} (assistant) differently from "
+                "the whole conversation (it rewrites earlier turns); cannot locate the answer tokens"
+            )
+        start = len(head) + len(os.path.commonprefix([full[len(head) :], before[len(head) :]]))
     if k == len(msgs) - 1:
-        return len(before), len(full)
+        return start, len(full)
     through = render(msgs[: k + 1])
-    if full.startswith(through) and len(through) > len(before):
-        return len(before), len(through)
+    if full.startswith(through) and len(through) > start:
+        return start, len(through)
     # The template renders this turn differently when later turns follow (it drops or changes the reasoning of
     # earlier answers): the turn ends where the rest begins, which rendering the chat without the turn shows.
     try:
@@ -228,8 +234,8 @@ def _answer_span(render: Callable[..., str], msgs: list[Message], k: int, full: 
     except ValueError:
         without, head = "", "\0"
     tail = without[len(head) :]
-    if without.startswith(head) and full.endswith(tail) and len(full) - len(tail) > len(before):
-        return len(before), len(full) - len(tail)
+    if without.startswith(head) and full.endswith(tail) and len(full) - len(tail) > start:
+        return start, len(full) - len(tail)
     raise ValueError(
         f"the chat template renders message {k + 1} (assistant) differently once later turns follow, and where it "
         "ends cannot be located; cannot locate the answer tokens"
@@ -269,12 +275,22 @@ def _check_kept(
         for part, piece in parts:
             if not piece or piece in where:
                 continue
-            alone = m["role"] == "assistant" and piece in render(msgs[: k + 1])[s:]
-            when = " once later turns follow (it keeps reasoning only for the last answer)" if alone else ""
+            try:  # kept when the answer ends the conversation: the template drops it from earlier answers only
+                alone = m["role"] == "assistant" and piece in render(msgs[: k + 1])[s:]
+            except ValueError:
+                alone = False
+            if alone:
+                when = " once later turns follow" + (
+                    " (it keeps reasoning only for answers after the last user message)"
+                    if "reasoning" in part
+                    else ""
+                )
+                todo = "Give each such answer its own row (as the last turn), or remove that part"
+            else:
+                when, todo = "", "Remove that part, or choose a model whose chat template renders it"
             raise ValueError(
                 f"message {k + 1} ({m['role']}): this model's chat template leaves out its {part}{when}; the row "
-                "is left out rather than trained without it. Give each such answer its own row (as the last "
-                "turn), or remove that part"
+                f"is left out rather than trained without it. {todo}"
             )
     for t in tools or ():
         if tool_name(t) not in full:

@@ -453,3 +453,38 @@ def test_a_templates_generation_marks_decide_the_labels(tmp_path, embedded_path)
         "4<|im_end|>",
         "6<|im_end|>",
     ]  # the newline after each is not marked
+
+
+# Modelled on DeepSeek-R1's template: the <think> part of every answer is cut (the last one's too), and the
+# generation prompt opens a <think> block that the rendered answers do not have.
+R1_TEMPLATE = """
+{%- for message in messages %}
+    {%- if message.role == 'assistant' %}
+        {%- set content = message.content %}
+        {%- if '</think>' in content %}{%- set content = content.split('</think>')[-1] %}{%- endif %}
+        {{- '<|im_start|>assistant\\n' + content + '<|im_end|>\\n' }}
+    {%- else %}
+        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}
+"""
+
+
+def test_a_generation_prompt_that_opens_a_think_block_still_masks_each_answer(tmp_path, embedded_path):
+    tok = load_tokenizer(embedded_path)
+    tok.chat_template = R1_TEMPLATE
+    plain = [user("What is 2+2?"), assistant("4"), user("And 3+3?"), assistant("6")]
+    thought = [user("What is 2+2?"), assistant("<think>\nTwo twos.\n</think>\n\n4")]
+    report = load_dataset_report(write_rows(tmp_path, [{"messages": plain}, {"messages": thought}]))
+    tok_data = tokenize_report(report, tok, max_length=512)
+    assert tok_data.row_numbers == [1]
+    assert trained_runs(tok, tok_data.features[0]) == ["4<|im_end|>\n", "6<|im_end|>\n"]
+    assert report.dropped == [
+        (
+            2,
+            "message 2 (assistant): this model's chat template leaves out its reasoning (the <think> part of its "
+            "text); the row is left out rather than trained without it. Remove that part, or choose a model whose "
+            "chat template renders it",
+        )
+    ]
