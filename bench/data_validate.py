@@ -60,18 +60,14 @@ def make_rows(path: Path, target_bytes: int, seed: int = 0) -> int:
     source = [
         json.loads(line) for line in (ROOT / "assets" / "humaneval_alpaca.jsonl").read_text().splitlines()
     ]
+    text = "\n".join(t for r in source for t in (r["instruction"], r["output"]))
     rng = random.Random(seed)
     rows = written = 0
     with open(path, "w", encoding="utf-8") as fh:
         while written < target_bytes:
-            a, b = rng.choice(source), rng.choice(source)
-            i, o = a["instruction"], b["output"]
-            si, so = rng.randrange(max(1, len(i) - 220)), rng.randrange(max(1, len(o) - 240))
-            row = {
-                "instruction": i[si : si + rng.randint(60, 160)],
-                "input": "",
-                "output": o[so : so + rng.randint(60, 180)],
-            }
+            si, ni = rng.randrange(len(text) - 200), rng.randint(80, 180)
+            so, no = rng.randrange(len(text) - 200), rng.randint(80, 190)
+            row = {"instruction": text[si : si + ni], "input": "", "output": text[so : so + no]}
             line = json.dumps(row) + "\n"
             fh.write(line)
             written += len(line.encode())
