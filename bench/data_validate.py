@@ -129,20 +129,10 @@ def main() -> None:
             cfg.write_text(json.dumps({"dataset_name": str(small), "max_length": a.max_length}))
             env_cli = [sys.executable, str(ROOT / "launch.py"), "validate", str(cfg), "--json"]
             cli, cli_s, cli_rss = run_child(env_cli)
-            table.append(
-                (
-                    "cli: launch.py validate --json",
-                    small_rows,
-                    small.stat().st_size / 1e6,
-                    cli_s,
-                    cli_rss,
-                    cli,
-                )
-            )
+            small_mb = small.stat().st_size / 1e6
+            table.append(("cli: launch.py validate --json", small_rows, small_mb, cli_s, cli_rss, cli))
             sm, sm_s, sm_rss = run_child([*child, "stream", str(small), str(a.max_length)])
-            table.append(
-                ("stream, same file as the cli", small_rows, small.stat().st_size / 1e6, sm_s, sm_rss, sm)
-            )
+            table.append(("stream, same file as the cli", small_rows, small_mb, sm_s, sm_rss, sm))
     print("| path | rows | MB | seconds (wall) | CPU seconds | peak RSS MiB (all processes) | MB/s (wall) |")
     print("|---|---|---|---|---|---|---|")
     for name, n, size, secs, rss, res in table:
@@ -155,7 +145,7 @@ def main() -> None:
     print(f"stream / baseline time: {stream_s / base_s:.1f}x; stream peak RSS {stream_rss:,.0f} MiB")
     if not a.skip_cli and "error" not in cli:
         print(
-            f"same {small.stat().st_size / 1e6:.0f} MB file, cli as it stands / stream: {cli_s / sm_s:.2f}x wall, "
+            f"same {small_mb:.0f} MB file, cli as it stands / stream: {cli_s / sm_s:.2f}x wall, "
             f"{float(cli['cpu_s']) / float(sm['cpu_s']):.2f}x CPU, {cli_rss / sm_rss:.2f}x peak RSS"
         )
     print(f"load average while measuring (1, 5, 15 min): {os.getloadavg()}")
