@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_worker(args: argparse.Namespace) -> int:
-    from core.distributed import run_worker
+    from core.worker import run_worker
 
     return run_worker(Path(args.run_dir))
 

@@ -1,13 +1,18 @@
-"""Training over several processes: the job's thread supervises ``accelerate launch`` of ``launch.py train-worker
-RUN_DIR`` (run_distributed); every rank runs the same core.train.run_training (run_worker).
+"""Every training runs in a worker process: the job's thread supervises ``launch.py train-worker RUN_DIR`` (one
+process) or ``accelerate launch`` of it (several processes or an accelerate config file), in run_worker_process;
+every rank runs the same core.train.run_training (run_worker). A busy UI (visitors polling) therefore cannot slow
+the training, and a crash in it (out of memory, a library abort, SIGKILL) cannot take the app down.
 
 Files in the run folder, besides the single-process ones:
     launch.json    the plan: num_processes, strategy and its reason, the launch command.
     events.jsonl   one JSON object per line: rank 0's events (progress, metrics, log, info, finished) and every
                    rank's pid and failure. The supervisor turns them back into core.events records and publishes
-                   them, so the snapshot and metrics.jsonl are the same as for one process.
-    stop.request   written by the supervisor at Stop; rank 0 sees it and the ranks agree (core.callbacks.StopSync).
+                   them, so the snapshot and metrics.jsonl are the same whatever the number of processes.
+    stop.request   written by the supervisor at Stop; rank 0 sees it and the ranks agree (core.callbacks.StopSync);
+                   a single process also watches for it while it loads, so a Stop then trains no step.
     workers.log    every rank's stdout and stderr (tracebacks, torchrun's failure summary).
+    process.json   the supervisor's and the worker's pid and start time (core.liveness): the runs list knows
+                   whether a run without result.json is still alive.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,7 @@ from typing import Any
 from core.config import TrainingConfig
 from core.errors import ConfigError, StudioError, TrainingFailed
 from core.events import Finished, LogLine, Metrics, Progress
+from core.liveness import record_process
 from core.parallel import (
     LAUNCH_PY,
     StrategyChoice,
@@ -37,7 +43,7 @@ from core.parallel import (
     resolve_num_processes,
     worker_command,
 )
-from core.procs import LIVE_LAUNCHERS, PARENT_DEATH_HOOK, end_with_parent, terminate_group
+from core.procs import LIVE_LAUNCHERS, PARENT_DEATH_HOOK, terminate_group
 from core.runs import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,16 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def plan_single(run_dir: Path) -> tuple[StrategyChoice, list[str], dict[str, Any]]:
+    """The plan of a one-process run: ``python launch.py train-worker RUN_DIR``, no launcher, no torch import here.
+    Writes ``launch.json`` and returns (choice, argv, facts) like plan_launch."""
+    choice = StrategyChoice("single", 1, "one process.")
+    argv = [sys.executable, str(LAUNCH_PY), "train-worker", str(run_dir)]
+    facts = {"num_processes": 1, "distributed_strategy": "single", "launch_command": argv}
+    write_json_atomic(run_dir / LAUNCH_FILE, facts)
+    return choice, argv, facts
 
 
 def plan_launch(cfg: TrainingConfig, run_dir: Path) -> tuple[StrategyChoice, list[str], dict[str, Any]]:
@@ -136,13 +152,14 @@ def config_file_choice(config_file: str) -> StrategyChoice | None:
     )
 
 
-def run_distributed(
+def run_worker_process(
     cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], None], stop_event: threading.Event
 ) -> Finished:
-    """Train ``cfg`` over several processes and publish their events as run_training would. Blocking.
+    """Train ``cfg`` in a worker process (or several) and publish its events as run_training would. Blocking.
 
-    The launcher runs in its own process group (a new session); whatever happens, the group is terminated before
-    this returns, so no rank outlives the run. Stop writes ``stop.request``; the ranks end at the same step.
+    The worker (or accelerate's launcher) runs in its own process group (a new session); whatever happens, the
+    group is terminated before this returns, so no rank outlives the run. Stop writes ``stop.request``; the ranks
+    end at the same step. The worker's pid and start time go to ``process.json`` (core.liveness).
 
     Returns:
         Finished (completed / stopped) with rank 0's last training loss.
@@ -152,9 +169,11 @@ def run_distributed(
         TrainingFailed: a rank crashed or was killed (its exit and the tail of workers.log), or the ranks did not
             end within STOP_GRACE_S of Stop (they are killed).
     """
-    choice, argv, facts = plan_launch(cfg, run_dir)
-    publish(LogLine(f"Strategy: {choice.reason}"))
-    publish(LogLine("Launching: " + " ".join(argv[1:])))
+    single = not uses_launcher(cfg)
+    choice, argv, facts = plan_single(run_dir) if single else plan_launch(cfg, run_dir)
+    if not single:
+        publish(LogLine(f"Strategy: {choice.reason}"))
+        publish(LogLine("Launching: " + " ".join(argv[1:])))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(run_dir / WORKERS_LOG, "ab") as out:
         proc = subprocess.Popen(
@@ -167,6 +186,7 @@ def run_distributed(
             preexec_fn=PARENT_DEATH_HOOK,  # the launcher ends with the app, however the app ends
         )
     LIVE_LAUNCHERS.add(proc)
+    record_process(run_dir, "worker", proc.pid)
     publish({**facts, "launcher_pid": proc.pid})
     reader = _EventReader(run_dir / EVENTS_FILE)
     finished: Finished | None = None
@@ -203,15 +223,30 @@ def run_distributed(
         LIVE_LAUNCHERS.discard(proc)
     if rc == 0 and finished is not None:
         return finished
-    raise _failure(rc, failures, run_dir / WORKERS_LOG)
+    raise _failure(rc, failures, run_dir / WORKERS_LOG, single)
 
 
-def _failure(rc: int | None, failures: list[dict[str, Any]], workers_log: Path) -> StudioError:
+def _failure(
+    rc: int | None, failures: list[dict[str, Any]], workers_log: Path, single: bool = False
+) -> StudioError:
     """The error to show: a rank's own (user errors as they are), else torchrun's summary, plus the log tail."""
     for ev in failures:
         if ev.get("user"):
             return StudioError(ev["error"])
     tail = _tail(workers_log)
+    if single:
+        if failures:
+            head = str(failures[0]["error"])
+        elif rc is not None and rc < 0:
+            name = signal.Signals(-rc).name
+            head = f"the training process was killed by {name}" + (
+                " (often the system running out of RAM)" if name == "SIGKILL" else ""
+            )
+        else:
+            head = f"the training process exited with code {rc} and no result"
+        return TrainingFailed(
+            f"{head}. Last lines of {workers_log}:\n```text\n{tail.replace(FENCE, BROKEN_FENCE)}\n```"
+        )
     by_rank = {str(ev["rank"]): ev["error"] for ev in failures}
     # torchrun's summary names the first rank that failed; others may have failed after it (a closed connection)
     root = re.search(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", _tail(workers_log, 60), re.S)
@@ -266,68 +301,3 @@ def _decode(ev: dict[str, Any]) -> Any:
     if kind == "log":
         return LogLine(ev["text"])
     return ev["info"]
-
-
-class EventSink:
-    """The worker side of events.jsonl: rank 0 writes its events; every rank writes its pid and its failure.
-
-    Each record is one ``write`` of one line to a file opened for appending (O_APPEND), so the ranks' lines do not
-    interleave.
-    """
-
-    def __init__(self, path: Path, rank: int) -> None:
-        self.path, self.rank = path, rank
-
-    def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-
-    def publish(self, event: Any) -> None:
-        """run_training's publish: encode rank 0's events; other ranks' are dropped (they are the same)."""
-        if self.rank != 0:
-            return
-        if isinstance(event, Progress):
-            self.write({"type": "progress", **event.__dict__})
-        elif isinstance(event, Metrics):
-            self.write({"type": "metrics", "step": event.step, "values": event.values})
-        elif isinstance(event, LogLine):
-            self.write({"type": "log", "text": event.text})
-        elif isinstance(event, dict):
-            self.write({"type": "info", "info": event})
-
-
-def run_worker(run_dir: Path) -> int:
-    """One rank (``launch.py train-worker RUN_DIR`` under accelerate launch): train the run folder's config.
-
-    Returns:
-        0 when training finished (rank 0 wrote ``finished``), 1 when this rank failed (``failed`` written).
-    """
-    from core.callbacks import StopSync
-    from core.train import run_training
-
-    end_with_parent()  # no rank outlives its launcher (seen: SIGKILL of the launcher left both ranks training)
-    rank = int(os.environ.get("RANK", "0"))
-    sink = EventSink(run_dir / EVENTS_FILE, rank)
-    sink.write({"type": "rank", "rank": rank, "pid": os.getpid()})
-    stop_event = threading.Event()
-    try:
-        cfg = TrainingConfig.from_json_file(run_dir / "config.json")
-        plan = json.loads((run_dir / LAUNCH_FILE).read_text(encoding="utf-8"))
-        outcome = run_training(
-            cfg,
-            run_dir,
-            sink.publish,
-            stop_event,
-            callbacks=[StopSync(run_dir / STOP_FILE, stop_event)],
-            strategy=plan["distributed_strategy"],
-        )
-    except StudioError as exc:
-        sink.write({"type": "failed", "rank": rank, "error": str(exc), "user": True})
-        return 1
-    except BaseException as exc:  # noqa: BLE001  (KeyboardInterrupt / SIGTERM too: say which rank ended how)
-        traceback.print_exc()
-        sink.write({"type": "failed", "rank": rank, "error": f"{type(exc).__name__}: {exc}", "user": False})
-        return 1
-    if rank == 0:
-        sink.write({"type": "finished", "status": outcome.status, "final_loss": outcome.final_loss})
-    return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 import traceback
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from core.config import TrainingConfig
-from core.errors import ConfigError, JobBusyError, StudioError
+from core.disk import disk_full_message, is_disk_full
+from core.errors import ConfigError, DiskFullError, JobBusyError, StudioError
 from core.events import (
     COMPLETED,
     FAILED,
@@ -30,6 +32,7 @@ from core.events import (
     Metrics,
     Progress,
 )
+from core.liveness import record_process
 from core.runs import new_run_dir, write_json_atomic
 from core.slot import SLOT, TrainingSlot
 
@@ -55,15 +58,19 @@ def _metrics_line(row: dict[str, float], max_steps: int) -> str:
     return " · ".join(parts)
 
 
-def _release_gpu_memory() -> None:
-    """Return cached CUDA blocks to the driver so the next run (or another process) sees the memory free."""
-    import gc
-    import sys
-
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def _only_config(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds nothing a run made: only config.json, process.json and an empty train.log."""
+    try:
+        entries = list(run_dir.iterdir())
+    except OSError:
+        return False
+    for entry in entries:
+        if entry.name in ("config.json", "process.json"):
+            continue
+        if entry.name == "train.log" and entry.is_file() and entry.stat().st_size == 0:
+            continue
+        return False
+    return True
 
 
 def _minutes(seconds: float | None) -> str:
@@ -75,16 +82,17 @@ def _minutes(seconds: float | None) -> str:
 def train(
     cfg: TrainingConfig, run_dir: Path, publish: Callable[[Any], None], stop_event: threading.Event
 ) -> Finished:
-    """Run ``cfg`` in this thread (core.train.run_training), or, for several processes or an accelerate config
-    file, as an ``accelerate launch`` this thread supervises (core.distributed.run_distributed). Same events,
-    same result, same errors."""
-    from core.distributed import run_distributed, uses_launcher
+    """Run ``cfg`` in a worker process this thread supervises (core.distributed.run_worker_process): one
+    ``launch.py train-worker`` process, or an ``accelerate launch`` of several. Blocking; publishes the worker's
+    events. The app's interpreter only reads events, so visitors polling it cannot slow the training.
 
-    if uses_launcher(cfg):
-        return run_distributed(cfg, run_dir, publish, stop_event)
-    from core.train import run_training
+    Raises:
+        StudioError: the worker's message for the user (bad data, model, GPU out of memory).
+        TrainingFailed: the worker crashed or was killed (how, and the tail of workers.log).
+    """
+    from core.distributed import run_worker_process
 
-    return run_training(cfg, run_dir, publish, stop_event)
+    return run_worker_process(cfg, run_dir, publish, stop_event)
 
 
 class TrainingJob:
@@ -138,10 +146,18 @@ class TrainingJob:
                 raise JobBusyError(
                     f"{waiting} runs are already waiting for this machine (the most it queues); try again later."
                 )
+            run_dir = None
             try:
                 run_dir = new_run_dir(cfg.output_dir)
                 write_json_atomic(run_dir / "config.json", cfg.to_dict())
+                record_process(run_dir, "supervisor")
             except OSError as exc:
+                if run_dir is not None:  # a folder holding a half-written config is nobody's run
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                if is_disk_full(exc):
+                    raise DiskFullError(
+                        f"output_dir: no room for a new run: {disk_full_message(cfg.output_dir)}"
+                    ) from None
                 raise ConfigError(
                     [
                         f"output_dir: cannot create a run folder in {cfg.output_dir!r} "
@@ -268,31 +284,24 @@ class TrainingJob:
     def _train(self, cfg: TrainingConfig, run_dir: Path) -> Finished | Failed:
         handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        loggers = [logging.getLogger("core"), logging.getLogger("transformers"), logging.getLogger("peft")]
-        for lg in loggers:
-            lg.addHandler(handler)
-        logging.getLogger("core").setLevel(logging.INFO)
+        core_log = logging.getLogger("core")
+        core_log.addHandler(handler)
+        core_log.setLevel(logging.INFO)
         outcome: Finished | Failed
         try:
             outcome = train(cfg, run_dir, lambda ev: self._publish(ev, run_dir), self._stop)
         except StudioError as exc:
             outcome = Failed(str(exc))
-        except Exception as exc:  # out of memory, library errors: show the reason, keep the app alive
+        except (
+            Exception
+        ) as exc:  # the worker could not be started or supervised: show why, keep the app alive
             log.error("Training failed:\n%s", traceback.format_exc())
-            if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
-                step = self.snapshot().step
-                outcome = Failed(
-                    f"GPU out of memory at step {step}. GPU memory has been freed. Lower "
-                    "per_device_train_batch_size or max_length, turn on gradient_checkpointing, or use QLoRA; the "
-                    "GPU memory tab estimates each change."
-                )
-            else:
-                outcome = Failed(f"{type(exc).__name__}: {exc}")
+            outcome = Failed(
+                disk_full_message(run_dir) if is_disk_full(exc) else f"{type(exc).__name__}: {exc}"
+            )
         finally:
-            for lg in loggers:
-                lg.removeHandler(handler)
+            core_log.removeHandler(handler)
             handler.close()
-        _release_gpu_memory()  # after the exception (and the tensors its traceback held) is gone
         return outcome
 
     def _publish(self, event: Any, run_dir: Path) -> None:
@@ -312,8 +321,11 @@ class TrainingJob:
                 )
             elif isinstance(event, Metrics):
                 row = {"step": event.step, **event.values}
-                with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row) + "\n")
+                try:
+                    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(row) + "\n")
+                except OSError as exc:  # a full disk must not end the supervision: the worker decides
+                    log.error("metrics.jsonl not written: %s", exc)
                 self._snap = replace(snap, history=snap.history + (row,))
                 line = _metrics_line(row, snap.max_steps)
                 if line:
@@ -337,6 +349,9 @@ class TrainingJob:
             snap = self._snap
             if not trained:
                 msg, status, loss = "Stopped while waiting in the queue: nothing was trained.", STOPPED, None
+            elif isinstance(outcome, Finished) and snap.step == 0 and outcome.status == STOPPED:
+                msg, status, loss = "Stopped before the first step: nothing was trained.", STOPPED, None
+                trained = False
             elif isinstance(outcome, Finished):
                 loss = outcome.final_loss
                 msg = (
@@ -365,4 +380,14 @@ class TrainingJob:
                 "adapter": str(run_dir / "adapter") if status != FAILED and trained else None,
                 **{k: v for k, v in snap.info.items() if k != "config"},
             }
-        write_json_atomic(run_dir / "result.json", result)
+        if not trained and snap.step == 0 and _only_config(run_dir):
+            # a run that never started leaves nothing behind (no 0-step "stopped" folder in the runs list)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            return
+        try:
+            write_json_atomic(run_dir / "result.json", result)
+        except OSError as exc:
+            reason = disk_full_message(run_dir) if is_disk_full(exc) else str(exc)
+            log.error("result.json of %s not written: %s", run_dir, exc)
+            with self._lock:  # the status stays what training reached; the message says what is missing
+                self._snap = replace(self._snap, message=f"{msg} result.json could not be written: {reason}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -32,12 +33,22 @@ def new_run_dir(output_dir: str | Path, prefix: str = "run") -> Path:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temporary file in the same folder and os.replace."""
+    """Write JSON to ``path`` via a temporary file in the same folder and os.replace; ``path`` is either the old
+    file or the new one, never half of one.
+
+    Raises:
+        OSError: the folder is not writable or the disk is full (the temporary file is removed first).
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_json_new(path: Path, data: Any) -> None:
@@ -108,8 +119,10 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
 
 
 # ---------------------------------------------------------------------------------------------- the runs list
-RUNNING_ELSEWHERE = "running (another process)"  # no result.json yet, its log written in the last 2 minutes
-INTERRUPTED = "interrupted"  # a run folder without result.json and no live job writing to it
+RUNNING_ELSEWHERE = (
+    "running (another process)"  # no result.json yet, its recorded process alive (core.liveness)
+)
+INTERRUPTED = "interrupted"  # a run folder without result.json whose processes have all ended
 RUN_FILES = ("config.json", "result.json", "metrics.jsonl")
 _STAMP = re.compile(r"(\d{8}-\d{6})")
 
@@ -123,7 +136,9 @@ class RunSummary:
         started_at: start time in seconds since the epoch (result.json's started_at, else the folder name's
             YYYYmmdd-HHMMSS stamp in local time, else the modification time of config.json or the folder).
         status: completed, stopped or failed (result.json); the live job's status for the folder it is writing;
-            "interrupted" when result.json is missing and no job is writing (app killed, machine restarted);
+            "running (another process)" when result.json is missing and a process recorded in process.json is
+            alive (same pid and start time; core.liveness), "interrupted" when they have all ended (app killed,
+            machine restarted); folders without process.json (older runs) fall back to the age of their log;
             "unreadable: <file>: <reason>" when config.json or result.json exists but is not a JSON object.
         steps: optimizer steps done (result.json, else the last step in metrics.jsonl).
         final_loss: result.json's final_loss, else the last training loss in metrics.jsonl.
@@ -252,7 +267,12 @@ def read_run(run_dir: str | Path, live_status: str | None = None) -> RunSummary:
     elif live_status:
         status = live_status
     else:
-        status = RUNNING_ELSEWHERE if _recently_written(folder) else INTERRUPTED
+        from core.liveness import recorded_alive
+
+        alive = recorded_alive(folder)
+        if alive is None:  # no process record (a run from before process.json) or another host: the log's age
+            alive = _recently_written(folder)
+        status = RUNNING_ELSEWHERE if alive else INTERRUPTED
     logged_steps = [s for s in (_integer(r.get("step")) for r in rows) if s is not None]
     logged_losses = [x for x in (_number(r.get("loss")) for r in rows) if x is not None]
     steps = _integer(result.get("steps")) if result else None

@@ -6,6 +6,7 @@ import gc
 import logging
 import math
 import os
+import shutil
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -242,6 +243,10 @@ def run_training(
         data_collator=collator,
         callbacks=[*callbacks, callback],
     )
+    if stop_event.is_set():  # Stop while the data or the model loaded: train nothing, save nothing
+        del trainer, model
+        publish(LogLine("Stopped before the first step: nothing was trained."))
+        return Finished("stopped", None)
     try:
         publish(LogLine("Training started"))
         if checkpoint:
@@ -273,9 +278,13 @@ def run_training(
             save_adapter_once(trainer, tokenizer, final, cfg.learning_rate)
         else:
             tmp = staging_dir(final)
-            model.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(tmp)
-            publish_dir(tmp, final)
+            try:
+                model.save_pretrained(str(tmp))
+                tokenizer.save_pretrained(tmp)
+                publish_dir(tmp, final)
+            except BaseException:  # a full disk: no half-written adapter is left behind
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         publish(LogLine(f"Adapter saved to {final}"))
         return Finished(status, float(final_loss) if final_loss is not None else None)
     finally:
