@@ -89,8 +89,11 @@ class ExportResult:
     zip_note: str = ""
 
     def summary(self) -> str:
-        """One line for the UI / CLI."""
+        """One line for the UI / CLI (ending with why there is no zip, when there is none)."""
         note = f"{self.note[:1].upper()}{self.note[1:]}. " if self.note else ""
+        return self._what(note) + (f" {self.zip_note}" if self.zip_note else "")
+
+    def _what(self, note: str) -> str:
         size = f"{self.size_bytes / 2**20:,.1f} MiB"
         if self.kind == "merged":
             return note + (

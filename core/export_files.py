@@ -116,7 +116,8 @@ def staged(final: Path, needed_bytes: int, what: str) -> Iterator[Path]:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         if is_disk_full(exc) and not isinstance(exc, DiskFullError):
-            log.warning("%s of %s: the disk filled while writing (%s)", what, final, exc)
+            # the type only: a shutil.Error's text is the whole list of files it could not copy
+            log.warning("%s of %s: the disk filled while writing (%s)", what, final, type(exc).__name__)
             raise DiskFullError(f"{what}: {disk_full_message(final.parent, needed_bytes)}") from exc
         raise
 

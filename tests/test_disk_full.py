@@ -252,3 +252,18 @@ def test_a_real_disk_that_fills_during_the_merged_write(done_run, tmpfs, monkeyp
     assert "No space left on device" in str(caught.value.__cause__)
     assert not (tmpfs / "merged").exists() and leftovers(tmpfs) == []
     assert digest(tmpfs) == before
+
+
+def test_a_zip_that_does_not_fit_leaves_the_verified_export_and_says_why(done_run, tmp_path, monkeypatch):
+    from ui.tabs.export_tab import do_export
+
+    copy = tmp_path / done_run.name
+    shutil.copytree(done_run, copy)
+    monkeypatch.setattr("core.export_files.free_bytes", lambda _path: 400_000)  # the zip's own check: 0.4 MB
+    summary, download, folder = do_export(str(copy), merged=False, progress=lambda *a, **k: None)
+    assert summary.startswith("**Done.** Adapter saved to ") and download is None
+    assert re.search(
+        r"Not zipped for download \(use the folder\): disk full: [\d.,]+ MB free on .* MB needed", summary
+    )
+    assert Path(folder).is_dir() and (Path(folder) / "verification.json").is_file()
+    assert not list(copy.glob("*.zip")) and leftovers(copy) == []

@@ -136,8 +136,8 @@ def do_export(
         return f"**Export failed.** {os_error_message(exc, Path(run_dir))}", None, ""
     checks = "See `verification.json` and the model card `README.md` in the folder."
     if not result.zip_path:
-        why = result.zip_note or "No zip was written: use the folder."
-        return f"**Done.** {result.summary()}\n\n{checks} {why}", None, result.path
+        why = "" if result.zip_note else " No zip was written: use the folder."  # the summary says why
+        return f"**Done.** {result.summary()}\n\n{checks}{why}", None, result.path
     try:
         served = servable(result.zip_path, private)
     except OSError as exc:  # the copy into the downloads folder (another file system) did not fit
