@@ -34,8 +34,8 @@ class RunWork:
         steps: optimizer steps.
         train_rows: rows processed for training: steps x per_device_train_batch_size x
             gradient_accumulation_steps x processes.
-        evaluations: evaluation passes (one before the first step, then every ceil(steps / 5) steps), 0 when
-            there is nothing to evaluate.
+        evaluations: evaluation passes (one before the first step, one every ceil(steps / 5) steps and one at
+            the last step if not already), 0 when there is nothing to evaluate.
         eval_rows_each: rows per evaluation: monitor_rows + validation rows.
         checkpoints: checkpoints written (every save_steps steps, and one at the end).
     """
@@ -66,10 +66,12 @@ def _validation_rows(validation_split: float, dataset_rows: int) -> int:
     return 0 if n_eval < 2 or dataset_rows - n_eval < 10 else n_eval
 
 
-def _evaluations(steps: int) -> int:
-    """Evaluation passes of a run of ``steps`` steps: eval_on_start, then every ceil(steps / 5) steps."""
+def _evaluations_done(step: int, steps: int) -> int:
+    """Evaluation passes done once ``step`` of ``steps`` optimizer steps have run (Trainer with eval_on_start and
+    eval_steps = ceil(steps / 5)): one at the start, one every eval_steps steps, and one at the last step when it
+    is not a multiple of eval_steps (transformers' DefaultFlowCallback.on_step_end)."""
     every = max(1, math.ceil(steps / EVALUATIONS_PER_RUN))
-    return 1 + steps // every
+    return 1 + step // every + (1 if step >= steps and steps % every else 0)
 
 
 def run_work(cfg: TrainingConfig, dataset_rows: int | None = None) -> RunWork | None:
@@ -100,7 +102,7 @@ def run_work(cfg: TrainingConfig, dataset_rows: int | None = None) -> RunWork | 
     return RunWork(
         steps=steps,
         train_rows=steps * per_step,
-        evaluations=_evaluations(steps) if each else 0,
+        evaluations=_evaluations_done(steps, steps) if each else 0,
         eval_rows_each=each,
         checkpoints=math.ceil(steps / cfg.save_steps) if cfg.save_steps > 0 else 1,
     )
@@ -124,8 +126,7 @@ def remaining_row_equivalents(
     if work is None:
         return None
     step = min(max(0, step), work.steps)
-    every = max(1, math.ceil(work.steps / EVALUATIONS_PER_RUN))
-    evals_done = (1 + step // every) if (work.evaluations and step > 0) else 0
+    evals_done = _evaluations_done(step, work.steps) if (work.evaluations and step > 0) else 0
     train_left = (work.steps - step) * (work.train_rows // work.steps)
     return train_left + max(0, work.evaluations - evals_done) * work.eval_rows_each * EVAL_ROW_COST
 
