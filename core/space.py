@@ -263,3 +263,14 @@ def limits_markdown(limits: DemoLimits | None) -> str:
         f"{limits.max_eval_rows:,} rows evaluated (evaluations x (fixed rows + validation rows)) and "
         f"{limits.max_checkpoints} checkpoints. Install LoRA Studio locally (see the README) to lift them."
     )
+
+
+def done_row_equivalents(
+    config: dict[str, Any] | TrainingConfig, step: int, dataset_rows: int | None = None
+) -> float | None:
+    """Work done (trained-row equivalents) by a run at optimizer step ``step``: what to pass, with the wall seconds
+    it took, to core.slot.TrainingSlot.record_speed. None when sized by epochs and ``dataset_rows`` is unknown."""
+    cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+    work = run_work(cfg, dataset_rows)
+    left = remaining_row_equivalents(cfg, step, dataset_rows)
+    return None if work is None or left is None else work.row_equivalents - left

@@ -15,6 +15,7 @@ from core.slot import TrainingSlot
 from core.space import (
     EVAL_ROW_COST,
     DemoLimits,
+    done_row_equivalents,
     limit_problems,
     limits_markdown,
     remaining_row_equivalents,
@@ -49,6 +50,16 @@ def test_the_work_of_a_config_is_counted_from_every_field():
     assert run_work(by_epochs) is None
     work = run_work(by_epochs, dataset_rows=164)
     assert work is not None and work.steps == 148 and work.eval_rows_each == 8 + 16
+    # work left and done add up at every step, and reach 0 / all at the end
+    cfg = TrainingConfig(max_steps=7, monitor_rows=3)
+    total = run_work(cfg)
+    assert total is not None and total.evaluations == 5  # at steps 0, 2, 4, 6 and the last, 7
+    for step in range(8):
+        left, done = remaining_row_equivalents(cfg, step), done_row_equivalents(cfg, step)
+        assert left is not None and done is not None and left + done == pytest.approx(total.row_equivalents)
+    assert (
+        remaining_row_equivalents(cfg, 7) == 0 and remaining_row_equivalents(cfg, 6) == 2 + 3 * EVAL_ROW_COST
+    )
     # too few rows for a split: core.data.split_train_eval turns evaluation off, so does the count
     tiny = run_work(TrainingConfig(max_steps=4, monitor_rows=0, validation_split=0.5), dataset_rows=12)
     assert tiny is not None and tiny.evaluations == 0
