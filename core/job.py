@@ -35,6 +35,7 @@ from core.events import (
 from core.liveness import record_process
 from core.runs import new_run_dir, write_json_atomic
 from core.slot import SLOT, TrainingSlot
+from core.space import done_row_equivalents, remaining_row_equivalents
 
 log = logging.getLogger(__name__)
 MAX_LOG_LINES = 200
@@ -115,13 +116,17 @@ class TrainingJob:
         self._done = threading.Event()  # set when the current job thread has finished
         self._stop = threading.Event()
         self._slot = slot or SLOT
+        self._first_step: int | None = None  # the step the current run's first reported step followed
 
     # ------------------------------------------------------------------ public API
-    def start(self, cfg: TrainingConfig, max_waiting: int | None = None) -> Path:
+    def start(
+        self, cfg: TrainingConfig, max_waiting: int | None = None, dataset_rows: int | None = None
+    ) -> Path:
         """Validate ``cfg``, create a new run folder and start training in the background.
 
         ``max_waiting`` caps the line (a shared demo passes one): with that many runs already waiting for the
-        slot, the Start is refused instead of queued.
+        slot, the Start is refused instead of queued. ``dataset_rows`` (usable rows, when the caller validated
+        the data) lets the demo's work caps size a fractional validation_split exactly.
 
         Returns:
             The run folder.
@@ -135,7 +140,9 @@ class TrainingJob:
             raise ConfigError(problems)
         from core.train import preflight_config
 
-        preflight_config(cfg)  # resume checkpoint and attention kernel, before a run folder exists
+        preflight_config(
+            cfg, dataset_rows
+        )  # resume checkpoint and attention kernel, before a run folder exists
         with self._lock:
             if self._snap.is_active:
                 raise JobBusyError(
@@ -166,12 +173,11 @@ class TrainingJob:
                 ) from None
             self._stop.clear()
             place = self._slot.join(self)  # in line before the thread starts: the place shows at once
+            self._first_step = None
             self._snap = JobSnapshot(
                 status=QUEUED if place else LOADING,
                 run_dir=str(run_dir),
-                message=self._queue_message(place, self._slot.wait_estimate_s(self))
-                if place
-                else "Loading data and model...",
+                message=self._queue_message(place, None) if place else "Loading data and model...",
                 info={"config": cfg.to_dict(), "started_at": time.time()},
             )
             self._done = threading.Event()
@@ -179,6 +185,8 @@ class TrainingJob:
                 target=self._run, args=(cfg, run_dir, self._done), name="lora-studio-train", daemon=True
             )
             self._thread.start()
+        if place:  # outside this job's lock: the estimate reads the other jobs' snapshots under theirs
+            self._on_wait(place, self._slot.wait_estimate_s(self))
         return run_dir
 
     def stop(self) -> bool:
@@ -189,6 +197,14 @@ class TrainingJob:
             self._stop.set()
             self._snap = replace(self._snap, status=STOPPING, message="Stopping after the current step...")
             return True
+
+    def remaining_work_rows(self) -> float | None:
+        """Work this job still has (trained-row equivalents, core.space.remaining_row_equivalents), for the
+        slot's wait estimates; None before a config is known or when the run is sized by epochs and its rows are
+        not known yet."""
+        snap = self.snapshot()
+        cfg = snap.info.get("config")
+        return remaining_row_equivalents(cfg, snap.step, snap.info.get("rows")) if cfg else None
 
     def remaining_estimate_s(self) -> float | None:
         """Seconds this job will still hold the training slot (None = cannot tell yet), for queue estimates.
@@ -305,6 +321,8 @@ class TrainingJob:
         return outcome
 
     def _publish(self, event: Any, run_dir: Path) -> None:
+        if isinstance(event, Progress) and event.step > 0 and event.elapsed_s > 0:
+            self._record_speed(event)
         with self._lock:
             snap = self._snap
             if isinstance(event, Progress):
@@ -337,6 +355,20 @@ class TrainingJob:
                     self._snap = replace(self._snap, status=SAVING)
             elif isinstance(event, dict):
                 self._snap = replace(snap, info={**snap.info, **event})
+
+    def _record_speed(self, event: Progress) -> None:
+        """Tell the slot how fast this machine works (rows per second since this process's first step), so
+        queued runs' waits come from their work. Outside this job's lock (the slot has its own)."""
+        if self._first_step is None:
+            self._first_step = event.step - 1  # a resumed run starts past 0
+        snap = self.snapshot()
+        cfg, rows = snap.info.get("config"), snap.info.get("rows")
+        if not cfg:
+            return
+        done = done_row_equivalents(cfg, event.step, rows)
+        before = done_row_equivalents(cfg, self._first_step, rows)
+        if done is not None and before is not None:
+            self._slot.record_speed(done - before, event.elapsed_s)
 
     def _log(self, text: str) -> None:
         """Append a timestamped line to the snapshot (caller holds the lock)."""

@@ -398,9 +398,11 @@ def training_arguments(
     return args
 
 
-def preflight_config(cfg: TrainingConfig) -> None:
+def preflight_config(cfg: TrainingConfig, dataset_rows: int | None = None) -> None:
     """Checks that need the machine or the disk, run before a run folder exists (so a bad resume path or an
-    unavailable kernel is a config error, not a failed run): the resume checkpoint and the attention kernel.
+    unavailable kernel is a config error, not a failed run): the resume checkpoint, the attention kernel, the
+    demo's work caps (``dataset_rows``, the usable rows when the caller knows them, sizes a fractional
+    validation_split exactly) and the process settings.
 
     Raises:
         ConfigError: every problem found.
@@ -423,7 +425,7 @@ def preflight_config(cfg: TrainingConfig) -> None:
             problems.append(
                 f"attn_implementation: varlen is unavailable here ({reason or 'packing is off'}); use auto or sdpa."
             )
-    problems += limit_problems(cfg, demo_limits())
+    problems += limit_problems(cfg, demo_limits(), dataset_rows)
     if cfg.num_processes != 1 or cfg.accelerate_config_file:
         has_cuda = torch.cuda.is_available()
         problems += process_problems(cfg, torch.cuda.device_count() if has_cuda else 0, has_cuda)
