@@ -102,6 +102,39 @@ def test_corrupted_empty_or_partial_adapters_are_caught(run_dir, tmp_path):
         export_adapter(partial)
 
 
+def test_adapter_refusals_name_the_missing_or_unreadable_file(run_dir, tmp_path):
+    """Not "files present: adapter_config.json, adapter_model.safetensors" (which reads as if all is well): the
+    file that is missing, pickled or unreadable, in the user's own folder, and what to do."""
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = copy_run(run_dir, tmp_path / "p")
+    adapter = pickled / "adapter"
+    torch.save(load_file(str(adapter / "adapter_model.safetensors")), adapter / "adapter_model.bin")
+    (adapter / "adapter_model.safetensors").unlink()
+    for export in (export_adapter, export_merged):
+        with pytest.raises(ExportError) as caught:
+            export(pickled)
+        message = str(caught.value)
+        assert f"{adapter} holds its weights only in adapter_model.bin, a pickle" in message, message
+        assert "safe_serialization=True" in message and "files present" not in message
+    (adapter / "adapter_model.bin").unlink()
+    with pytest.raises(ExportError) as caught:
+        export_adapter(pickled)
+    assert (
+        f"adapter_model.safetensors is missing from {adapter} (it has README.md, adapter_config.json"
+        in str(caught.value)
+    )
+    assert not [
+        p.name for p in pickled.iterdir() if ".partial-" in p.name or p.name.startswith("adapter-export")
+    ]
+
+    unreadable = copy_run(run_dir, tmp_path / "u")
+    (unreadable / "adapter" / "adapter_config.json").write_text("{", encoding="utf-8")
+    with pytest.raises(ExportError, match="adapter_config.json cannot be read \\(JSONDecodeError"):
+        export_adapter(unreadable)
+
+
 def test_memory_is_checked_before_loading(embedded_path):
     from core.export_verify import check_memory
 
