@@ -1,6 +1,7 @@
 """QLoRA / LoRA on a 7B-shaped Llama: LoRA Studio's engine vs the seed chapter's plain Trainer + PEFT recipe.
 
-Both runs use the same model folder, data, batches and settings, in this one process, one after the other; the
+Both runs use the same model folder, data, batches and settings, one after the other: the baseline in this
+process, ours in the worker process its TrainingJob starts (each side in its own process); the
 script prints tokens/s and peak GPU memory for each and the ratio ours / baseline, plus the VRAM estimator's
 prediction next to the measured peak. Needs a CUDA GPU with bitsandbytes.
 
@@ -147,7 +148,8 @@ def baseline(cfg: TrainingConfig, model_dir: Path, features: list[dict]) -> dict
 
 
 def ours(cfg: TrainingConfig) -> dict:
-    """LoRA Studio's TrainingJob (background thread, callbacks, run folder) on the same settings."""
+    """LoRA Studio's TrainingJob on the same settings: its thread supervises a worker process (launch.py
+    train-worker), so the peak memory is the worker's, as its callback logged it (peak_allocated_gib)."""
     from core.job import TrainingJob
 
     job = TrainingJob()
@@ -156,7 +158,11 @@ def ours(cfg: TrainingConfig) -> dict:
     assert snap.status == "completed", snap.message
     marks = [(h["elapsed_s"], int(h["num_input_tokens_seen"])) for h in snap.history if "loss" in h]
     losses = [h["loss"] for h in snap.history if "loss" in h]
+    peaks = [h["peak_allocated_gib"] for h in snap.history if "peak_allocated_gib" in h]
+    reserved = [h["peak_reserved_gib"] for h in snap.history if "peak_reserved_gib" in h]
     return {
+        "peak_gib": max(peaks),
+        "reserved_gib": max(reserved),
         "tokens_per_s": tokens_per_s(marks),
         "final_loss": losses[-1],
         "steps": snap.step,
@@ -171,8 +177,8 @@ def measure(name: str, fn, *args) -> dict:
     torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
     result = fn(*args)
-    result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    result["reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+    result.setdefault("peak_gib", torch.cuda.max_memory_allocated() / 2**30)  # ours: its worker's own peak
+    result.setdefault("reserved_gib", torch.cuda.max_memory_reserved() / 2**30)
     result["wall_s"] = time.time() - t0
     print(f"{name}: {json.dumps(result)}", flush=True)
     gc.collect()

@@ -98,6 +98,7 @@ class StudioCallback(TrainerCallback):
             values["elapsed_s"] = time.monotonic() - self.t0
             if torch.cuda.is_available():  # measured peak, shown next to the VRAM estimate
                 values["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+                values["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
             self.publish(Metrics(state.global_step, values))
         return control
 
