@@ -170,3 +170,31 @@ def test_crlf_split_across_read_chunks_is_one_line_end(tmp_path):
     assert content.encode().index(b"\r\n", len(header)) == CHUNK_BYTES - 1
     records, _ = read_records(str(path))
     assert records == [{"instruction": body, "output": "a\nb"}, {"instruction": "q2", "output": "a2"}]
+
+
+def test_data_tab_validate_sends_cut_cells_and_a_histogram(tmp_path, embedded_path):
+    import gradio as gr
+
+    from core.workspace import Workspace
+    from ui.tabs import data_tab
+
+    ws = Workspace(tmp_path / "ws", private=True, key="k")
+    ws.uploads_dir.mkdir(parents=True)
+    huge = "token " * 900_000  # 5.4 MB in one cell
+    rows = [{"instruction": "Repeat.", "output": huge}, *HUMANEVAL[:60], {"instruction": "", "output": "x"}]
+    source = write_jsonl(ws.uploads_dir / "big-cell.jsonl", rows)
+    form = {"dataset_name": source, "dataset_format": "auto", "max_length": 512, "completion_only_loss": True}
+    summary, preview, figure, example, csv_path, mapping = data_tab.validate(form, ws, lambda *a, **k: None)
+    assert "read **62**" in summary and "1 × instruction is empty" in summary, summary
+    assert "- row 62: instruction is empty" in summary and mapping.startswith("instruction=instruction")
+    assert len(preview) == PREVIEW_ROWS and preview["assistant"].str.len().max() < PREVIEW_CHARS + 60
+    shipped = json.dumps(gr.Dataframe().postprocess(preview).model_dump())
+    assert len(shipped) < 200_000 and f"[truncated: {len(huge):,} characters]" in shipped
+    bars = figure.data[0]
+    assert sum(bars.y) == 61 and "(1 rows longer)" in figure.layout.annotations[0].text  # rows tokenized
+    assert (
+        any(cls == "trained" for _, cls in example) and len(example) == 512
+    )  # the huge row, cut at max_length
+    lines = Path(csv_path).read_text().splitlines()
+    assert lines[0] == "row,status,reason" and "62,dropped,instruction is empty" in lines
+    assert Path(csv_path).is_relative_to(ws.downloads_dir)
