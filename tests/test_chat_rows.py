@@ -488,3 +488,18 @@ def test_a_generation_prompt_that_opens_a_think_block_still_masks_each_answer(tm
             "chat template renders it",
         )
     ]
+
+
+def test_hub_style_rows_with_every_key_null_read_as_plain_chat(tmp_path, smollm2):
+    """A hub dataset's struct column gives every turn every key, null where unused; nothing is invented from them."""
+    keys = {
+        "tool_calls": None,
+        "reasoning_content": None,
+        "tool_call_id": None,
+        "name": None,
+        "function_call": None,
+    }
+    msgs = [{**m, **keys} for m in PLAIN]
+    report = load_dataset_report(write_rows(tmp_path, [{"messages": msgs, "tools": None}]))
+    assert report.examples[0] == Example(messages=(("user", "What is 2+2?"), ("assistant", "4")))
+    assert trained_runs(smollm2, tokenize_report(report, smollm2, 512).features[0]) == ["4<|im_end|>\n"]
