@@ -5,10 +5,10 @@ Formats (canonical fields in brackets; a mapping renames the user's columns to t
   prompt_completion [prompt, completion]                             -> user / assistant messages
   messages          [messages: list of {role, content}, tools?]      -> messages as given
   sharegpt          [conversations: list of {from, value}, tools?]   -> messages, role names mapped
+  text              [text]                                           -> raw text (continued pre-training)
 
 Chat turns may carry tool calls, tool results and reasoning (core.chat_turns reads them); ``tools`` is a row's list of
-tool schemas. Whether the model's chat template renders them is checked when rows are tokenized.
-  text              [text]                                           -> raw text (continued pre-training)
+tool schemas. Whether the model's chat template renders them is checked when rows are tokenized (core.tokenization).
 """
 
 from __future__ import annotations
