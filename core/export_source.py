@@ -65,7 +65,8 @@ def run_info(run_dir: Path) -> tuple[dict[str, Any], Path, str]:
     status = read_run(run_dir).status
     if status == RUNNING_ELSEWHERE:
         raise ExportError(
-            f"{run_dir}: no saved adapter yet; it is still training (its log changed in the last 2 minutes). "
+            f"{run_dir}: no saved adapter yet; it is still training (its recorded process is alive, or, "
+            "without a record, its log changed in the last 2 minutes). "
             "Wait for training to finish or stop it first."
         )
     if status == INTERRUPTED:
