@@ -7,6 +7,10 @@ by name. A header that names a column twice is recorded (``duplicate_columns``) 
 without BOM) or UTF-16 (BOM); CRLF line ends and quoted newlines are fine. Header names are cleaned of control
 characters and surrounding spaces. Numbers in text columns become text; rows whose fields cannot be split become an
 ``{ROW_ERROR: reason}`` placeholder so they are reported by row number, never silently shifted.
+
+The rows are read as a stream by core.readers (core.textrows for the text kinds); ``read_records`` gathers them
+into a list for training, and validation (core.validation) consumes the stream without keeping it. This module holds
+the shared pieces: kind sniffing, header and cell cleaning, compression refusals, XLSX and hub datasets.
 """
 
 from __future__ import annotations
