@@ -103,7 +103,7 @@ def validate(
         tokenizer = load_tokenizer(resolve_model_path(cfg.model_name_or_path))
         progress(0.1, desc="Reading, normalising and tokenizing rows")
         report = validate_config(
-            cfg, tokenizer, progress=lambda rows: progress(None, desc=f"{rows:,} rows checked")
+            cfg, tokenizer, progress=lambda rows: progress((rows, None), desc="Checking rows", unit="rows")
         )
     except StudioError as exc:
         return f"**This data cannot be used.** {exc}", empty, None, None, None, gr.update()
