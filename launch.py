@@ -120,39 +120,30 @@ def cmd_train_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from core.config import TrainingConfig
     from core.errors import ConfigError, StudioError
-    from core.model import load_tokenizer, resolve_model_path
-    from core.tokenization import tokenize_report
-    from core.train import load_report_for, write_report_csv
+    from core.validation import validate_config
 
     try:
         cfg = TrainingConfig.from_json_file(args.config)
     except ConfigError as exc:
         return _fail(str(exc), 2, args.json)
-    try:
-        report = load_report_for(cfg)
-        tokenized = tokenize_report(
-            report,
-            load_tokenizer(resolve_model_path(cfg.model_name_or_path)),
-            cfg.max_length,
-            cfg.completion_only_loss,
-        )
-    except StudioError as exc:
-        return _fail(str(exc), 1, args.json)
+    # one streaming pass (core.validation): memory stays flat whatever the file's size; rows counted on stderr
+    with tqdm(desc="Validating", unit=" rows", file=sys.stderr, ascii=True, mininterval=1.0) as bar:
+
+        def progress(rows: int) -> None:
+            bar.update(rows - bar.n)
+
+        try:
+            report = validate_config(cfg, progress=progress)
+        except StudioError as exc:
+            bar.close()
+            return _fail(str(exc), 1, args.json)
     if args.report:
-        write_report_csv(report, Path(args.report))
-    summary = {
-        "source": report.source,
-        "dataset_format": report.dataset_format,
-        "mapping": report.mapping,
-        "stages": report.stages,
-        "dropped_by_reason": report.dropped_by_reason(),
-        "dropped": len(report.dropped),
-        "notes": len(report.notes),
-        "supervised_tokens_total": sum(tokenized.supervised),
-        "report_csv": args.report,
-    }
+        report.write_issues_csv(Path(args.report))
+    summary = {**report.as_dict(), "report_csv": args.report}
     if args.json:
         print(_json(summary))
     else:
