@@ -115,9 +115,13 @@ def test_the_chart_is_built_once_per_history_length_for_every_page():
 def test_a_new_run_with_as_many_points_is_sent_again():
     job, renderer = Job(training(3, 5)), PollRenderer()
     marker = renderer.poll(job, None)[-1]
-    job.snap = replace(job.snap, run_dir="runs/run-2")  # same len(history) and log_total, another run
-    _, chart, logs, *_ = renderer.poll(job, marker)
-    assert isinstance(chart, PlotData) and logs == "\n".join(f"line {i}" for i in range(5))
+    other = tuple({**r, "loss": r["loss"] + 1} for r in job.snap.history)  # as many points, other losses
+    job.snap = replace(job.snap, run_dir="runs/run-2", history=other)  # and as many log lines
+    _, chart, logs, _, _, marker = renderer.poll(job, marker)
+    assert isinstance(chart, PlotData) and json.loads(chart.plot)["data"][0]["y"] == [2.9, 2.8, 2.7]
+    assert logs == "\n".join(f"line {i}" for i in range(5))
+    job.snap = replace(job.snap, run_dir="runs/run-3")  # a chart drawn the same is not sent again
+    assert renderer.poll(job, marker)[1] == gr.skip() and renderer.figures_built == 3
 
 
 def test_the_log_box_shows_the_last_lines_only():
@@ -163,11 +167,76 @@ def test_a_polling_page_over_http_is_sent_the_chart_only_when_a_point_is_added(t
             time.sleep(0.3)
         assert "COMPLETED" in answers[-1][1][0], answers[-1][1][0]
         charts = [outputs[1] for _, outputs in answers if outputs[1] and "plot" in outputs[1]]
-        # the first answer and one per logged step (three), never the same chart twice in a row
-        assert 2 <= len(charts) <= 4, [o[1] for _, o in answers]
+        # the first answer, then a chart only when it changed (the run's device and estimate known, each of the
+        # three logged steps): never the same chart twice, and most answers carry none
+        plots = [chart["plot"] for chart in charts]
+        assert all(a != b for a, b in zip(plots, plots[1:])), len(plots)
+        assert 4 <= len(charts) <= 6 < 2 * len(charts) < len(answers), (len(charts), len(answers))
         assert xs(charts[-1]["plot"]) == [1, 2, 3]
         size, outputs = call_poll(url, page)  # nothing changed since: the status line, a few hundred bytes
         assert "COMPLETED" in outputs[0] and size < 1500 and "plot" not in json.dumps(outputs[1:]), size
         full, outputs = call_poll(url, None)  # a new page: everything, once
         assert full > 5 * size and xs(outputs[1]["plot"]) == [1, 2, 3] and "trainable params" in outputs[2]
         assert Path(tmp_path, "runs").is_dir()
+
+
+CHART = """() => {
+    const plot = [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent)[0];
+    const loss = plot && (plot.data || []).find(t => (t.name || '').startsWith('train loss'));
+    return loss ? loss.x.length : 0;
+}"""
+
+
+@pytest.mark.slow
+def test_in_a_browser_the_chart_grows_a_reload_shows_it_whole_and_an_unchanged_poll_is_small(tmp_path):
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from gradio_client import Client
+
+    with running_app(tmp_path) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        answers = []  # the page's timer ticks: POST /gradio_api/run/predict (the poll skips the queue)
+        page.on(
+            "response", lambda r: answers.append(r) if r.url.endswith("/gradio_api/run/predict") else None
+        )
+        page.goto(url)
+        page.get_by_role("tab", name="4. Train").click()
+        Client(url, verbose=False).predict(
+            dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"),
+            max_steps=6,
+            max_length=128,
+            per_device_train_batch_size=1,
+            monitor_rows=0,
+            save_steps=0,
+            output_dir="runs",
+            api_name="/start",
+        )
+        seen, reloaded = [], None
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            seen.append(page.evaluate(CHART))
+            if reloaded is None and 0 < seen[-1] < 6:  # a reload mid-run re-attaches with every point so far
+                reloaded = seen[-1]
+                page.reload()
+                answers.clear()  # the earlier page's answers went with it
+                page.get_by_role("tab", name="4. Train").click()
+                page.wait_for_function(f"({CHART})() >= {reloaded}", timeout=60_000)
+            if page.get_by_text("COMPLETED").filter(visible=True).count():
+                break
+            page.wait_for_timeout(700)
+        page.wait_for_function(f"({CHART})() === 6", timeout=30_000)
+        assert reloaded and len({n for n in seen if 0 < n < 6}) >= 2, seen  # it grew live, across the reload
+        during = [len(r.body()) for r in answers]
+        answers.clear()
+        page.wait_for_timeout(4000)  # four ticks with nothing new
+        after = [r.body() for r in answers]
+        assert len(after) >= 3 and all(len(b) < 1500 and b"plotly" not in b for b in after), [
+            len(b) for b in after
+        ]
+        assert max(during) > 5000  # the chart itself did come to the reloaded page
+        browser.close()

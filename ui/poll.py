@@ -84,7 +84,11 @@ class PollRenderer:
             figure = training_figure(snap.history, info.get("estimate_gib"), info.get("device"))
             plot = PlotData(type="plotly", plot=figure.to_json())  # serialized once, not once per page
             self.figures_built += 1
-            done.figure, done.figure_number, done.figure_key = plot, next(_render_numbers), figure_key
+            if (
+                done.figure is None or done.figure.plot != plot.plot
+            ):  # e.g. a new run with no point yet: the same
+                done.figure, done.figure_number = plot, next(_render_numbers)
+            done.figure_key = figure_key
         logs_key = (snap.run_dir, snap.log_total)
         if done.logs_key != logs_key:
             logs = "\n".join(snap.logs[-LOG_LINES:])
