@@ -175,7 +175,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(_json(asdict(result)))
     else:
         print(result.summary())
-        print(f"Zip: {result.zip_path}")
+        if result.zip_path:
+            print(f"Zip: {result.zip_path}")
     return 0
 
 

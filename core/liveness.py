@@ -1,6 +1,6 @@
 """Whether a run folder's training is still alive, decided from the processes recorded in it, not from file ages.
 
-``process.json`` in the run folder names the processes that own the run:
+``process.json`` in the run folder names the processes that own the run (recorded_alive says which one decides):
     supervisor  the app or CLI process whose job thread created the folder (queued, loading, supervising);
     worker      the training process it started (``launch.py train-worker``, or accelerate's launcher).
 Each entry holds the pid, the process's start time (seconds since the epoch, as psutil reads it from the
@@ -75,10 +75,15 @@ def _alive(entry: Any) -> bool | None:
 def recorded_alive(run_dir: Path) -> bool | None:
     """Whether a process recorded in ``run_dir/process.json`` still runs.
 
+    Once a worker is recorded, the worker decides: the supervisor (an app that may live on for days) outlives
+    every run it supervised, and a run whose worker ended without result.json (killed, or a disk too full to
+    write it) is over even while the app runs. Before that (queued, or starting the worker) the supervisor
+    decides.
+
     Returns:
-        True when the worker, or the supervisor, is alive (same pid and start time, on this host); False when
-        every recorded process has ended (killed, crashed, machine restarted); None when the folder has no
-        readable record (a run from an older version) or the processes ran on another host.
+        True when the deciding process is alive (same pid and start time, on this host); False when it has ended
+        (killed, crashed, machine restarted); None when the folder has no readable record (a run from an older
+        version) or the process ran on another host.
     """
     try:
         recorded = json.loads((Path(run_dir) / PROCESS_FILE).read_text(encoding="utf-8"))
@@ -86,9 +91,4 @@ def recorded_alive(run_dir: Path) -> bool | None:
         return None
     if not isinstance(recorded, dict) or not recorded:
         return None
-    answers = [_alive(recorded.get(role)) for role in ("worker", "supervisor") if role in recorded]
-    if any(a is True for a in answers):
-        return True
-    if any(a is None for a in answers):
-        return None
-    return False
+    return _alive(recorded.get("worker" if "worker" in recorded else "supervisor"))

@@ -94,6 +94,8 @@ def test_status_is_decided_by_the_recorded_process_not_the_age_of_the_log(tmp_pa
     (run / "config.json").write_text("{}")
     (run / "train.log").write_text("loading\n")
     _old(run / "train.log")  # a live run whose step takes longer than 2 minutes
+    record_process(run, "supervisor")  # this process: the run is queued or its worker is starting
+    assert read_run(run).status == RUNNING_ELSEWHERE
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         record_process(run, "worker", worker.pid)
@@ -102,8 +104,8 @@ def test_status_is_decided_by_the_recorded_process_not_the_age_of_the_log(tmp_pa
     finally:
         worker.kill()
         worker.wait()
-    (run / "train.log").write_text("a step a second ago\n")  # a killed run: fresh log, dead process
-    assert recorded_alive(run) is False
+    (run / "train.log").write_text("a step a second ago\n")  # a killed run: fresh log, dead worker
+    assert recorded_alive(run) is False  # though its supervisor (this process) lives on
     assert read_run(run).status == INTERRUPTED
 
     # the pid alone does not count: this test's own pid, recorded with another start time, is not the run's
