@@ -33,6 +33,8 @@ KEY_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 DEFAULT_TTL_S = 6 * 3600.0  # a visitor's files live 6 hours after their last request (--session-ttl-hours)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 LAST_SEEN = ".last-seen"
+TOUCH_EVERY_S = 60.0  # activity is written at most once a minute per workspace (the time-to-live is hours)
+_TOUCHED: dict[Path, float] = {}  # workspace root -> monotonic time of its last activity write
 
 
 def new_key() -> str:
@@ -227,8 +229,14 @@ class Workspace:
     def touch(self) -> None:
         """Record activity (the cleanup keeps a session for its time-to-live after this). The folder itself is
         made by the first upload or run, so sessions that never write anything leave nothing on disk."""
-        if self.private and self.root.is_dir():
+        if not self.private:
+            return
+        now = time.monotonic()
+        if now - _TOUCHED.get(self.root, -TOUCH_EVERY_S) < TOUCH_EVERY_S:  # a page polls every second
+            return
+        if self.root.is_dir():
             (self.root / LAST_SEEN).touch()
+            _TOUCHED[self.root] = now
 
 
 def local_workspace() -> Workspace:

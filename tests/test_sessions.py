@@ -210,3 +210,17 @@ def test_sessions_cannot_see_each_others_runs_over_http(tmp_path, embedded_path)
         while "COMPLETED" not in (status := bob.predict(api_name="/poll")[0]) and time.time() < deadline:
             time.sleep(2)
         assert "COMPLETED" in status and run_a not in status
+
+
+def test_activity_is_written_at_most_once_a_minute_per_workspace(tmp_path):
+    """A page polls every second; each poll used to rewrite .last-seen (a file write per visitor per second)."""
+    sessions = Sessions(private=True, ttl_s=3600, root=tmp_path / "sessions")
+    ws, _ = sessions.get(new_key())
+    ws.uploads_dir.mkdir(parents=True)
+    ws.touch()
+    seen = ws.root / ".last-seen"
+    old = time.time() - 30
+    os.utime(seen, (old, old))
+    for _ in range(5):
+        ws.touch()
+    assert abs(seen.stat().st_mtime - old) < 1  # not rewritten within the minute

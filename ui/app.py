@@ -243,7 +243,11 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                             f"dataset: {len(report.examples):,} usable rows; the demo trains on up to {cap.max_rows:,}."
                         ]
                     )
-                run_dir = job.start(cfg, max_waiting=MAX_WAITING if session.private else None)
+                run_dir = job.start(
+                    cfg,
+                    max_waiting=MAX_WAITING if session.private else None,
+                    dataset_rows=len(report.examples),
+                )
             except ConfigError as exc:
                 raise gr.Error("\n".join(exc.problems), title="Fix these settings") from None
             except JobBusyError as exc:
