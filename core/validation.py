@@ -371,3 +371,40 @@ def _median(counts: dict[int, int]) -> int:
         if seen > total // 2:
             return value
     return 0
+
+
+def count_usable_rows(cfg: TrainingConfig, stop_after: int | None = None) -> int:
+    """Usable rows of a config's dataset (read and normalised, not tokenized), streamed: memory stays flat, and
+    the count stops at ``stop_after`` rows when given (Start only needs to know there is one, or that a demo's
+    cap is passed).
+
+    Returns:
+        The number of usable rows, at most ``stop_after``.
+
+    Raises:
+        DataError: unreadable file, no format fits, a bad mapping, or zero usable rows (with the first reasons,
+            as core.data.load_dataset_report gives them).
+    """
+    stream = open_records(cfg.dataset_name, split=cfg.dataset_split, config_name=cfg.dataset_config or None)
+    source = cfg.dataset_name
+    name = Path(source).name if Path(source).exists() else source
+    sample = _Rows(islice(stream.rows, SAMPLE_ROWS))
+    columns = list(dict.fromkeys(k for r in sample if ROW_ERROR not in r for k in r))
+    usable = 0
+    if columns:
+        sample.duplicates = stream.duplicates
+        fmt, used = settle_format(name, sample, columns, cfg.dataset_format, cfg.dataset_column_mapping)
+        for rec in chain(sample, stream.rows):
+            try:
+                normalise_row(rec, fmt, used, cfg.fold_system_message)
+            except ValueError:
+                continue
+            usable += 1
+            if stop_after is not None and usable >= stop_after:
+                break
+    if usable == 0:  # the whole-file report names the reasons (and raises them)
+        from core.train import load_report_for
+
+        load_report_for(cfg)
+        raise DataError(f"No usable rows in {name}.")
+    return usable

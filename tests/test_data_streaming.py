@@ -198,3 +198,23 @@ def test_data_tab_validate_sends_cut_cells_and_a_histogram(tmp_path, embedded_pa
     lines = Path(csv_path).read_text().splitlines()
     assert lines[0] == "row,status,reason" and "62,dropped,instruction is empty" in lines
     assert Path(csv_path).is_relative_to(ws.downloads_dir)
+
+
+def test_start_counts_usable_rows_streamed_and_stops_when_it_knows_enough(tmp_path):
+    """Start checks there is data to train on without loading the file into the app (the worker does that)."""
+    from core.config import TrainingConfig
+    from core.errors import DataError
+    from core.validation import count_usable_rows
+
+    good = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(5)]
+    bad = [{"instruction": "q", "output": ""}, {"instruction": "", "output": "a"}]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [*bad, *good]) + "\n")
+    cfg = TrainingConfig(dataset_name=str(path))
+    assert count_usable_rows(cfg) == 5
+    assert count_usable_rows(cfg, stop_after=1) == 1
+    assert count_usable_rows(cfg, stop_after=3) == 3
+    empty = tmp_path / "empty_answers.jsonl"
+    empty.write_text("\n".join(json.dumps(r) for r in bad) + "\n")
+    with pytest.raises(DataError, match="output is empty"):
+        count_usable_rows(TrainingConfig(dataset_name=str(empty)))

@@ -13,7 +13,7 @@ from core.model import target_modules_for
 from core.modelspec import ModelSpec
 from core.presets import default_target_modules
 from core.space import demo_limits, limits_markdown
-from core.train import load_report_for
+from core.validation import count_usable_rows
 from core.workspace import Sessions
 from ui.forms import ConfigForm, with_request
 from ui.i18n import GPU_HELP_TITLE, HELP_TITLE, LANGUAGE_HINT, PRIVATE_NOTE, PRIVATE_NOTE_ZH, translate
@@ -234,19 +234,20 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             ws, job = session.get(request)
             try:
                 cfg = ws.bind(form.to_config(*values_))
-                # zero usable rows blocks Start with the reason, before a run folder exists
-                report = load_report_for(cfg)
+                # zero usable rows blocks Start with the reason, before a run folder exists; a streamed count
+                # (the worker reads the whole file), stopped once it knows enough: one row, or the demo's cap
                 cap = demo_limits()
-                if cap is not None and len(report.examples) > cap.max_rows:
+                rows = count_usable_rows(cfg, stop_after=1 if cap is None else cap.max_rows + 1)
+                if cap is not None and rows > cap.max_rows:
                     raise ConfigError(
                         [
-                            f"dataset: {len(report.examples):,} usable rows; the demo trains on up to {cap.max_rows:,}."
+                            f"dataset: more than {cap.max_rows:,} usable rows; the demo trains on up to {cap.max_rows:,}."
                         ]
                     )
                 run_dir = job.start(
                     cfg,
                     max_waiting=MAX_WAITING if session.private else None,
-                    dataset_rows=len(report.examples),
+                    dataset_rows=rows if cap is not None else None,
                 )
             except ConfigError as exc:
                 raise gr.Error("\n".join(exc.problems), title="Fix these settings") from None
