@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import TrainingConfig
-from core.errors import ConfigError, StudioError, TrainingFailed
+from core.errors import ConfigError, StudioError, TrainingFailed, WorkerEnded
 from core.events import Finished, LogLine, Metrics, Progress
 from core.liveness import record_process
 from core.parallel import (
@@ -44,7 +44,7 @@ from core.parallel import (
     worker_command,
 )
 from core.procs import LIVE_LAUNCHERS, PARENT_DEATH_HOOK, terminate_group
-from core.runs import write_json_atomic
+from core.runs import checkpoint_note, write_json_atomic
 
 log = logging.getLogger(__name__)
 LAUNCH_FILE, EVENTS_FILE, STOP_FILE, WORKERS_LOG = (
@@ -232,15 +232,18 @@ def _failure(
     """The error to show: a rank's own (user errors as they are), else torchrun's summary, plus the log tail."""
     for ev in failures:
         if ev.get("user"):
-            return StudioError(ev["error"])
+            return (WorkerEnded if ev.get("resumable") else StudioError)(ev["error"])
     tail = _tail(workers_log)
     if single:
         if failures:
             head = str(failures[0]["error"])
         elif rc is not None and rc < 0:
             name = signal.Signals(-rc).name
-            head = f"the training process was killed by {name}" + (
-                " (often the system running out of RAM)" if name == "SIGKILL" else ""
+            return WorkerEnded(
+                f"the training process was killed by {name}"
+                + (" (often the system running out of RAM)" if name == "SIGKILL" else "")
+                + "."
+                + checkpoint_note(workers_log.parent)
             )
         else:
             head = f"the training process exited with code {rc} and no result"

@@ -39,6 +39,12 @@ class TrainingFailed(StudioError):
     """A run ended without a usable adapter (diverged, stuck at zero loss, unmoved LoRA B); nothing was saved."""
 
 
+class WorkerEnded(StudioError):
+    """The training process was ended from outside the training (killed by a signal, out of GPU memory, the disk
+    filled): the run failed, but the checkpoints it saved before are sound, so export and resume accept them
+    (result.json records ``"resumable": true``)."""
+
+
 class DiskFullError(StudioError):
     """The disk (or the user's quota) holding an output is full; the message gives MB free and needed, the folder,
     and what to do (``core.disk.disk_full_message``)."""

@@ -52,6 +52,9 @@ class Failed:
     """Training raised; ``error`` is the message shown to the user."""
 
     error: str
+    resumable: bool = (
+        False  # ended from outside (killed, out of memory, disk full): its checkpoints are sound
+    )
 
 
 @dataclass(frozen=True)

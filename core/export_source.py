@@ -38,10 +38,12 @@ def last_complete_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
     return None
 
 
-def interrupted_note(checkpoint: Path, step: int) -> str:
-    """What an export of an interrupted run's checkpoint says about where its adapter came from."""
+def interrupted_note(checkpoint: Path, step: int, status: str = "interrupted") -> str:
+    """What an export of an interrupted (or killed: ``status`` "failed") run's checkpoint says about where its
+    adapter came from."""
+    how = "interrupted" if status == "interrupted" else "ended early"
     return (
-        f"run interrupted at step {step}: exported the adapter of its last checkpoint ({checkpoint.name}); "
+        f"run {how} at step {step}: exported the adapter of its last checkpoint ({checkpoint.name}); "
         "Resume from this run folder continues it"
     )
 
@@ -62,23 +64,25 @@ def run_info(run_dir: Path) -> tuple[dict[str, Any], Path, str]:
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     if (adapter / "adapter_config.json").is_file():
         return cfg, adapter, ""
-    status = read_run(run_dir).status
+    summary = read_run(run_dir)
+    status = summary.status
     if status == RUNNING_ELSEWHERE:
         raise ExportError(
             f"{run_dir}: no saved adapter yet; it is still training (its recorded process is alive, or, "
             "without a record, its log changed in the last 2 minutes). "
             "Wait for training to finish or stop it first."
         )
-    if status == INTERRUPTED:
+    if status == INTERRUPTED or summary.resumable:  # killed, out of memory, disk full: checkpoints are sound
         found = last_complete_checkpoint(run_dir)
         if found is None:
             raise ExportError(
-                f"{run_dir}: the run was interrupted before its first checkpoint: it has no adapter and no "
+                f"{run_dir}: the run was {status} before its first checkpoint: it has no adapter and no "
                 "complete checkpoint to export. Train it again (save_steps sets how often checkpoints are kept)."
             )
         checkpoint, step = found
-        log.info("%s", interrupted_note(checkpoint, step))
-        return cfg, checkpoint, interrupted_note(checkpoint, step)
+        note = interrupted_note(checkpoint, step, status)
+        log.info("%s", note)
+        return cfg, checkpoint, note
     raise ExportError(
         f"{run_dir}: the run ended ({status}) without saving an adapter; there is nothing to export."
     )

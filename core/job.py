@@ -15,7 +15,7 @@ from typing import Any
 
 from core.config import TrainingConfig
 from core.disk import disk_full_message, is_disk_full
-from core.errors import ConfigError, DiskFullError, JobBusyError, StudioError
+from core.errors import ConfigError, DiskFullError, JobBusyError, StudioError, WorkerEnded
 from core.events import (
     COMPLETED,
     FAILED,
@@ -307,7 +307,7 @@ class TrainingJob:
         try:
             outcome = train(cfg, run_dir, lambda ev: self._publish(ev, run_dir), self._stop)
         except StudioError as exc:
-            outcome = Failed(str(exc))
+            outcome = Failed(str(exc), resumable=isinstance(exc, WorkerEnded))
         except (
             Exception
         ) as exc:  # the worker could not be started or supervised: show why, keep the app alive
@@ -410,6 +410,7 @@ class TrainingJob:
                 "message": msg,
                 "run_dir": str(run_dir),
                 "adapter": str(run_dir / "adapter") if status != FAILED and trained else None,
+                "resumable": isinstance(outcome, Failed) and outcome.resumable,
                 **{k: v for k, v in snap.info.items() if k != "config"},
             }
         if not trained and snap.step == 0 and _only_config(run_dir):

@@ -189,7 +189,11 @@ def _refuse_failed_run(checkpoint: Path) -> None:
         result = run_dir / "result.json"
         if result.is_file():
             data = _json(result)
-            if isinstance(data, dict) and data.get("status") == "failed":
+            if (
+                isinstance(data, dict)
+                and data.get("status") == "failed"
+                and data.get("resumable") is not True
+            ):
                 raise ConfigError(
                     [
                         f"resume_from_checkpoint: {run_dir.name} failed ({str(data.get('message', ''))[:200]}); "

@@ -110,6 +110,18 @@ def staging_dir(final: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
 
 
+def checkpoint_note(run_dir: Path) -> str:
+    """ " Checkpoints saved before are kept: ..." when ``run_dir/checkpoints`` holds a complete checkpoint (its
+    trainer_state.json, which the Trainer writes last), else ""; appended to the message of a run ended from
+    outside (core.errors.WorkerEnded)."""
+    if any((run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+        return (
+            " Checkpoints saved before are kept: Export takes the last complete one, and Resume from this run "
+            "folder continues it."
+        )
+    return ""
+
+
 def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
     """Every line of ``metrics.jsonl`` (one dict per logging step); [] if none."""
     path = Path(run_dir) / "metrics.jsonl"
@@ -145,6 +157,8 @@ class RunSummary:
         method: "lora", "lora8" or "qlora" (the rule of TrainingConfig.method), from config.json.
         model_name_or_path / lora_r / lora_alpha / learning_rate: from config.json.
         estimate_gib / device: the VRAM estimate (GiB) and "cuda" / "cpu" (result.json, written at the end).
+        resumable: result.json says the run was ended from outside the training (killed, out of memory, disk
+            full; core.errors.WorkerEnded): failed, but its checkpoints export and resume like an interrupted run's.
         problems: everything that could not be read, e.g. "config.json missing", "metrics.jsonl: 1 unreadable line
             skipped (line 7: ...)"; unreadable metrics lines do not change the status.
     """
@@ -163,6 +177,7 @@ class RunSummary:
     estimate_gib: float | None = None
     device: str | None = None
     problems: tuple[str, ...] = ()
+    resumable: bool = False
 
 
 def _read_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -303,6 +318,7 @@ def read_run(run_dir: str | Path, live_status: str | None = None) -> RunSummary:
         estimate_gib=_number(res.get("estimate_gib")),
         device=device if isinstance(device, str) else None,
         problems=tuple(problems),
+        resumable=res.get("resumable") is True,
     )
 
 

@@ -7,17 +7,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 import traceback
 from pathlib import Path
 from typing import Any
 
 from core.config import TrainingConfig
-from core.disk import disk_full_message, is_disk_full
+from core.disk import disk_full_message, free_bytes, is_disk_full
 from core.distributed import EVENTS_FILE, LAUNCH_FILE, POLL_S, STOP_FILE
 from core.errors import StudioError
 from core.events import LogLine, Metrics, Progress
 from core.procs import end_with_parent
+from core.runs import checkpoint_note
 
 OOM_ADVICE = (
     "GPU memory has been freed. Lower per_device_train_batch_size or max_length, turn on gradient_checkpointing, "
@@ -77,6 +79,55 @@ def _log_to_train_log(run_dir: Path) -> logging.Handler:
     return handler
 
 
+LOW_SPACE_BYTES = (
+    32 * 10**6
+)  # a failure with less free than this was the disk filling (torch.save's writer says
+# "unexpected pos" or "iostream error", not ENOSPC, when a checkpoint does not fit)
+
+
+def _disk_filled(exc: BaseException, run_dir: Path) -> bool:
+    """Whether ``exc`` came from the disk filling: it says so, or the disk is (nearly) full now."""
+    if is_disk_full(exc):
+        return True
+    try:
+        return free_bytes(run_dir) < LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
+def _remove_unfinished_checkpoints(run_dir: Path) -> list[str]:
+    """Remove checkpoint folders the Trainer did not finish (no trainer_state.json, which it writes last), so
+    the space comes back and export / resume only ever see complete ones; returns their names."""
+    removed = []
+    for folder in sorted((run_dir / "checkpoints").glob("checkpoint-*")):
+        if folder.is_dir() and not (folder / "trainer_state.json").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
+
+
+def _report_failure(exc: BaseException, run_dir: Path, sink: EventSink, rank: int) -> None:
+    """Write this rank's ``failed`` record: out of memory, a full disk and an outside signal are the user's to
+    act on and leave sound checkpoints (``resumable``); anything else carries its type and text."""
+    traceback.print_exc()
+    logging.getLogger("core.worker").error("Training failed:\n%s", traceback.format_exc())
+    record: dict[str, Any] = {"type": "failed", "rank": rank, "user": True, "resumable": True}
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
+        record["error"] = f"GPU out of memory at step {sink.step}. {OOM_ADVICE}"
+    elif _disk_filled(exc, run_dir):
+        message = disk_full_message(run_dir)  # measured before the unfinished checkpoint is removed
+        removed = _remove_unfinished_checkpoints(run_dir)
+        note = f" The unfinished {', '.join(removed)} was removed." if removed else ""
+        record["error"] = f"Training stopped at step {sink.step}: {message}{note}"
+    elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        record["error"] = f"the training process was stopped by a signal at step {sink.step}"
+    else:
+        record.update(error=f"{type(exc).__name__}: {exc}", user=False, resumable=False)
+    if record["resumable"]:
+        record["error"] += checkpoint_note(run_dir)
+    sink.write(record)
+
+
 def run_worker(run_dir: Path) -> int:
     """Train the run folder's config in this process (``launch.py train-worker RUN_DIR``): the only process of
     a run, or one rank under accelerate launch.
@@ -112,16 +163,8 @@ def run_worker(run_dir: Path) -> int:
     except StudioError as exc:
         sink.write({"type": "failed", "rank": rank, "error": str(exc), "user": True})
         return 1
-    except BaseException as exc:  # noqa: BLE001  (KeyboardInterrupt / SIGTERM too: say which rank ended how)
-        traceback.print_exc()
-        logging.getLogger("core.worker").error("Training failed:\n%s", traceback.format_exc())
-        if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
-            error, user = f"GPU out of memory at step {sink.step}. {OOM_ADVICE}", True
-        elif is_disk_full(exc):  # a checkpoint or the adapter did not fit: say so in the one wording
-            error, user = f"Training stopped at step {sink.step}: {disk_full_message(run_dir)}", True
-        else:
-            error, user = f"{type(exc).__name__}: {exc}", False
-        sink.write({"type": "failed", "rank": rank, "error": error, "user": user})
+    except BaseException as exc:  # noqa: BLE001
+        _report_failure(exc, run_dir, sink, rank)
         return 1
     finally:
         done.set()

@@ -121,19 +121,78 @@ def test_status_is_decided_by_the_recorded_process_not_the_age_of_the_log(tmp_pa
     assert recorded_alive(run) is None and read_run(run).status == RUNNING_ELSEWHERE
 
 
-def test_a_killed_worker_fails_the_run_with_the_signal_named(tmp_path, embedded_path):
+def test_a_killed_worker_fails_the_run_with_the_signal_named_and_its_checkpoints_stay_usable(
+    tmp_path, embedded_path
+):
+    """SIGKILL of the worker alone (what the kernel's out-of-memory killer does): the run fails naming the
+    signal, and, ended from outside the training, its complete checkpoints still export and resume."""
+    from core.export import export_adapter
+    from core.resume import resolve_checkpoint
+
     job = TrainingJob(TrainingSlot())
-    run_dir = job.start(cfg_for(tmp_path, max_steps=300))
+    run_dir = job.start(cfg_for(tmp_path, max_steps=300, save_steps=1))
     deadline = time.monotonic() + 600
-    while job.snapshot().step < 1 and job.is_running() and time.monotonic() < deadline:
+    while (
+        not list(run_dir.glob("checkpoints/checkpoint-*/trainer_state.json")) and time.monotonic() < deadline
+    ):
+        assert job.is_running(), job.snapshot().message
         time.sleep(0.2)
     worker = json.loads((run_dir / PROCESS_FILE).read_text())["worker"]["pid"]
     os.kill(worker, signal.SIGKILL)
     snap = job.wait(120)
     assert snap.status == "failed"
-    assert "killed by SIGKILL" in snap.message and "workers.log" in snap.message
-    assert json.loads((run_dir / "result.json").read_text())["status"] == "failed"
+    assert "killed by SIGKILL" in snap.message and "Checkpoints saved before are kept" in snap.message
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "failed" and result["resumable"] is True
     assert processes_of(run_dir) == []
+    assert read_run(run_dir).resumable
+    exported = export_adapter(run_dir, str(tmp_path / "adapter-out"))
+    assert "ended early at step" in exported.summary()
+    assert resolve_checkpoint(str(run_dir)).name.startswith("checkpoint-")  # Resume accepts it
+
+
+def test_a_disk_that_fills_while_a_checkpoint_is_written_is_named_and_the_torn_checkpoint_removed(
+    tmp_path, monkeypatch
+):
+    """torch.save's writer reports a full disk as "unexpected pos" (not ENOSPC); the free space says it."""
+    import core.worker
+    from core.worker import EventSink, _report_failure
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    (run_dir / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text("{}")
+    torn = run_dir / "checkpoints" / "checkpoint-2"
+    torn.mkdir()
+    (torn / "optimizer.pt").write_bytes(b"\0" * 1000)  # cut short, no trainer_state.json
+    sink = EventSink(run_dir / "events.jsonl", 0)
+    sink.step = 2
+    monkeypatch.setattr(core.worker, "free_bytes", lambda _path: 0)
+    try:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 8970496 vs 8970384")
+    except RuntimeError as exc:
+        _report_failure(exc, run_dir, sink, 0)
+    (record,) = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert record["user"] and record["resumable"]
+    assert record["error"].startswith("Training stopped at step 2: disk full: ")
+    assert "unfinished checkpoint-2 was removed" in record["error"]
+    assert "Checkpoints saved before are kept" in record["error"]
+    assert not torn.exists() and (run_dir / "checkpoints" / "checkpoint-1").is_dir()
+
+    # a failure with room on the disk stays what it is, and is not resumable
+    monkeypatch.setattr(core.worker, "free_bytes", lambda _path: 10**12)
+    (run_dir / "events.jsonl").unlink()
+    try:
+        raise ValueError("a bug")
+    except ValueError as exc:
+        _report_failure(exc, run_dir, sink, 0)
+    (record,) = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert record == {
+        "type": "failed",
+        "rank": 0,
+        "user": False,
+        "resumable": False,
+        "error": "ValueError: a bug",
+    }
 
 
 def test_a_cli_killed_outright_reads_interrupted_at_once(tmp_path, embedded_path):

@@ -20,7 +20,8 @@ def list_runs(output_dir: str) -> list[tuple[str, str]]:
 
     A run with a saved adapter is labelled with its folder; an interrupted run (killed, power loss: no adapter,
     no result.json, nothing training it) that saved a complete checkpoint is listed too, labelled
-    "FOLDER (interrupted, checkpoint-N)": its export takes that checkpoint's adapter (core.export).
+    "FOLDER (interrupted, checkpoint-N)": its export takes that checkpoint's adapter (core.export). So is a run that
+    failed from outside the training (killed, out of memory, disk full: RunSummary.resumable), as "(failed, ...)".
     """
     from core.export_source import last_complete_checkpoint
     from core.runs import INTERRUPTED, read_run
@@ -35,10 +36,13 @@ def list_runs(output_dir: str) -> list[tuple[str, str]]:
                 continue
             if (p / "adapter" / "adapter_config.json").is_file():
                 choices.append((p.stat().st_mtime, str(p), str(p)))
-            elif (p / "checkpoints").is_dir() and read_run(p).status == INTERRUPTED:
+            elif (p / "checkpoints").is_dir() and (
+                (summary := read_run(p)).status == INTERRUPTED or summary.resumable
+            ):
                 found = last_complete_checkpoint(p)
                 if found is not None:
-                    choices.append((p.stat().st_mtime, f"{p} (interrupted, {found[0].name})", str(p)))
+                    label = f"{p} ({summary.status}, {found[0].name})"
+                    choices.append((p.stat().st_mtime, label, str(p)))
         except OSError:
             continue
     return [(label, value) for _, label, value in sorted(choices, reverse=True)]
