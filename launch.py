@@ -53,7 +53,7 @@ def _fail(message: str, code: int, as_json: bool = False) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from core.config import TrainingConfig
-    from core.errors import ConfigError
+    from core.errors import ConfigError, StudioError
     from core.job import TrainingJob
 
     overrides = {
@@ -72,6 +72,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = job.start(cfg)
     except ConfigError as exc:
         return _fail(str(exc), 2, args.json)
+    except StudioError as exc:  # a full disk, a busy machine: one line, no traceback
+        return _fail(str(exc), 1, args.json)
     print(f"Run folder: {run_dir}", file=sys.stderr)
     seen = 0
     # With --json, stdout carries only the final JSON line: the Trainer's own log prints go to stderr.

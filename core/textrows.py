@@ -84,14 +84,17 @@ def _jsonl_rows(name: str, lines: Iterator[str]) -> Iterator[dict[str, Any]]:
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        # one broken line is that row's problem, reported by number, not the whole file's (a 200 MB upload with
+        # one bad line used to be refused entirely)
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{name}: line {lineno} is not valid JSON ({exc.msg}, column {exc.colno})."
-            ) from None
+            what = exc.msg.removesuffix(" at").removesuffix(":")  # "Invalid control character at"
+            yield {ROW_ERROR: f"line {lineno} is not valid JSON at column {exc.colno} ({what}); fix or remove it"}
+            continue
         if not isinstance(obj, dict):
-            raise DataError(f"{name}: line {lineno} is a {type(obj).__name__}, expected a JSON object.")
+            yield {ROW_ERROR: f"line {lineno} is a JSON {type(obj).__name__}, not an object; fix or remove it"}
+            continue
         yield _clean_row(obj)
 
 

@@ -57,10 +57,7 @@ def test_bad_rows_are_listed_by_number_not_fatal(tmp_path):
 @pytest.mark.parametrize(
     "content,message",
     [
-        (
-            '{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": \n',
-            "line 2 is not valid JSON",
-        ),
+        ('{"instruction": "c", "output": \n', "line 1 is not valid JSON at column"),
         ('[{"instruction": "a"', "not valid JSON"),
         (
             '{"foo": "a", "bar": "b"}\n',
@@ -74,6 +71,19 @@ def test_unusable_files_say_what_is_wrong(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_dataset_report(str(path))
+
+
+def test_one_broken_jsonl_line_is_that_rows_problem_not_the_files(tmp_path):
+    """A 200 MB upload with one bad line was refused whole; the line is now a dropped row, named."""
+    path = tmp_path / "d.jsonl"
+    good = json.dumps({"instruction": "a", "output": "b"})
+    path.write_text(f'{good}\n{{"instruction": "c", "output": "tab\tinside"}}\n[1, 2]\n{good}\n')
+    report = load_dataset_report(str(path))
+    assert len(report.examples) == 2 and report.row_numbers == [1, 4]
+    assert report.dropped == [
+        (2, "line 2 is not valid JSON at column 36 (Invalid control character); fix or remove it"),
+        (3, "line 3 is a JSON list, not an object; fix or remove it"),
+    ]
 
 
 def test_wrong_extension_and_missing_file(tmp_path):

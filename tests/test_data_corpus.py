@@ -342,7 +342,7 @@ REFUSALS = [
     ("binary file", "d.csv", bytes(range(256)) * 4, {}, "not UTF-8 or UTF-16"),
     ("too large for the limit", "d.jsonl", jsonl(ALPACA * 50), {"max_bytes": 1000}, "over the 0 MiB limit"),
     ("json array of strings", "d.json", json.dumps(["a", "b"]), {}, "element 1 of the array is a str"),
-    ("bad json line", "d.jsonl", jsonl(ALPACA) + '{"instruction": \n', {}, "line 3 is not valid JSON"),
+    ("only bad json lines", "d.jsonl", '{"instruction": \n[1]\n', {}, "line 1 is not valid JSON at column"),
     (
         "sharegpt with an unknown role",
         "d.jsonl",

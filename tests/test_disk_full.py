@@ -9,8 +9,10 @@ safetensors' ``serialize_file`` under save_pretrained) raising ENOSPC, as the ke
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -23,6 +25,7 @@ import pytest
 from core.disk import check_free_space, disk_full_message, free_bytes, is_disk_full
 from core.errors import DiskFullError
 from core.events import COMPLETED
+from tests.conftest import ASSETS
 from tests.test_cli import run_cli
 from tests.test_engine import run, small
 
@@ -267,3 +270,23 @@ def test_a_zip_that_does_not_fit_leaves_the_verified_export_and_says_why(done_ru
     )
     assert Path(folder).is_dir() and (Path(folder) / "verification.json").is_file()
     assert not list(copy.glob("*.zip")) and leftovers(copy) == []
+
+
+def test_train_on_a_real_full_disk_prints_one_line_and_leaves_no_folder(tmpfs, tmp_path):
+    """``launch.py train`` with its runs folder on a full tmpfs: one line naming the disk, exit 1, no traceback."""
+    filler = tmpfs / "filler"
+    with open(filler, "wb") as fh:  # fill the disk to the last byte
+        with contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {"dataset_name": str(ASSETS / "humaneval_alpaca.jsonl"), "output_dir": str(tmpfs / "runs")}
+        )
+    )
+    out = run_cli("train", str(config))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and "disk full: 0.0 MB free on" in out.stderr, out.stderr
+    assert not list(tmpfs.glob("runs/run-*"))  # no folder holding half a config
