@@ -90,10 +90,14 @@ def _jsonl_rows(name: str, lines: Iterator[str]) -> Iterator[dict[str, Any]]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             what = exc.msg.removesuffix(" at").removesuffix(":")  # "Invalid control character at"
-            yield {ROW_ERROR: f"line {lineno} is not valid JSON at column {exc.colno} ({what}); fix or remove it"}
+            yield {
+                ROW_ERROR: f"line {lineno} is not valid JSON at column {exc.colno} ({what}); fix or remove it"
+            }
             continue
         if not isinstance(obj, dict):
-            yield {ROW_ERROR: f"line {lineno} is a JSON {type(obj).__name__}, not an object; fix or remove it"}
+            yield {
+                ROW_ERROR: f"line {lineno} is a JSON {type(obj).__name__}, not an object; fix or remove it"
+            }
             continue
         yield _clean_row(obj)
 
