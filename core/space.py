@@ -228,11 +228,14 @@ def _work_problems(cfg: TrainingConfig, limits: DemoLimits, dataset_rows: int | 
         of = "" if dataset_rows is not None else f" of up to {limits.max_rows:,}"
         split = f"{cfg.validation_split:g}" + (f", {val:,} rows{of}" if 0 < cfg.validation_split < 1 else "")
         keep = monitor if per_eval - monitor >= 2 else min(8, per_eval)  # 8 = monitor_rows' default
-        hint = (
-            f"validation_split {per_eval - keep} (a count of rows)"
-            if per_eval - keep >= 2
-            else "validation_split 0"
-        )
+        room = per_eval - keep
+        frac = math.floor(room / dataset_rows * 100) / 100 if dataset_rows else 0.0
+        if dataset_rows and frac >= 0.01:  # the UI's slider takes a share of the rows, not a count
+            hint = f"validation_split {frac:g} ({round(dataset_rows * frac)} of {dataset_rows:,} rows)"
+        elif room >= 2 and not dataset_rows:
+            hint = f"validation_split {room} (a count of rows)"
+        else:
+            hint = "validation_split 0"
         if keep != monitor:
             hint = f"monitor_rows {keep} and {hint}"
         p.append(

@@ -214,3 +214,19 @@ def test_the_demo_banner_is_shown_and_translated(monkeypatch):
         and "rows evaluated" in demo.i18n_table.translations["en"][b.value.key]
     ]
     assert len(banners) == 1 and "360" in zh[banners[0].key] and "120" in zh[banners[0].key]
+
+
+def test_with_the_datasets_size_the_suggested_validation_split_is_a_share_the_slider_accepts():
+    """The UI's slider takes 0-0.3 of the rows; a suggested count (52) was refused by it (breaker D8)."""
+    import re
+
+    cfg = TrainingConfig(
+        dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"),
+        max_steps=30,
+        monitor_rows=16,
+        validation_split=0.3,
+    )
+    (problem,) = limit_problems(cfg, DemoLimits(), dataset_rows=164)
+    share = float(re.search(r"e\.g\. validation_split ([\d.]+) \(", problem).group(1))
+    assert 0 < share <= 0.3
+    assert limit_problems(cfg.replace(validation_split=share), DemoLimits(), dataset_rows=164) == []
