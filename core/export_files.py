@@ -175,7 +175,7 @@ def zip_export(folder: Path) -> tuple[str, str]:
     not_zipped = "Not zipped for download (use the folder): "
     if free_bytes(folder.parent) < needed:
         return "", not_zipped + disk_full_message(folder.parent, needed)
-    partial = folder.with_name(f".{folder.name}.zip-partial")
+    partial = folder.with_name(f".{folder.name}.zip-partial-{os.getpid()}")  # pid: remove_stale_staging
     try:
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for path in sorted(folder.rglob("*")):

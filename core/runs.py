@@ -105,9 +105,42 @@ def publish_dir(tmp: Path, final: Path) -> Path:
 
 
 def staging_dir(final: Path) -> Path:
-    """A temporary folder next to ``final`` (same file system, so publish_dir's rename is atomic)."""
+    """A temporary folder next to ``final`` (same file system, so publish_dir's rename is atomic), named
+    ``.NAME.partial-<pid>-XXXX`` so remove_stale_staging can tell a dead process's leftovers from a live one's,
+    and readable like any folder the user makes (mkdtemp's 0700 would follow the export)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    remove_stale_staging(final.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp
+
+
+_STAGING = re.compile(r"^\..+\.(?:partial|zip-partial)-(\d+)(?:-.*)?$")
+
+
+def remove_stale_staging(folder: Path) -> list[str]:
+    """Remove the staging folders and partial zips in ``folder`` whose writing process has died (kill -9, power
+    loss mid-export: seen leaving a 517 MB ``.merged.partial-*``); returns their names. A live process's, and
+    names without a pid, are left alone."""
+    import psutil
+
+    removed: list[str] = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STAGING.match(entry.name)
+        if match is None or psutil.pid_exists(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    return removed
 
 
 def checkpoint_note(run_dir: Path) -> str:

@@ -191,3 +191,36 @@ def test_hub_push_keeps_the_token_out_of_messages_and_logs(run_dir, tmp_path, ca
     with pytest.raises(ExportError, match="must look like user/name") as bad:
         push_export(export.path, "../etc", token, endpoint=endpoint)
     assert token not in str(bad.value)
+
+
+def test_a_dead_exports_staging_is_removed_and_a_live_ones_kept(tmp_path):
+    """kill -9 mid-export left a 517 MB ``.merged.partial-*`` and a ``.merged.zip-partial`` forever (breaker D4);
+    staging folders carry their writer's pid, and the next export next to them removes the dead ones."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from core.runs import staging_dir
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    dead_dir = tmp_path / f".merged.partial-{ended.pid}-abcd"
+    dead_dir.mkdir()
+    (dead_dir / "model.safetensors").write_bytes(b"\0" * 1000)
+    dead_zip = tmp_path / f".merged.zip-partial-{ended.pid}"
+    dead_zip.write_bytes(b"PK")
+    live = tmp_path / f".adapter.partial-{os.getpid()}-efgh"
+    live.mkdir()
+    old_style = tmp_path / ".merged.partial-p81wlsxb"  # no pid: whose it is cannot be told, so it stays
+    old_style.mkdir()
+    user_file = tmp_path / "notes.partial-123.txt"
+    user_file.write_text("mine")
+
+    tmp = staging_dir(tmp_path / "merged-2")
+    assert not dead_dir.exists() and not dead_zip.exists()
+    assert live.is_dir() and old_style.is_dir() and user_file.read_text() == "mine"
+    assert tmp.name.startswith(f".merged-2.partial-{os.getpid()}-")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(tmp.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700 (breaker D16)
