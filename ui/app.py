@@ -261,8 +261,12 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         with_request(start, form.signature())
 
         def stop(request: gr.Request) -> str:
+            job = session.job(request)
+            queued = job.snapshot().status == "queued"
+            if not job.stop():
+                return "Nothing is running."
             return (
-                "Stopping after the current step..." if session.job(request).stop() else "Nothing is running."
+                "Leaving the queue: nothing was trained." if queued else "Stopping after the current step..."
             )
 
         # Every page polls once a second: the job's state is rendered once per change and shared by the pages
