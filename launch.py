@@ -143,6 +143,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except StudioError as exc:
             bar.close()
             return _fail(str(exc), 1, args.json)
+        progress(report.rows_read)  # the last batch is counted when the pass ends
     if args.report:
         report.write_issues_csv(Path(args.report))
     summary = {**report.as_dict(), "report_csv": args.report}

@@ -410,7 +410,7 @@ class TrainingJob:
                 "message": msg,
                 "run_dir": str(run_dir),
                 "adapter": str(run_dir / "adapter") if status != FAILED and trained else None,
-                "resumable": isinstance(outcome, Failed) and outcome.resumable,
+                **({"resumable": outcome.resumable} if isinstance(outcome, Failed) else {}),
                 **{k: v for k, v in snap.info.items() if k != "config"},
             }
         if not trained and snap.step == 0 and _only_config(run_dir):

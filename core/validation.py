@@ -385,6 +385,10 @@ def count_usable_rows(cfg: TrainingConfig, stop_after: int | None = None) -> int
         DataError: unreadable file, no format fits, a bad mapping, or zero usable rows (with the first reasons,
             as core.data.load_dataset_report gives them).
     """
+    if not cfg.dataset_name:  # e.g. Start after a page reload emptied the Data tab
+        raise DataError(
+            "No dataset chosen: pick a sample or upload a file in the Data tab (or set dataset_name)."
+        )
     stream = open_records(cfg.dataset_name, split=cfg.dataset_split, config_name=cfg.dataset_config or None)
     source = cfg.dataset_name
     name = Path(source).name if Path(source).exists() else source

@@ -218,3 +218,13 @@ def test_start_counts_usable_rows_streamed_and_stops_when_it_knows_enough(tmp_pa
     empty.write_text("\n".join(json.dumps(r) for r in bad) + "\n")
     with pytest.raises(DataError, match="output is empty"):
         count_usable_rows(TrainingConfig(dataset_name=str(empty)))
+
+
+def test_start_without_a_dataset_says_to_choose_one():
+    """After a page reload the Data tab is empty; Start said ': is a folder with no data files'."""
+    from core.config import TrainingConfig
+    from core.errors import DataError
+    from core.validation import count_usable_rows
+
+    with pytest.raises(DataError, match="No dataset chosen: pick a sample or upload a file in the Data tab"):
+        count_usable_rows(TrainingConfig(dataset_name=""))
