@@ -17,6 +17,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from core.atomic import write_json_atomic
+
 PROCESS_FILE = "process.json"
 START_TOLERANCE_S = 1.0  # psutil's create_time is rounded by the OS clock tick (10 ms on Linux)
 
@@ -38,8 +40,6 @@ def record_process(run_dir: Path, role: str, pid: int | None = None) -> None:
     Raises:
         OSError: the run folder cannot be written (a full disk: core.disk names it).
     """
-    from core.runs import write_json_atomic
-
     path = Path(run_dir) / PROCESS_FILE
     entry = identity(os.getpid() if pid is None else pid)
     if entry is None:
