@@ -4,13 +4,19 @@ Settings panel (page footer) switches it at any time.
 The tabs are written in English; ``translate(demo)`` walks the built Blocks and replaces every label, help text,
 placeholder, Markdown block, button text and tab title that has a Chinese translation in ``ui.zh.ZH`` with a
 translation key, so the tab modules stay plain and a string without a translation simply stays English.
-Text computed at run time (status lines, reports) stays English.
+Text computed at run time goes through ``tr()`` (below), in the page's language.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
+import pkgutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import cache
 from typing import Any
 
 import gradio as gr
@@ -80,3 +86,82 @@ def translate(
         if isinstance(block, gr.Markdown | gr.Button):
             block.value = swap(block.value)
     return gr.I18n(en=en_table, zh=zh_table)
+
+
+# ---- text computed at run time (status lines, reports, tables, charts) ------------------------------------------
+#
+# The page's language is a cookie (LANG_COOKIE) that the language menu at the top of the page sets, the same way
+# Django keeps its ``django_language`` cookie; without one, the browser's Accept-Language decides. Every event
+# handler runs with Gradio's request in context, so ``tr()`` needs no argument threading: call it on the English
+# template, then ``.format()`` the values, exactly as with gettext's ``_()``. Chinese templates come from ``ui.zh.ZH``
+# and from every ``ui/zh_*.py`` module's ``ZH`` dict (one per area, so areas never edit the same table).
+
+LANGS = ("en", "zh")
+LANG_COOKIE = "lora_studio_lang"
+_override: ContextVar[str | None] = ContextVar("lora_studio_lang", default=None)
+
+
+def lang_of_request(request: Any) -> str:
+    """"zh" or "en" for a Gradio / Starlette request: the LANG_COOKIE cookie if set, else the first language of
+    Accept-Language that is Chinese or English, else "en"."""
+    if request is None:
+        return "en"
+    try:
+        cookie = (request.cookies or {}).get(LANG_COOKIE, "")
+    except Exception:  # a request without cookies (API clients)
+        cookie = ""
+    if cookie in LANGS:
+        return str(cookie)
+    try:
+        accept = str((request.headers or {}).get("accept-language", ""))
+    except Exception:
+        accept = ""
+    for part in accept.split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("zh"):
+            return "zh"
+        if tag.startswith("en"):
+            return "en"
+    return "en"
+
+
+def current_lang() -> str:
+    """The language of the event being handled: ``use_lang()``'s if set, else the request's (Gradio keeps the
+    request of the running event in ``gradio.context.LocalContext``), else "en"."""
+    forced = _override.get()
+    if forced:
+        return forced
+    from gradio.context import LocalContext
+
+    return lang_of_request(LocalContext.request.get(None))
+
+
+@contextmanager
+def use_lang(lang: str) -> Iterator[None]:
+    """Render in ``lang`` ("en" / "zh") inside the block, whatever the request says (tests, CLI, cached renders)."""
+    token = _override.set(lang if lang in LANGS else "en")
+    try:
+        yield
+    finally:
+        _override.reset(token)
+
+
+@cache
+def runtime_table() -> dict[str, str]:
+    """English template -> Chinese: ui.zh.ZH plus every ``ui/zh_*.py`` module's ``ZH`` (later modules win)."""
+    import ui
+
+    table = dict(ZH)
+    for info in sorted(pkgutil.iter_modules(ui.__path__), key=lambda m: m.name):
+        if info.name.startswith("zh_"):
+            table.update(getattr(importlib.import_module(f"ui.{info.name}"), "ZH", {}))
+    return table
+
+
+def tr(text: str) -> str:
+    """``text`` in the current language (``current_lang()``): its Chinese translation when the page is Chinese and
+    one exists, else ``text`` unchanged. Pass the English *template* and format afterwards:
+    ``tr("Trained {steps} steps").format(steps=3)``."""
+    if current_lang() != "zh":
+        return text
+    return runtime_table().get(text, text)
