@@ -156,7 +156,7 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     import torch
 
     from core.model import refuse_custom_code, resolve_model_path
-    from core.modelcard import write_model_card
+    from core.modelcard import card_name, write_model_card
 
     run_dir = Path(run_dir).resolve()
     cfg, adapter, note = run_info(run_dir)
@@ -174,7 +174,7 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
         if note:
             verification["source"] = note
         write_json_atomic(tmp / "verification.json", {**verification, "run_dir": str(run_dir)})
-        write_model_card(tmp, run_dir, "adapter", verification)
+        write_model_card(tmp, run_dir, "adapter", verification, card_name(final, run_dir))
         publish_dir(tmp, final)
     zip_path, zip_note = zip_export(final)
     return ExportResult(
@@ -220,7 +220,7 @@ def export_merged(
     from transformers import AutoModelForCausalLM
 
     from core.model import SAFE_LOAD, inspect_model, load_tokenizer, resolve_model_path
-    from core.modelcard import write_model_card
+    from core.modelcard import card_name, write_model_card
     from core.tokenization import ensure_chat_template
 
     if dtype not in MERGED_DTYPES:
@@ -359,7 +359,7 @@ def export_merged(
             **({"source": note} if note else {}),
         }
         write_json_atomic(tmp / "verification.json", verification)
-        write_model_card(tmp, run_dir, "merged", verification)
+        write_model_card(tmp, run_dir, "merged", verification, card_name(final, run_dir))
         publish_dir(tmp, final)
     zip_path, zip_note = zip_export(final)
     return ExportResult(

@@ -3,12 +3,18 @@
 Everything printed comes from the run: config.json (hyperparameters), result.json (status, steps, final loss,
 trainable parameters), metrics.jsonl (the loss curve and the last evaluation losses) and the export's verification.
 The loss curve is written as SVG by hand so that no plotting backend (kaleido, matplotlib) is needed.
+
+The card is a huggingface_hub ``ModelCard``: its YAML front matter (``ModelCardData``: base_model only for a hub id,
+library_name, tags, licence when known) is written by the library, so every value is escaped as YAML requires. The
+Markdown body never shows a local absolute path (a local file or folder is named by its base name) and escapes the
+values it quotes, so a name with ``*``, ``|`` or ``<`` renders as written.
 """
 
 from __future__ import annotations
 
-import html
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -123,23 +129,137 @@ def loss_curve_svg(metrics: list[dict[str, Any]], width: int = 640, height: int 
     return head + axes + legend + poly + dots + "</svg>"
 
 
-def write_model_card(folder: Path, run_dir: Path, kind: str, verification: dict[str, Any]) -> Path:
-    """Write ``folder/README.md`` and ``folder/loss_curve.svg`` for an export of ``run_dir``.
+FORMAT_LINE = re.compile(r": (alpaca|prompt_completion|messages|sharegpt|text) format \(")
+"""The data summary the worker logs when it reads the dataset (core.data.DatasetReport.summary), e.g.
+"file.jsonl: alpaca format (read: 164, usable: 164); 0 dropped.": the format it detected or was told."""
 
-    Args:
-        folder: the export folder (its staging copy; written before it is published).
-        run_dir: the run folder the export came from.
-        kind: "merged" or "adapter".
-        verification: the export's checks and measured numbers (shown in the card).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".xlsx", ".gz", ".zip", ".txt")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` is a Hugging Face hub id ("owner/name") rather than a local file or folder.
+
+    A name that exists on this machine, is absolute, starts with "." or "~", or ends with a data file's extension
+    is local; so is anything that is not of the form owner/name.
+    """
+    name = name.strip()
+    if not name or name.startswith((".", "~", "/")) or os.path.isabs(name) or not _HUB_ID.match(name):
+        return False
+    if name.lower().endswith(_FILE_SUFFIXES):  # "assets/sample.jsonl" run from another folder: still a file
+        return False
+    return not Path(name).exists()
+
+
+def shown_name(name: str) -> str:
+    """``name`` as a card may print it: a hub id unchanged, a local path by its base name only (never the
+    machine's absolute path, e.g. an upload under ~/.cache)."""
+    name = name.strip()
+    if is_hub_id(name):
+        return name
+    return Path(name.rstrip("/\\")).name or name
+
+
+def _md(text: Any) -> str:
+    """``text`` as literal Markdown text: every character CommonMark could read as markup backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def _code(text: Any) -> str:
+    """``text`` as an inline code span that is safe inside a table cell (pipes escaped, backticks fenced)."""
+    body = str(text).replace("\n", " ").replace("|", "\\|")
+    fence = "``" if "`" in body else "`"
+    pad = " " if body.startswith("`") or body.endswith("`") else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+def detected_format(run_dir: Path, cfg: dict[str, Any], result: dict[str, Any] | None = None) -> str:
+    """The dataset format the run trained on: the configured one, else the one detected when it read the data.
+
+    Looks at result.json's "dataset_format" (when a future run records it), then the data summary line the
+    worker logged (FORMAT_LINE) in events.jsonl, then train.log.
 
     Returns:
-        The README.md path.
+        One of core.formats.FORMATS, or "auto" when the run recorded none (a run killed before reading its data).
     """
+    chosen = str(cfg.get("dataset_format") or "auto")
+    if chosen != "auto":
+        return chosen
+    recorded = (result or {}).get("dataset_format")
+    if isinstance(recorded, str) and recorded and recorded != "auto":
+        return recorded
+    for name in ("events.jsonl", "train.log"):
+        try:
+            with (run_dir / name).open(encoding="utf-8", errors="replace") as lines:
+                for line in lines:
+                    found = FORMAT_LINE.search(line)
+                    if found:
+                        return found.group(1)
+        except OSError:
+            continue
+    return "auto"
+
+
+def base_license(base: str) -> str | None:
+    """The base model's licence id when known: the offline catalogue's entry for a hub id, else the ``license``
+    of a local folder's own README.md front matter; None when unknown."""
+    if is_hub_id(base):
+        from core.catalogue import catalogue_entry
+
+        entry = catalogue_entry(base)
+        return entry.license if entry is not None and entry.license else None
+    readme = Path(base).expanduser() / "README.md"
+    if not readme.is_file():
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        found = ModelCard.load(readme).data.to_dict().get("license")
+    except Exception:  # a README without (valid) front matter: no licence known
+        return None
+    return str(found) if isinstance(found, str) and found else None
+
+
+def card_name(final: Path, run_dir: Path) -> str:
+    """The name a card's title gives an export: the export folder's name, prefixed with the run's when the export
+    lies inside its run folder (``run-20261130-043101/merged``), never a staging folder's ``.NAME.partial-*``."""
+    final, run_dir = Path(final), Path(run_dir)
+    return f"{run_dir.name}/{final.name}" if final.parent == run_dir else final.name
+
+
+def build_model_card(
+    run_dir: Path, kind: str, verification: dict[str, Any], name: str
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The export's model card (huggingface_hub ``ModelCard``) and the run's metrics rows.
+
+    Args:
+        run_dir: the run folder the export came from (config.json, result.json, metrics.jsonl, events.jsonl).
+        kind: "merged" or "adapter".
+        verification: the export's checks and measured numbers (shown in the card).
+        name: the title's name for the export (card_name), never a staging folder.
+
+    Raises:
+        ValueError: ``kind`` is neither "merged" nor "adapter".
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    if kind not in ("merged", "adapter"):
+        raise ValueError(f"kind {kind!r} is not 'merged' or 'adapter'.")
     cfg = _read_json(run_dir / "config.json")
     result = _read_json(run_dir / "result.json")
     metrics = _metrics(run_dir)
-    (folder / "loss_curve.svg").write_text(loss_curve_svg(metrics), encoding="utf-8")
     base = str(cfg.get("model_name_or_path", "unknown"))
+    base_shown = shown_name(base)
+    dataset = str(cfg.get("dataset_name", "") or "")
+    data = ModelCardData(
+        base_model=base if is_hub_id(base) else None,
+        library_name="transformers" if kind == "merged" else "peft",
+        pipeline_tag="text-generation",
+        license=base_license(base),
+        datasets=[dataset] if is_hub_id(dataset) else None,
+        tags=["lora", "lora-studio"] + (["qlora"] if cfg.get("load_in_4bit") else []),
+    )
     method = "QLoRA (4-bit NF4 base)" if cfg.get("load_in_4bit") else "LoRA on an 8-bit base"
     if not cfg.get("load_in_4bit") and not cfg.get("load_in_8bit"):
         method = "LoRA (16-bit base)"
@@ -148,8 +268,11 @@ def write_model_card(folder: Path, run_dir: Path, kind: str, verification: dict[
         for key in ("loss", "eval_validation_loss", "eval_train_sample_loss"):
             if key in row:
                 last[key] = float(row[key])
+    shown = dict(cfg)
+    if not shown.get("lora_target_modules") and isinstance(result.get("target_modules"), list):
+        shown["lora_target_modules"] = result["target_modules"]  # the family default the run resolved
     rows = "\n".join(
-        f"| `{name}` | {html.escape(json.dumps(cfg[name]))} |" for name in CARD_FIELDS if name in cfg
+        f"| {_code(field)} | {_code(json.dumps(shown[field]))} |" for field in CARD_FIELDS if field in shown
     )
     losses = "\n".join(
         f"| {label} | {last[key]:.4f} |"
@@ -161,9 +284,10 @@ def write_model_card(folder: Path, run_dir: Path, kind: str, verification: dict[
         if key in last
     )
     checks = "\n".join(
-        f"- {'passed' if c.get('passed') else 'FAILED'}: {c.get('name')} ({c.get('detail', '')})"
+        f"- {'passed' if c.get('passed') else 'FAILED'}: {_md(c.get('name'))} ({_md(c.get('detail', ''))})"
         for c in verification.get("checks", [])
     )
+    load_base = base if is_hub_id(base) else f"PATH_TO/{base_shown}"
     if kind == "merged":
         load = (
             "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
@@ -177,25 +301,35 @@ def write_model_card(folder: Path, run_dir: Path, kind: str, verification: dict[
     else:
         load = (
             "from peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n\n"
-            f'base = AutoModelForCausalLM.from_pretrained("{base}", dtype="auto")\n'
+            f'base = AutoModelForCausalLM.from_pretrained({json.dumps(load_base)}, dtype="auto")\n'
             'model = PeftModel.from_pretrained(base, "PATH_OR_REPO")'
         )
-    front = (
-        "---\n"
-        f"base_model: {base}\n"
-        f"library_name: {'transformers' if kind == 'merged' else 'peft'}\n"
-        "tags:\n- lora\n- lora-studio\n" + ("- qlora\n" if cfg.get("load_in_4bit") else "") + "---\n"
+    fmt = detected_format(run_dir, cfg, result)
+    detected = str(cfg.get("dataset_format") or "auto") == "auto" and fmt != "auto"
+    fmt_text = (
+        f"{fmt} format, detected"
+        if detected
+        else ("format not recorded" if fmt == "auto" else f"{fmt} format")
     )
-    body = f"""# {folder.name}: {"merged" if kind == "merged" else "LoRA adapter for"} {base}
+    alpha, r = cfg.get("lora_alpha", 0), cfg.get("lora_r", 1)
+    scale = float(alpha or 0) / max(int(r or 1), 1)
+    merged_line = (
+        f"The adapter was merged into a {_md(verification.get('dtype', '16-bit'))} copy of the base "
+        "(never into 4-bit weights)."
+        if kind == "merged"
+        else "Only the adapter is here; it needs the base model."
+    )
+    body = f"""# {_md(name)}: {"merged" if kind == "merged" else "LoRA adapter for"} {_md(base_shown)}
 
-Fine-tuned with LoRA Studio: {method}, W' = W + (alpha/r)·B·A with r = {cfg.get("lora_r")}, alpha =
-{cfg.get("lora_alpha")} (scale {float(cfg.get("lora_alpha", 0)) / max(int(cfg.get("lora_r", 1)), 1):g}).
-{"The adapter was merged into a " + str(verification.get("dtype", "16-bit")) + " copy of the base (never into 4-bit weights)." if kind == "merged" else "Only the adapter is here; it needs the base model."}
+Fine-tuned with LoRA Studio: {method}, W' = W + (alpha/r)·B·A with r = {_md(r)}, alpha = {_md(alpha)}
+(scale {scale:g}). {merged_line}
 
-- Base model: `{base}`
-- Dataset: `{cfg.get("dataset_name", "unknown")}` (format {cfg.get("dataset_format", "auto")}); licence: {dataset_license(str(cfg.get("dataset_name", "")))}
-- Run: {result.get("status", "unknown")} after {result.get("steps", "?")} steps; trainable parameters
-  {_count(result.get("trainable_params"))} of {_count(result.get("total_params"))}; device {result.get("device", "?")}
+- Base model: {_code(base_shown)}
+- Dataset: {_code(shown_name(dataset) or "unknown")} ({fmt_text}); licence: \
+{_md(dataset_license(dataset))}
+- Run: {_md(result.get("status", "unknown"))} after {_md(result.get("steps", "?"))} steps; trainable parameters \
+{_count(result.get("trainable_params"))} of {_count(result.get("total_params"))}; device \
+{_md(result.get("device", "?"))}
 
 ## Hyperparameters
 
@@ -221,6 +355,41 @@ Fine-tuned with LoRA Studio: {method}, W' = W + (alpha/r)·B·A with r = {cfg.ge
 {load}
 ```
 """
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"), metrics
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_model_card(
+    folder: Path, run_dir: Path, kind: str, verification: dict[str, Any], name: str | None = None
+) -> Path:
+    """Write ``folder/README.md`` (build_model_card) and ``folder/loss_curve.svg`` for an export of ``run_dir``.
+
+    Args:
+        folder: the export folder (its staging copy; written before it is published). The adapter folder's own
+            README.md (peft's template) is replaced.
+        run_dir: the run folder the export came from.
+        kind: "merged" or "adapter".
+        verification: the export's checks and measured numbers (shown in the card).
+        name: the export's name for the title (card_name of the final folder); the folder's name when None.
+
+    Returns:
+        The README.md path.
+
+    Raises:
+        ValueError: ``kind`` is neither "merged" nor "adapter".
+        OSError: the folder is not writable (each file is written under a temporary name, then renamed).
+    """
+    folder, run_dir = Path(folder), Path(run_dir)
+    card, metrics = build_model_card(run_dir, kind, verification, name or folder.name)
+    _write_text_atomic(folder / "loss_curve.svg", loss_curve_svg(metrics))
     path = folder / "README.md"
-    path.write_text(front + body, encoding="utf-8")
+    _write_text_atomic(path, str(card))
     return path

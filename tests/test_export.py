@@ -52,7 +52,7 @@ def test_merged_export_is_sharded_verified_and_documented(run_dir, tmp_path):
     last_loss = [m["loss"] for m in metrics if "loss" in m][-1]
     fixed = [m["eval_train_sample_loss"] for m in metrics if "eval_train_sample_loss" in m][-1]
     assert f"{last_loss:.4f}" in card and f"{fixed:.4f}" in card  # the run's real final losses
-    assert "| `lora_r` | 8 |" in card and "| `learning_rate` | 0.002 |" in card
+    assert "| `lora_r` | `8` |" in card and "| `learning_rate` | `0.002` |" in card
     assert "MIT" in card and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
     assert "<polyline" in (out / "loss_curve.svg").read_text()
     with pytest.raises(ExportError, match="already exists"):  # never overwritten
