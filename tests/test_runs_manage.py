@@ -1,0 +1,400 @@
+"""Runs tab management on real run folders: title and note (run_meta.json), the exports listed with a run (a real
+adapter export), deletion with its refusals (live, queued, another process, an export being written, paths
+outside the runs folder, symlinks), the hidden rename that keeps a half-deleted run out of the list, the table's
+layout, and every runtime text in Chinese. No mocks: real processes for liveness, real gradio for the tab."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.config import TrainingConfig
+from core.liveness import record_process
+from core.run_admin import (
+    META_FILE,
+    RunAdminError,
+    delete_run,
+    list_exports,
+    read_meta,
+    remove_stale_deletions,
+    resolve_run,
+    save_meta,
+)
+from core.runs import list_runs
+from tests.conftest import ROOT
+from ui.i18n import use_lang
+from ui.tabs import runs_tab
+from ui.zh_runs import ZH
+
+OLD = 1_700_000_000  # a time long ago: nothing is writing these folders now
+
+
+def make_run(base: Path, name: str, config=None, result=None, metrics=()) -> Path:
+    """A run folder as TrainingJob writes it (config.json, result.json, metrics.jsonl), its files dated long ago."""
+    folder = base / name
+    folder.mkdir(parents=True)
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    if result is not None:
+        (folder / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    if metrics:
+        (folder / "metrics.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in metrics), encoding="utf-8"
+        )
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (OLD, OLD))
+    return folder
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    base = tmp_path / "runs"
+    cfg = TrainingConfig(lora_r=8, lora_alpha=16, learning_rate=2e-4).to_dict()
+    done = {"status": "completed", "steps": 6, "final_loss": 1.5}
+    make_run(base, "run-20240101-100000", cfg, done, [{"step": 1, "loss": 2.0}, {"step": 6, "loss": 1.5}])
+    make_run(base, "run-20240102-100000", cfg, {"status": "failed", "steps": 2})
+    make_run(base, "run-20240103-100000", cfg, metrics=[{"step": 1, "loss": 3.0}])  # killed: interrupted
+    return base
+
+
+@pytest.fixture
+def sleeper():
+    """A live process (for process.json records) that ends when the test does."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def names(base: Path) -> list[str]:
+    return [r.name for r in list_runs(base)]
+
+
+# ---------------------------------------------------------------------------------------------- title and note
+def test_title_and_note_are_stored_atomically_and_shown_in_the_table_and_details(runs: Path):
+    run = runs / "run-20240101-100000"
+    meta = save_meta(runs, str(run), "  Baseline   r=8  ", "first try\r\nlr 2e-4, 6 steps")
+    assert (meta.title, meta.note) == ("Baseline r=8", "first try\nlr 2e-4, 6 steps")
+    stored = json.loads((run / META_FILE).read_text())
+    assert stored["title"] == "Baseline r=8" and stored["note"] == meta.note
+    assert not [p for p in run.iterdir() if p.name.startswith(f".{META_FILE}")]  # no temporary file left
+    assert run.name in names(runs)  # the folder keeps its name: configs, exports and resumes refer to it
+
+    frame, caption = runs_tab.runs_table(str(runs), None, "idle")
+    row = frame[frame["Folder"] == run.name].iloc[0]
+    assert (row["Run"], row["Note"], row["Status"], row["Steps"], row["Loss"]) == (
+        "Baseline r=8",
+        "first try…",
+        "completed",
+        "6",
+        "1.5000",
+    )
+    assert (row["Method"], row["r / α"], row["LR"], row["Exports"]) == ("LoRA", "8 / 16", "0.0002", "0")
+    assert row["Model"] == "SmolLM2-135M-Instruct" and row["Started"] == "2024-01-01 10:00"
+    assert "3 run(s)" in caption
+    other = frame[frame["Folder"] == "run-20240102-100000"].iloc[0]
+    assert other["Run"] == "run-20240102-100000" and other["Note"] == ""  # no title: the folder's name
+
+    _, details = runs_tab.run_view(str(run))
+    assert "**Baseline r=8** (`run-20240101-100000`)" in details and "> lr 2e-4, 6 steps" in details
+    assert "No exports yet" in details
+
+
+def test_bad_titles_and_notes_are_refused_with_the_reason_and_nothing_written(runs: Path):
+    run = runs / "run-20240101-100000"
+    with pytest.raises(RunAdminError, match="one line"):
+        save_meta(runs, run.name, "two\nlines", "")
+    with pytest.raises(RunAdminError, match="81 characters; at most 80"):
+        save_meta(runs, run.name, "x" * 81, "")
+    with pytest.raises(RunAdminError, match="2001 characters; at most 2000"):
+        save_meta(runs, run.name, "ok", "n" * 2001)
+    with pytest.raises(RunAdminError, match="control character"):
+        save_meta(runs, run.name, "ok", "bell\x07")
+    assert not (run / META_FILE).exists()
+    status, details = runs_tab.save(runs, run.name, "two\nlines", "")
+    assert status.startswith("**Not saved.**") and "remove the line break" in status
+
+
+def test_a_corrupt_meta_file_never_hides_the_run(runs: Path):
+    run = runs / "run-20240102-100000"
+    (run / META_FILE).write_text("{torn")
+    assert read_meta(run)[0].title == "" and read_meta(run)[1].startswith("run_meta.json:")
+    frame, _ = runs_tab.runs_table(str(runs), None, "idle")
+    row = frame[frame["Folder"] == run.name].iloc[0]
+    assert row["Run"] == run.name and row["Note"] == "!"  # the details say what could not be read
+    assert "Could not read: run_meta.json" in runs_tab.run_view(str(run))[1]
+
+
+# ---------------------------------------------------------------------------------------------- exports
+@pytest.fixture(scope="module")
+def exported_run(tmp_path_factory, tiny_llama) -> Path:
+    """A run folder holding a real LoRA adapter of the tiny Llama (B moved from zero), exported with the real
+    core.export.export_adapter (verified, zipped) twice: adapter-export/ and adapter-export-2/."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from core.export import export_adapter
+
+    base = tmp_path_factory.mktemp("exports") / "runs"
+    cfg = TrainingConfig(model_name_or_path=str(tiny_llama), lora_r=4, lora_alpha=8).to_dict()
+    run = make_run(base, "run-20240201-100000", cfg, {"status": "completed", "steps": 3, "final_loss": 2.0})
+    torch.manual_seed(0)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_llama),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+    model.save_pretrained(run / "adapter")
+    export_adapter(run)
+    export_adapter(run)
+    return run
+
+
+def test_a_runs_exports_are_listed_with_it_and_go_with_it(exported_run: Path):
+    exports = list_exports(exported_run)
+    assert [Path(e.path).name for e in exports] == ["adapter-export", "adapter-export-2"]
+    first = exports[0]
+    assert first.kind == "adapter" and first.verified and first.size_bytes > 10_000
+    assert first.zip_path == str(exported_run / "adapter-export.zip") and Path(first.zip_path).is_file()
+
+    base = exported_run.parent
+    frame, _ = runs_tab.runs_table(str(base), None, "idle")
+    assert frame.iloc[0]["Exports"] == "2"
+    _, details = runs_tab.run_view(str(exported_run))
+    assert "Exports (2):" in details and f"`{exported_run / 'adapter-export'}`" in details
+    assert "verified" in details and f"zip: `{exported_run / 'adapter-export.zip'}`" in details
+
+    shown, question, status = runs_tab.ask_delete(base, exported_run.name, None, "idle")
+    assert shown["visible"] is True and "and 2 export(s)" in question and "cannot be undone" in question
+    panel, status, selected, manage, chart, details = runs_tab.confirm_delete(
+        base, exported_run.name, None, "idle"
+    )
+    assert status.startswith(f"Deleted `{exported_run.name}`") and "2 export(s) with it" in status
+    assert (panel["visible"], selected, manage["visible"], chart) == (False, "", False, None)
+    assert not exported_run.exists() and list(base.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------- deleting
+def test_delete_asks_first_and_cancel_keeps_everything(runs: Path):
+    run = runs / "run-20240102-100000"
+    shown, question, status = runs_tab.ask_delete(runs, run.name, None, "idle")
+    assert shown["visible"] is True and question.startswith(f"**Really delete `{run.name}`?")
+    assert run.is_dir()  # asking deletes nothing
+    hidden, status = runs_tab.cancel_delete()
+    assert hidden["visible"] is False and status == "Nothing was deleted." and run.is_dir()
+    done = delete_run(runs, str(run))
+    assert done.name == run.name and done.size_bytes > 0 and not run.exists()
+    assert names(runs) == ["run-20240103-100000", "run-20240101-100000"]
+
+
+def test_a_run_in_use_is_never_deleted(runs: Path, sleeper):
+    live = runs / "run-20240103-100000"
+    for status in ("training", "queued", "loading", "stopping", "saving"):
+        with pytest.raises(RunAdminError, match=f"is {status}; stop it in the Train tab"):
+            delete_run(runs, live.name, str(live), status)
+    shown, _, status = runs_tab.ask_delete(runs, live.name, str(live), "queued")
+    assert shown["visible"] is False and status.startswith("**Cannot delete.**") and "is queued" in status
+
+    record_process(live, "worker", sleeper.pid)  # trained by a CLI or another app: its process is alive
+    with pytest.raises(RunAdminError, match="training in another process"):
+        delete_run(runs, live.name, None, "idle")
+    # the confirmation was shown before the run started: the second click checks again
+    panel, status, *rest = runs_tab.confirm_delete(runs, live.name, None, "idle")
+    assert status.startswith("**Not deleted.**") and live.is_dir()
+
+    writer = runs / "run-20240101-100000"  # an export of it is being written by a live process
+    staging = writer / f".merged.partial-{sleeper.pid}-abcd"
+    staging.mkdir()
+    with pytest.raises(RunAdminError, match="export of run-20240101-100000 is being written"):
+        delete_run(runs, writer.name)
+    staging.rmdir()
+
+    # the live job resumes from a run: that run stays until the job ends
+    resuming = make_run(runs, "run-20240104-100000", {"resume_from_checkpoint": str(writer / "checkpoints")})
+    with pytest.raises(RunAdminError, match="resumes from run-20240101-100000"):
+        delete_run(runs, writer.name, str(resuming), "training")
+    delete_run(runs, writer.name, str(resuming), "completed")  # ended: allowed
+    assert not writer.exists()
+
+    sleeper.kill()
+    sleeper.wait()
+    delete_run(runs, live.name, None, "idle")  # its process ended: interrupted, deletable
+    assert not live.exists()
+
+
+def test_only_runs_directly_inside_the_runs_folder_can_be_deleted(runs: Path, tmp_path: Path):
+    outside = make_run(tmp_path / "elsewhere", "run-20240101-100000", {}, {"status": "completed"})
+    (runs / "run-link").symlink_to(outside, target_is_directory=True)
+    (runs / "notes").mkdir()
+    (runs / "notes" / "mine.txt").write_text("keep")
+    cases = {
+        str(outside): "is not a run of the runs folder",
+        "../elsewhere/run-20240101-100000": "is not a run of the runs folder",
+        str(runs / ".." / "elsewhere" / "run-20240101-100000"): "is not a run of the runs folder",
+        "run-link": "symbolic link",
+        str(runs / "run-link"): "symbolic link",
+        "notes": "is not a run folder",
+        ".": "is not a run folder name",
+        "": "Pick a run in the table first",
+        "run-29990101-000000": "does not exist",
+    }
+    for folder, why in cases.items():
+        with pytest.raises(RunAdminError, match=why):
+            delete_run(runs, folder)
+    link_to_runs = tmp_path / "runs-link"  # the runs folder reached through a link: not the same folder
+    link_to_runs.symlink_to(runs, target_is_directory=True)
+    with pytest.raises(RunAdminError, match="is not a run of the runs folder"):
+        delete_run(runs, str(link_to_runs / "run-20240101-100000"))
+    assert (outside / "result.json").is_file() and (runs / "notes" / "mine.txt").read_text() == "keep"
+    assert len(names(runs)) == 3
+    assert resolve_run(runs, str(runs / "run-20240101-100000")) == (runs / "run-20240101-100000").resolve()
+
+
+def test_a_half_deleted_run_is_never_listed_and_its_leftover_is_removed(runs: Path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = make_run(
+        runs, f".deleting-run-20240105-100000-{dead.pid}-0123abcd", {}, {"status": "completed"}
+    )
+    mine = make_run(
+        runs, f".deleting-run-20240106-100000-{os.getpid()}-4567abcd", {}, {"status": "completed"}
+    )
+    assert names(runs) == ["run-20240103-100000", "run-20240102-100000", "run-20240101-100000"]
+    frame, _ = runs_tab.runs_table(str(runs), None, "idle")  # listing finishes a crashed process's deletion
+    assert len(frame) == 3 and not leftover.exists() and mine.is_dir()  # a live process's is its own
+    assert remove_stale_deletions(runs) == []
+
+
+def test_deletion_renames_to_a_hidden_name_first(runs: Path):
+    """Between the rename and the end of rmtree, only a hidden .deleting-* folder exists: watch for it from a
+    second process while a large run is deleted."""
+    big = runs / "run-20240101-100000"
+    for n in range(3000):
+        (big / f"f{n}").write_bytes(b"\0" * 1000)
+    seen = runs / "seen.txt"
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\n"
+            "base, out = sys.argv[1], sys.argv[2]\n"
+            "names = set()\n"
+            "end = time.time() + 20\n"
+            "while time.time() < end and os.path.isdir(os.path.join(base, 'run-20240101-100000')):\n"
+            "    time.sleep(0.001)\n"
+            "while time.time() < end:\n"
+            "    names.update(n for n in os.listdir(base) if n.startswith('.deleting-'))\n"
+            "    if names and not any(n.startswith('.deleting-') for n in os.listdir(base)): break\n"
+            "open(out, 'w').write('\\n'.join(sorted(names)))\n",
+            str(runs),
+            str(seen),
+        ]
+    )
+    time.sleep(0.5)
+    delete_run(runs, big.name)
+    watcher.wait(30)
+    assert not big.exists() and names(runs) == ["run-20240103-100000", "run-20240102-100000"]
+    assert not [p for p in runs.iterdir() if p.name.startswith(".deleting-")]
+    hidden = seen.read_text().split()
+    assert hidden and all(n.startswith(f".deleting-{big.name}-{os.getpid()}-") for n in hidden)
+
+
+# ---------------------------------------------------------------------------------------------- the tab in gradio
+def test_the_tab_builds_and_wires_in_real_gradio(runs: Path):
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        out_dir = gr.Textbox(str(runs))
+        r = runs_tab.render()
+        runs_tab.wire(r, out_dir, lambda request, typed: Path(typed), lambda request: (None, "idle"))
+    assert {
+        "manage",
+        "selected",
+        "title",
+        "note",
+        "save",
+        "delete",
+        "confirm",
+        "confirm_delete",
+        "cancel",
+    } <= r.keys()
+    assert r["table"].column_widths == runs_tab.COLUMN_WIDTHS and len(runs_tab.COLUMN_WIDTHS) == len(
+        runs_tab.RUN_HEADERS
+    )
+    assert sum(float(w.rstrip("%")) for w in runs_tab.COLUMN_WIDTHS) == 100
+    assert r["manage"].visible is False and r["confirm"].visible is False  # shown once a run is selected
+    fns = {getattr(d.fn, "__name__", "") for d in demo.fns.values()}
+    assert {"refresh", "on_select", "on_save", "on_ask", "on_confirm", "cancel_delete"} <= fns
+
+    figure, details, selected, title, note, manage, confirm, status = runs_tab.pick(
+        runs, "run-20240101-100000"
+    )
+    assert selected == "run-20240101-100000" and manage["visible"] is True and confirm["visible"] is False
+    assert figure is not None and "completed after 6 steps" in details
+    *_, manage, _, _ = runs_tab.pick(runs, "../../etc")
+    assert manage["visible"] is False
+
+
+# ---------------------------------------------------------------------------------------------- Chinese
+def templates(path: Path) -> set[str]:
+    """Every literal first argument of tr(...) and RunAdminError(...) in ``path``."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("tr", "RunAdminError")
+        ):
+            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                found.add(node.args[0].value)
+    return found
+
+
+def fields(text: str) -> set[str]:
+    return {
+        f"{name}{'!' + conv if conv else ''}" for _, name, _, conv in string.Formatter().parse(text) if name
+    }
+
+
+def test_every_runtime_text_and_label_has_chinese_with_the_same_placeholders():
+    needed = templates(ROOT / "ui" / "tabs" / "runs_tab.py") | templates(ROOT / "core" / "run_admin.py")
+    needed |= {runs_tab.PICK_HINT, *runs_tab.RUN_HEADERS, *runs_tab.STATUS_WORDS}
+    assert len(needed) > 60
+    missing = sorted(t for t in needed if t not in ZH)
+    assert not missing, missing
+    for en, zh in ZH.items():
+        assert fields(en) == fields(zh), en
+    import gradio as gr
+
+    with gr.Blocks():
+        r = runs_tab.render()
+    static = [getattr(c, a, None) for c in r.values() for a in ("label", "info")]
+    static += [c.value for c in r.values() if isinstance(c, gr.Button | gr.Markdown)]
+    assert [t for t in static if isinstance(t, str) and t.strip() and t not in ZH] == []
+
+
+def test_the_table_and_messages_follow_the_pages_language(runs: Path, sleeper):
+    live = runs / "run-20240103-100000"
+    record_process(live, "worker", sleeper.pid)
+    with use_lang("zh"):
+        frame, caption = runs_tab.runs_table(str(runs), None, "idle")
+        assert list(frame.columns)[:3] == ["运行", "开始时间", "状态"] and "最新的在前" in caption
+        assert set(frame["状态"]) == {"已完成", "失败", "运行中（另一个进程）"}
+        _, _, status = runs_tab.ask_delete(runs, live.name, None, "idle")
+        assert status.startswith("**无法删除。**") and "另一个进程" in status
+        _, _, status = runs_tab.ask_delete(runs, live.name, str(live), "training")
+        assert "“训练中”" in status
+    with use_lang("en"):
+        assert runs_tab.runs_table(str(runs), None, "idle")[0].columns[0] == "Run"
