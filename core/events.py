@@ -15,7 +15,12 @@ ACTIVE = (QUEUED, LOADING, TRAINING, STOPPING, SAVING)
 
 @dataclass(frozen=True)
 class Progress:
-    """Optimizer-step progress. elapsed_s / eta_s are wall-clock seconds (eta None until a step is done)."""
+    """Optimizer-step progress. elapsed_s / eta_s are wall-clock seconds (eta None until a step is done).
+
+    elapsed_s counts from the start of training (after the model load); eta_s follows core.callbacks.StepClock:
+    the mean time of recent steady-state steps (the first step's warm-up, evaluations and checkpoint saves left
+    out) times the steps left, plus the evaluations still to come at their measured duration.
+    """
 
     step: int
     max_steps: int
