@@ -12,6 +12,8 @@ import fnmatch
 import logging
 import os
 import shutil
+import stat
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -155,9 +157,30 @@ def destination(run_dir: Path, out: str | Path | None, default_name: str) -> Pat
     return final
 
 
+ZIP_FILE_MODE = 0o644
+"""Every file in an export zip: readable by all, whatever its mode on disk (safetensors and the adapter's weights
+are written 0600, which unzipped as unreadable for the group and others)."""
+ZIP_DIR_MODE = 0o755
+
+
+def _zip_readable(zf: zipfile.ZipFile, path: Path, arcname: Path) -> None:
+    """Add ``path`` (a file, streamed; or a folder entry) to ``zf`` as ``arcname`` with ZIP_FILE_MODE / ZIP_DIR_MODE
+    in the Unix mode bits of ``external_attr`` (what unzip restores), never the file's own mode."""
+    info = zipfile.ZipInfo.from_file(path, arcname)
+    if info.is_dir():
+        info.external_attr = ((stat.S_IFDIR | ZIP_DIR_MODE) << 16) | 0x10  # 0x10: MS-DOS directory flag
+        zf.writestr(info, b"")
+        return
+    info.external_attr = (stat.S_IFREG | ZIP_FILE_MODE) << 16
+    info.compress_type = zf.compression
+    with path.open("rb") as src, zf.open(info, "w") as dest:
+        shutil.copyfileobj(src, dest, 1 << 20)
+
+
 def zip_export(folder: Path) -> tuple[str, str]:
     """Zip ``folder`` next to itself (``folder.zip``, stored uncompressed: safetensors barely compress), written
     under a temporary name first and hard-linked into place (a user's file of the same name is never replaced).
+    Every file in it is mode 0644 and every folder 0755 (ZIP_FILE_MODE, ZIP_DIR_MODE), whatever their modes on disk.
 
     The export folder is already verified and published, so a zip that cannot be written does not undo it.
 
@@ -166,8 +189,6 @@ def zip_export(folder: Path) -> tuple[str, str]:
         hold the zip (checked first; a disk that fills while zipping removes the partial zip), ``why`` saying so
         with the MB figures and what to do.
     """
-    import zipfile
-
     size = folder_size(folder)
     if size > ZIP_LIMIT_BYTES:
         return "", "Too large to zip for a browser download: use the folder."
@@ -179,8 +200,8 @@ def zip_export(folder: Path) -> tuple[str, str]:
     try:
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    zf.write(path, path.relative_to(folder))
+                if path.is_file() or path.is_dir():
+                    _zip_readable(zf, path, path.relative_to(folder))
         n = 1
         while True:  # os.link refuses an existing name, so a user's file of the same name is never replaced
             final = folder.with_name(folder.name + (f"-{n}" if n > 1 else "") + ".zip")

@@ -224,3 +224,34 @@ def test_a_dead_exports_staging_is_removed_and_a_live_ones_kept(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(tmp.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700 (breaker D16)
+
+
+def test_every_file_in_an_export_zip_is_readable(run_dir, tmp_path):
+    """The user test unzipped adapter_model.safetensors as 0600 (the trainer's mode) next to 0644 files: every
+    entry is 0644 (folders 0755) in the zip's Unix mode bits, whatever the mode on disk."""
+    import stat
+    import zipfile
+
+    from core.export_files import zip_export
+
+    weights = run_dir / "adapter" / "adapter_model.safetensors"
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o600  # what the trainer writes: the case to fix
+    result = export_adapter(run_dir, out=tmp_path / "shared")
+    with zipfile.ZipFile(result.zip_path) as zf:
+        modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
+        assert zf.testzip() is None
+        assert zf.read("adapter_model.safetensors") == weights.read_bytes()
+    assert "adapter_model.safetensors" in modes and "README.md" in modes
+    assert {name: oct(mode) for name, mode in modes.items() if mode != stat.S_IFREG | 0o644} == {}
+
+    nested = tmp_path / "nested"
+    shutil.copytree(result.path, nested)
+    (nested / "extra").mkdir(mode=0o700)
+    (nested / "extra" / "notes.txt").write_text("x")
+    (nested / "extra" / "notes.txt").chmod(0o600)
+    zip_path, why = zip_export(nested)
+    assert why == ""
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = {i.filename: i for i in zf.infolist()}
+    assert infos["extra/"].is_dir() and infos["extra/"].external_attr >> 16 == stat.S_IFDIR | 0o755
+    assert infos["extra/notes.txt"].external_attr >> 16 == stat.S_IFREG | 0o644
