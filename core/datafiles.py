@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
+from core.hub import dataset_unreachable_message, unreachable_reason
 
 ROW_ERROR = "__row_error__"  # key of a placeholder record for a row the reader could not split into fields
 TEXT_KINDS = ("csv", "tsv", "json", "jsonl")
@@ -49,6 +50,22 @@ OTHER_COMPRESSION = (
     (b"\x04\x22\x4d\x18", "LZ4 (.lz4)"),
 )
 DEFAULT_MAX_BYTES = 2 * 2**30  # the CLI's limit; the UI passes its upload limit
+NO_DATASET = "No dataset chosen: upload a file or pick a sample in the Data tab."
+
+
+def require_dataset(source: str | None) -> str:
+    """``source`` without surrounding spaces, checked to name something.
+
+    An empty or blank name (the Data tab emptied by a page reload, a config file without ``dataset_name``) would
+    otherwise be read as the current folder ("": is a folder with no data files) or as a missing file named " ".
+
+    Raises:
+        DataError: ``source`` is None, empty or only whitespace (NO_DATASET, the same text everywhere).
+    """
+    name = (source or "").strip()
+    if not name:
+        raise DataError(NO_DATASET)
+    return name
 
 
 def is_hub_id(source: str) -> bool:
@@ -74,10 +91,12 @@ def read_records(
         max_bytes: files larger than this (also once decompressed) are refused with a readable message, in bytes.
 
     Raises:
-        DataError: missing file, folder, too large, unknown or unparseable content (line / row named).
+        DataError: no dataset named (NO_DATASET), missing file, folder, too large, unknown or unparseable content
+            (line / row named).
     """
     from core.readers import open_records
 
+    source = require_dataset(source)
     stream = open_records(source, split=split, config_name=config_name, max_bytes=max_bytes)
     out = _Rows(stream.rows)
     out.duplicates = stream.duplicates
@@ -284,16 +303,20 @@ def _read_hub_rows(dataset_id: str, split: str, config_name: str | None) -> Iter
     """Rows of a hub dataset (or saved dataset folder), one at a time from its memory-mapped Arrow table.
 
     Raises:
-        DataError: the dataset cannot be loaded (raised here, before any row is read).
+        DataError: the dataset cannot be loaded (raised here, before any row is read); when the hub cannot be
+            reached the message says so first (core.hub.dataset_unreachable_message).
     """
     try:
         import datasets
 
         ds = datasets.load_dataset(dataset_id, config_name, split=split)
     except Exception as exc:
+        reason = unreachable_reason(exc)
+        if reason is not None:  # the hub first, the library's words below
+            raise DataError(dataset_unreachable_message(dataset_id, reason, exc)) from None
         raise DataError(
             f"{dataset_id}: could not load this hub dataset (split {split!r}"
             f"{', config ' + repr(config_name) if config_name else ''}): {exc}. Check the id, split and "
-            "config, your network, or give a file path instead."
+            "config, or give a file path instead."
         ) from None
     return (_clean_row(dict(r)) for r in ds)

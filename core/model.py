@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from core.config import DEFAULT_MODEL, TrainingConfig
 from core.errors import ModelError
+from core.hub import REASON_NO_CONNECTION, REASON_OFFLINE, model_unreachable_message, unreachable_reason
 from core.modelspec import LinearGroup, ModelSpec
 from core.presets import default_target_modules
 
@@ -166,6 +167,9 @@ def resolve_model_path(model_name_or_path: str) -> str:
         if name == DEFAULT_MODEL:
             log.info("Hub unreachable (%s); using the packaged copy", type(exc).__name__)
             return str(embedded_model_path())
+        reason = unreachable_reason(exc)
+        if reason is not None:  # say that first; the library's words stay below as the cause
+            raise ModelError(model_unreachable_message(name, reason, exc)) from exc
         raise ModelError(
             f"Could not download {name!r} from the Hugging Face hub: {exc}. Check the id, your "
             "network and (for gated models) `huggingface-cli login`, or give a local folder."
@@ -189,14 +193,14 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from core.catalogue import catalogue_config, catalogue_entry, is_network_error, offline_message
+    from core.catalogue import catalogue_config, catalogue_entry, is_network_error
 
     name = model_name_or_path.strip()
     is_hub_id = not Path(name).expanduser().is_dir() and name != DEFAULT_MODEL
     entry = catalogue_entry(name) if is_hub_id else None
     # the hub cannot be reached: read only what is cached, never wait for huggingface_hub's retries
     local_only = is_hub_id and (_hub_offline() or not _hub_reachable())
-    offline_reason = "offline: HF_HUB_OFFLINE=1" if _hub_offline() else "no connection to the hub"
+    offline_reason = REASON_OFFLINE if _hub_offline() else REASON_NO_CONNECTION
     path = name
     try:
         if entry is not None and local_only:
@@ -215,7 +219,9 @@ def inspect_model(model_name_or_path: str) -> ModelSpec:
                     config = catalogue_config(entry)
                     local_only = True
                 elif local_only:
-                    raise ModelError(offline_message(name, offline_reason)) from exc
+                    raise ModelError(model_unreachable_message(name, offline_reason, exc)) from exc
+                elif is_hub_id and (reason := unreachable_reason(exc)) is not None:  # TCP was fine, HTTP not
+                    raise ModelError(model_unreachable_message(name, reason, exc)) from exc
                 else:
                     raise
         with torch.device("meta"):

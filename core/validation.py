@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.data import PREVIEW_ROWS, preview_row, settle_format
-from core.datafiles import DEFAULT_MAX_BYTES, ROW_ERROR, _Rows
+from core.datafiles import DEFAULT_MAX_BYTES, ROW_ERROR, _Rows, require_dataset
 from core.errors import DataError
 from core.formats import Example, alternation_problem, normalise_row
 from core.issues import NORMALISE, TOKENIZE, IssueSpool, OddRows, merge_issues
@@ -160,6 +160,7 @@ def validate_config(
     Raises:
         DataError: as ``validate_dataset``. ModelError: the model's tokenizer cannot be loaded.
     """
+    require_dataset(cfg.dataset_name)  # before the tokenizer loads: a config without data says so at once
     if tokenizer is None:
         from core.model import load_tokenizer, resolve_model_path
 
@@ -214,6 +215,7 @@ def validate_dataset(
         DataError: unreadable file, no format fits, a bad mapping, zero usable rows, or no row with answer tokens
             within max_length (each with the first reasons).
     """
+    source = require_dataset(source)  # "" would read the current folder
     stream = open_records(source, split=split, config_name=config_name, max_bytes=max_bytes)
     name = Path(source).name if Path(source).exists() else source
     sample = _Rows(islice(stream.rows, SAMPLE_ROWS))
@@ -385,12 +387,8 @@ def count_usable_rows(cfg: TrainingConfig, stop_after: int | None = None) -> int
         DataError: unreadable file, no format fits, a bad mapping, or zero usable rows (with the first reasons,
             as core.data.load_dataset_report gives them).
     """
-    if not cfg.dataset_name:  # e.g. Start after a page reload emptied the Data tab
-        raise DataError(
-            "No dataset chosen: pick a sample or upload a file in the Data tab (or set dataset_name)."
-        )
-    stream = open_records(cfg.dataset_name, split=cfg.dataset_split, config_name=cfg.dataset_config or None)
-    source = cfg.dataset_name
+    source = require_dataset(cfg.dataset_name)  # e.g. Start after a page reload emptied the Data tab
+    stream = open_records(source, split=cfg.dataset_split, config_name=cfg.dataset_config or None)
     name = Path(source).name if Path(source).exists() else source
     sample = _Rows(islice(stream.rows, SAMPLE_ROWS))
     columns = list(dict.fromkeys(k for r in sample if ROW_ERROR not in r for k in r))
