@@ -91,3 +91,184 @@ def test_step_clock_uses_a_recent_window():
     assert clock.seconds_per_step() == pytest.approx(3.0)
     assert clock.eta_s(10) == pytest.approx(30.0)
     assert StepClock(0.0).eta_s(10) is None  # no step ended yet
+
+
+# ---- the progress bar ------------------------------------------------------------------------------------------
+
+
+def test_progress_bar_shows_steps_eta_and_final_state():
+    from core.events import JobSnapshot
+    from ui.i18n import use_lang
+    from ui.tabs.train_progress import progress_for, progress_html
+
+    assert progress_html(0, 0, None, "idle") == ""
+    running = progress_html(3, 20, 130.0, "training", 24.0)
+    assert '<progress value="3" max="20"' in running
+    assert "Step 3 of 20 (15%)" in running and "about 2m 10s left" in running and "24s elapsed" in running
+    assert "estimating the time left" in progress_html(1, 20, None, "training")
+    loading = progress_html(0, 0, None, "loading")
+    assert "<progress style" in loading and "value=" not in loading  # indeterminate while loading
+    assert "Loading data and model" in loading
+    done = progress_html(20, 20, 0.0, "completed")
+    assert 'value="20" max="20"' in done and "Done" in done and "#16a34a" in done
+    assert "Failed at step 7" in progress_html(7, 20, None, "failed") and "#dc2626" in progress_html(
+        7, 20, None, "failed"
+    )
+    assert 'value="20"' in progress_html(25, 20, None, "training")  # never past the end
+    snap = JobSnapshot(status="training", step=5, max_steps=10, eta_s=50.0, elapsed_s=60.0)
+    assert progress_for(snap) == progress_html(5, 10, 50.0, "training", 60.0)
+    with use_lang("zh"):
+        zh = progress_html(3, 20, 130.0, "training")
+    assert "第 3 步，共 20 步" in zh and "剩余时间约 2m 10s" in zh
+
+
+# ---- the setup as a file: download, load, CLI ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app():
+    from ui.app import build_app
+
+    return build_app()
+
+
+def _values(updates):
+    """The values a list of gr.update dicts sets (KeyError on a skip: a test wants every field set)."""
+    return [u["value"] for u in updates]
+
+
+def _custom_config():
+    from core.config import TrainingConfig
+    from tests.conftest import ASSETS
+
+    return TrainingConfig(
+        dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"),
+        dataset_column_mapping=(("instruction", "prompt"), ("output", "canonical_solution")),
+        lora_r=512,  # beyond the slider's 256, within the config's 1024: the slider widens
+        lora_alpha=64,
+        lora_dropout=0.1,
+        lora_target_modules=("q_proj", "v_proj"),
+        load_in_4bit=True,
+        learning_rate=1e-4,
+        max_steps=20,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=4,
+        max_length=512,
+        seed=7,
+        gradient_checkpointing=True,
+        lr_scheduler_type="cosine",
+        warmup_steps=3,
+        validation_split=0.1,
+    )
+
+
+def test_setup_round_trips_through_json_the_form_and_the_cli(app, tmp_path):
+    import json
+    import shlex
+    import subprocess
+
+    from core.config import TrainingConfig
+    from launch import build_parser
+    from ui.tabs import train_setup
+
+    form = app.form
+    cfg = _custom_config()
+    path = train_setup.write_setup(cfg, tmp_path)
+    assert json.loads(path.read_text())["lora_r"] == 512
+    *updates, loaded, message = train_setup.load_setup(form, str(path))
+    assert "Loaded" in message and loaded == cfg.to_dict()
+    assert form.to_config(*_values(updates)) == cfg
+    r_update = updates[form.names.index("lora_r")]
+    assert r_update["maximum"] == 512  # widened, not clamped to 256
+    targets = updates[form.names.index("lora_target_modules")]
+    assert {"q_proj", "v_proj"} <= set(targets["choices"]) and "o_proj" in targets["choices"]  # the model's
+    # the command line parses with launch.py's own parser, and the shell lines really write this config
+    command = train_setup.cli_command()
+    args = build_parser().parse_args(shlex.split(command)[2:])
+    assert args.command == "train" and args.config == train_setup.SETUP_FILE
+    subprocess.run(["bash", "-c", train_setup.cli_script(cfg).rsplit("\n", 2)[0]], cwd=tmp_path, check=True)
+    assert TrainingConfig.from_json_file(tmp_path / train_setup.SETUP_FILE) == cfg
+    assert train_setup.cli_script(cfg).rstrip().endswith(command)
+
+
+def test_bad_setup_files_change_nothing_and_name_the_field(app, tmp_path):
+    import json
+
+    from ui.tabs import train_setup
+
+    form = app.form
+    cases = {
+        "broken.json": ("{not json", "broken.json: not valid JSON"),
+        "unknown.json": (json.dumps({"lora_rank": 8}), "lora_rank: unknown key"),
+        "range.json": (
+            json.dumps({"lora_r": 5000, "lora_dropout": 2}),
+            "lora_r: 5000 must be between 1 and 1024",
+        ),
+        "list.json": (json.dumps([1, 2]), "config must be a JSON object"),
+        "choice.json": (json.dumps({"dtype": "int8"}), "dtype"),
+    }
+    for name, (text, expected) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        *updates, loaded, message = train_setup.load_setup(form, str(path))
+        assert all("value" not in u for u in updates), name  # nothing half-applied
+        assert "not loaded" in message and expected in message, (name, message)
+        assert str(tmp_path) not in message  # the upload's temporary folder means nothing to the user
+    *_, message = train_setup.load_setup(form, str(tmp_path / "range.json"))
+    assert "lora_dropout" in message  # every problem at once
+
+
+def test_download_handler_runs_through_gradio_and_serves_the_file(app):
+    """The real button's event, run by gradio itself (preprocess, handler, postprocess of the gr.File)."""
+    import asyncio
+    import json
+
+    from gradio.state_holder import SessionState
+
+    from core.config import TrainingConfig
+
+    form = app.form
+    fn = next(f for f in app.fns.values() if f.name == "on_download")
+    values = {name: comp.value for name, comp in form.components.items()}
+    values.update({"lora_r": 16, "max_steps": 20, "dataset_name": "assets/humaneval_alpaca.jsonl"})
+    out = asyncio.run(app.process_api(fn, [values[n] for n in form.names], SessionState(app)))
+    file, script, message = out["data"]
+    served = json.loads(open(file["path"]).read())
+    assert TrainingConfig.from_dict(served) == form.to_config(*[values[n] for n in form.names])
+    assert served["lora_r"] == 16 and "python launch.py train lora-studio-setup.json" in script
+
+
+# ---- restoring the form after a reload -------------------------------------------------------------------------
+
+
+def test_restore_form_fills_every_field_from_the_running_job(app):
+    from core.events import JobSnapshot
+    from ui.tabs import train_setup
+
+    form = app.form
+    cfg = _custom_config().replace(resume_from_checkpoint="")
+    snap = JobSnapshot(status="training", step=3, max_steps=20, info={"config": cfg.to_dict()})
+    assert form.to_config(*_values(train_setup.restore_form(form, snap))) == cfg
+    # nothing to restore: the form is left as it is
+    for source in (JobSnapshot(), None):
+        assert all("value" not in u for u in train_setup.restore_form(form, source))
+
+
+# ---- a value typed outside a slider's range ----------------------------------------------------------------------
+
+
+def test_an_out_of_range_r_reaches_the_live_formula_instead_of_failing(app):
+    """gradio's Slider refused r=300 in preprocess, so the formula's .change failed and the page's clamped value
+    (sent next) was dropped with it; now the formula shows what the box holds, then the clamped value."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+
+    fn = next(f for f in app.fns.values() if f.name == "lora_math")
+    state = SessionState(app)
+    for r in (300, 256, 0.0):
+        out = asyncio.run(app.process_api(fn, [None, r, 16, []], state))
+        assert f"r = {max(1, int(r))}," in out["data"][0], r
+    # the config still judges the value and names the field (the API's Start path)
+    with pytest.raises(Exception, match="lora_r: 5000"):
+        app.form.to_config(*[5000 if n == "lora_r" else c.value for n, c in app.form.components.items()])

@@ -11,6 +11,68 @@ import gradio as gr
 
 from core.config import TrainingConfig
 from core.errors import ConfigError
+from ui.i18n import tr
+
+
+class ConfigSlider(gr.Slider):
+    """A gr.Slider whose range is the form's, not a limit on the value the handlers receive.
+
+    gradio's Slider.preprocess raises on a value typed outside [minimum, maximum]. The page then clamps the box
+    on blur and fires ``.change`` again, but gradio's front end drops a deferred ``.change`` re-run when the
+    pending one failed (Blocks: the ``always_last`` queue is drained on success only), so every live handler
+    (the LoRA formula, the memory estimate) kept the old value while the box showed the clamped one. Here the
+    value passes through (rounded as Slider rounds it): the handlers see what the box holds, then the clamped
+    value on blur, and TrainingConfig's own validation names the field when the config cannot take a value
+    (an API call with ``lora_r=512`` trains r 512, as the CLI does; ``lora_r=5000`` is refused naming lora_r).
+    """
+
+    is_template = True  # rendered by the page as gradio's own Slider
+
+    def preprocess(self, payload: float) -> float:
+        """The value as the page sent it, rounded to the slider's precision; never refused for its range."""
+        return gr.Number.round_to_precision(payload, self.precision)
+
+
+class ConfigNumber(gr.Number):
+    """A gr.Number whose ``minimum`` / ``maximum`` guide the box, while TrainingConfig judges the value.
+
+    gradio's Number.preprocess refuses an out-of-range value with "Value -5 is less than minimum value -1",
+    naming no field, and fails every live handler (see ConfigSlider); TrainingConfig's refusal names the field
+    and says what to use ("max_steps: -5 must be -1 (use epochs) or >= 1.").
+    """
+
+    is_template = True  # rendered by the page as gradio's own Number
+
+    def preprocess(self, payload: float | None) -> float | int | None:
+        """The value rounded to the box's precision (None when emptied); never refused for its range."""
+        if payload is None:
+            return None
+        return self.round_to_precision(payload, self.precision)
+
+
+def form_value(name: str, value: Any) -> Any:
+    """A TrainingConfig field's value as its form component holds it (the inverse of TrainingConfig.from_dict).
+
+    lora_target_modules: a list; dataset_column_mapping: "field=column, ..." text; gradient_checkpointing: the
+    radio's "auto" / "true" / "false"; every other field as it is.
+    """
+    if name == "lora_target_modules":
+        return list(value)
+    if name == "dataset_column_mapping":
+        return ", ".join(f"{field}={column}" for field, column in value)
+    if name == "gradient_checkpointing":
+        return "auto" if value == "auto" else ("true" if value else "false")
+    return value
+
+
+def _choice_values(component: Any) -> list[Any] | None:
+    """The values a Dropdown / Radio offers, or None when any value goes (custom values, or no fixed list)."""
+    if getattr(component, "allow_custom_value", False) or isinstance(component, gr.CheckboxGroup):
+        return None
+    choices = getattr(component, "choices", None)
+    if not choices:
+        return None
+    return [c[1] if isinstance(c, (tuple, list)) else c for c in choices]
 
 
 class ConfigForm:
@@ -71,6 +133,44 @@ class ConfigForm:
         """Build a validated TrainingConfig. Raises ConfigError listing every problem."""
         return TrainingConfig.from_dict(self.to_dict(*values))
 
+    def updates_for(self, cfg: TrainingConfig, target_choices: list[str] | None = None) -> list[Any]:
+        """One ``gr.update`` per component (``inputs`` order) that shows ``cfg`` in the form, all or nothing.
+
+        A slider whose range does not hold a value the config accepts widens to it (the CLI's range is the
+        config's, e.g. lora_r up to 1024, the slider's 256), so the form reproduces the config exactly.
+        ``lora_target_modules`` also gets its choices: ``target_choices`` (the model's Linear modules) plus the
+        config's own, since a CheckboxGroup refuses a value it does not offer.
+
+        Raises:
+            ConfigError: naming every field whose value a fixed-choice component cannot show (nothing is
+                applied then: the caller returns no update).
+        """
+        problems: list[str] = []
+        updates: list[Any] = []
+        for name, component in self.components.items():
+            value = form_value(name, getattr(cfg, name))
+            if name == "lora_target_modules":
+                choices = list(dict.fromkeys([*(target_choices or []), *value]))
+                updates.append(gr.update(value=value, choices=choices))
+                continue
+            allowed = _choice_values(component)
+            if allowed is not None and value not in allowed:
+                problems.append(
+                    tr("{field}: {value} is not one of this form's choices ({choices}).").format(
+                        field=name, value=repr(value), choices=", ".join(map(str, allowed))
+                    )
+                )
+                continue
+            if isinstance(component, gr.Slider) and isinstance(value, (int, float)):
+                low, high = component.minimum, component.maximum
+                if value < low or value > high:
+                    updates.append(gr.update(value=value, minimum=min(low, value), maximum=max(high, value)))
+                    continue
+            updates.append(gr.update(value=value))
+        if problems:
+            raise ConfigError(problems)
+        return updates
+
 
 def info(name: str) -> str:
     """The field's help text, for a component's ``info=``."""
@@ -90,19 +190,23 @@ def launch_markdown(num_processes: Any, distributed_strategy: Any, accelerate_co
     except ConfigError as exc:
         return "\n".join(f"- {p}" for p in exc.problems)
     if cfg.num_processes == 1 and not cfg.accelerate_config_file:
-        how = "One process: training runs inside the app."
+        how = tr("One process: training runs inside the app.")
     elif cfg.num_processes == 0 and not cfg.accelerate_config_file:
-        how = (
+        how = tr(
             "Auto: with several GPUs visible, `accelerate launch` of one process per GPU (the log names the "
             "strategy and why); otherwise training runs inside the app."
         )
     else:
-        n = "one per visible GPU" if cfg.num_processes == 0 else f"{cfg.num_processes} processes"
-        how = (
-            f"`accelerate launch` of {n} (gloo on a machine without CUDA); the log names the strategy chosen "
-            "and why, and the GPU memory estimate per GPU."
+        n = (
+            tr("one per visible GPU")
+            if cfg.num_processes == 0
+            else tr("{n} processes").format(n=cfg.num_processes)
         )
-    return f"{how} Same run from a terminal: `{cli_command(cfg)}`"
+        how = tr(
+            "`accelerate launch` of {n} (gloo on a machine without CUDA); the log names the strategy chosen "
+            "and why, and the GPU memory estimate per GPU."
+        ).format(n=n)
+    return tr("{how} Same run from a terminal: `{command}`").format(how=how, command=cli_command(cfg))
 
 
 def with_request(fn: Any, signature: Any) -> Any:

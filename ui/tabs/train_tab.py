@@ -1,4 +1,5 @@
-"""Train tab: LoRA / QLoRA settings with live parameter arithmetic, Start / Stop, live training charts."""
+"""Train tab: LoRA / QLoRA settings with live parameter arithmetic, Start / Stop, a progress bar, live training charts,
+and the setup as a file (ui/tabs/train_setup.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from core.config import (
     SCHEDULERS,
     TrainingConfig,
 )
-from ui.forms import ConfigForm, info, launch_markdown
+from ui.forms import ConfigForm, ConfigNumber, ConfigSlider, info, launch_markdown
+from ui.tabs import train_setup
+from ui.tabs.train_progress import FOLLOW_LOG_JS, LOG_CLASS, progress_for, progress_html
+
+__all__ = ["progress_for", "progress_html", "render"]  # the poll renders the bar (ui/poll.py)
 
 D = TrainingConfig()  # defaults shown in the form
 
@@ -31,17 +36,17 @@ def render(form: ConfigForm) -> dict[str, Any]:
             gr.Markdown("#### LoRA")
             form.add(
                 "lora_r",
-                gr.Slider(1, 256, value=D.lora_r, step=1, label="LoRA rank (r)", info=info("lora_r")),
+                ConfigSlider(1, 256, value=D.lora_r, step=1, label="LoRA rank (r)", info=info("lora_r")),
             )
             form.add(
                 "lora_alpha",
-                gr.Slider(
+                ConfigSlider(
                     1, 512, value=D.lora_alpha, step=1, label="LoRA alpha (α)", info=info("lora_alpha")
                 ),
             )
             form.add(
                 "lora_dropout",
-                gr.Slider(
+                ConfigSlider(
                     0.0, 0.5, value=D.lora_dropout, step=0.01, label="LoRA dropout", info=info("lora_dropout")
                 ),
             )
@@ -99,26 +104,26 @@ def render(form: ConfigForm) -> dict[str, Any]:
             gr.Markdown("#### Training")
             form.add(
                 "learning_rate",
-                gr.Number(
+                ConfigNumber(
                     value=D.learning_rate, label="Learning rate", minimum=0, info=info("learning_rate")
                 ),
             )
             with gr.Row():
                 form.add(
                     "num_train_epochs",
-                    gr.Number(
+                    ConfigNumber(
                         value=D.num_train_epochs, label="Epochs", minimum=0, info=info("num_train_epochs")
                     ),
                 )
                 form.add(
                     "max_steps",
-                    gr.Number(
+                    ConfigNumber(
                         value=D.max_steps, label="Max steps", precision=0, minimum=-1, info=info("max_steps")
                     ),
                 )
             form.add(
                 "per_device_train_batch_size",
-                gr.Slider(
+                ConfigSlider(
                     1,
                     BATCH_MAX,
                     value=D.per_device_train_batch_size,
@@ -129,7 +134,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
             )
             form.add(
                 "gradient_accumulation_steps",
-                gr.Slider(
+                ConfigSlider(
                     1,
                     ACCUMULATION_MAX,
                     value=D.gradient_accumulation_steps,
@@ -140,7 +145,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
             )
             form.add(
                 "max_length",
-                gr.Slider(
+                ConfigSlider(
                     64,
                     8192,
                     value=D.max_length,
@@ -149,11 +154,13 @@ def render(form: ConfigForm) -> dict[str, Any]:
                     info=info("max_length"),
                 ),
             )
-            form.add("seed", gr.Number(value=D.seed, label="Seed", precision=0, minimum=0, info=info("seed")))
+            form.add(
+                "seed", ConfigNumber(value=D.seed, label="Seed", precision=0, minimum=0, info=info("seed"))
+            )
             with gr.Accordion("Advanced", open=False):
                 form.add(
                     "warmup_steps",
-                    gr.Number(
+                    ConfigNumber(
                         value=D.warmup_steps,
                         precision=0,
                         minimum=0,
@@ -185,7 +192,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 )
                 form.add(
                     "monitor_rows",
-                    gr.Slider(
+                    ConfigSlider(
                         0,
                         64,
                         value=D.monitor_rows,
@@ -196,7 +203,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 )
                 form.add(
                     "validation_split",
-                    gr.Slider(
+                    ConfigSlider(
                         0.0,
                         0.3,
                         value=D.validation_split,
@@ -216,7 +223,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 )
                 form.add(
                     "logging_steps",
-                    gr.Number(
+                    ConfigNumber(
                         value=D.logging_steps,
                         precision=0,
                         minimum=1,
@@ -257,7 +264,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 )
                 form.add(
                     "save_steps",
-                    gr.Number(
+                    ConfigNumber(
                         value=D.save_steps,
                         precision=0,
                         minimum=0,
@@ -277,7 +284,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
             with gr.Accordion("Several GPUs (accelerate)", open=False):
                 processes = form.add(
                     "num_processes",
-                    gr.Number(
+                    ConfigNumber(
                         value=D.num_processes,
                         precision=0,
                         minimum=0,
@@ -316,10 +323,24 @@ def render(form: ConfigForm) -> dict[str, Any]:
         start = gr.Button("Start training", variant="primary")
         stop = gr.Button("Stop", variant="stop", interactive=False)
     status = gr.Markdown("No training has run in this session.")
+    progress = gr.HTML("")
     loss = gr.Plot(label="Training charts")
-    logs = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
+    logs = gr.Textbox(
+        label="Log",
+        lines=12,
+        max_lines=12,
+        autoscroll=True,
+        interactive=False,
+        elem_classes=[LOG_CLASS],
+    )
+    # gradio 6's own autoscroll scrolls once, then stops following; this follows new lines unless the user
+    # scrolled up to read (scrolling back to the end follows again)
+    logs.change(None, None, None, js=FOLLOW_LOG_JS, queue=False, api_visibility="private")
     timer = gr.Timer(1.0)
+    setup = train_setup.render(form)
     return {
+        "progress": progress,
+        "setup": setup,
         "targets": targets,
         "lora_math": lora_math,
         "start": start,
