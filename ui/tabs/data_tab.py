@@ -13,19 +13,28 @@ import pandas as pd
 
 from core.config import DATASET_FORMATS, TrainingConfig
 from core.data import truncate_cell
-from core.datafiles import SUFFIX_KIND
+from core.datafiles import NO_DATASET, SUFFIX_KIND
 from core.errors import StudioError
 from core.model import load_tokenizer, resolve_model_path, studio_home
 from core.tokenization import label_mask_example
 from core.validation import ValidationReport, validate_config
 from core.workspace import Workspace
 from ui.forms import ConfigForm, info
+from ui.i18n import tr, tr_text
 from ui.tabs.export_tab import downloads_dir
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 PREVIEW_COLUMNS = ["row", "system", "user", "assistant", "turns"]
+# column widths of the preview: a chat / alpaca table, and raw text (one wide column that wraps)
+CHAT_WIDTHS = ["6%", "12%", "41%", "35%", "6%"]
+TEXT_WIDTHS = ["6%", "94%"]
+HEADERS = (
+    "row",
+    "text",
+    "turns",
+)  # the preview's headers that are words (roles stay as the template names them)
 DATA_FIELDS = (
     "model_name_or_path",
     "dataset_name",
@@ -79,6 +88,30 @@ def on_upload(file: str | None, ws: Workspace) -> tuple[Any, Any, Any]:
     return keep_upload(file, ws.uploads_dir if ws.private else None), None, ""
 
 
+def after_upload(file: str | None) -> tuple[Any, str]:
+    """Empty the upload box again once a file is in (so the next file can be dropped or chosen there directly,
+    replacing it) and say which file is in use; the kept copy (``keep_upload``) is never overwritten.
+
+    Returns:
+        (the upload box's new value, the note under it); nothing changes when ``file`` is None.
+    """
+    if not file:
+        return gr.update(), gr.update()
+    note = tr(
+        "Using **{name}** as the dataset. To replace it, drop or choose another file above; earlier uploads stay "
+        "on disk."
+    ).format(name=Path(file).name)
+    return None, note
+
+
+def preview_update(frame: pd.DataFrame) -> Any:
+    """The preview table for ``frame`` with its headers in the page's language and widths for its shape: raw text
+    (row, text) gets one wide wrapping column instead of the chat layout's five."""
+    widths = TEXT_WIDTHS if list(frame.columns) == ["row", "text"] else CHAT_WIDTHS
+    shown = frame.rename(columns={c: tr(c) for c in HEADERS if c in frame.columns})
+    return gr.update(value=shown, column_widths=widths)
+
+
 def validate(
     form_values: dict[str, Any], ws: Workspace, progress: gr.Progress = gr.Progress()
 ) -> tuple[Any, ...]:
@@ -90,23 +123,25 @@ def validate(
     row. Returns (summary markdown, preview table, length histogram, label-mask example, report CSV path, mapping
     text).
     """
-    empty = pd.DataFrame(columns=PREVIEW_COLUMNS)
-    if not form_values.get("dataset_name"):
-        return "Upload a file or pick a sample.", empty, None, None, None, gr.update()
+    empty = preview_update(pd.DataFrame(columns=PREVIEW_COLUMNS))
+    if not str(form_values.get("dataset_name") or "").strip():
+        return tr(NO_DATASET), empty, None, None, None, gr.update()
     try:
         cfg = TrainingConfig.from_dict(
             {k: form_values[k] for k in DATA_FIELDS if form_values.get(k) not in (None, "")}
         )
         ws.check_dataset(cfg.dataset_name)
         ws.check_model(cfg.model_name_or_path)
-        progress(0.05, desc="Loading the tokenizer")
+        progress(0.05, desc=tr("Loading the tokenizer"))
         tokenizer = load_tokenizer(resolve_model_path(cfg.model_name_or_path))
-        progress(0.1, desc="Reading, normalising and tokenizing rows")
+        progress(0.1, desc=tr("Reading, normalising and tokenizing rows"))
+        checking, unit = tr("Checking rows"), tr("rows")
         report = validate_config(
-            cfg, tokenizer, progress=lambda rows: progress((rows, None), desc="Checking rows", unit="rows")
+            cfg, tokenizer, progress=lambda n: progress((n, None), desc=checking, unit=unit)
         )
     except StudioError as exc:
-        return f"**This data cannot be used.** {exc}", empty, None, None, None, gr.update()
+        message = tr("**This data cannot be used.** {error}").format(error=tr_text(str(exc)))
+        return message, empty, None, None, None, gr.update()
     downloads = ws.downloads_dir if ws.private else downloads_dir()
     csv_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-report-"), dir=ensure(downloads)))
     csv_path = report.write_issues_csv(csv_dir / f"{Path(report.source).stem}-report.csv")
@@ -114,7 +149,7 @@ def validate(
     assert report.first_feature is not None  # validate_config raises when no row is kept
     return (
         summary_markdown(report),
-        report.preview_frame(),
+        preview_update(report.preview_frame()),
         length_histogram_figure(report.length_counts, report.max_length),
         label_mask_example(tokenizer, report.first_feature),
         str(csv_path),
@@ -123,22 +158,35 @@ def validate(
 
 
 def summary_markdown(report: ValidationReport) -> str:
-    """The Data tab's summary: source, format and mapping, rows per stage, drop reasons, the first dropped rows."""
-    stages = " → ".join(f"{k} **{v:,}**" for k, v in report.stages.items())
+    """The Data tab's summary in the page's language: source, format and mapping, rows per stage, drop reasons, the
+    first dropped rows. Row reasons come from core in English and are translated by template (``tr_text``)."""
+    stages = " → ".join(f"{tr(k)} **{v:,}**" for k, v in report.stages.items())
+    columns = ", ".join(f"{f} ← `{c}`" for f, c in report.mapping.items())
     lines = [
-        f"`{report.source}` ({report.kind}): format **{report.dataset_format}**, columns used: "
-        + ", ".join(f"{f} ← `{c}`" for f, c in report.mapping.items()),
-        f"Rows: {stages}. Supervised tokens per kept row: median {report.supervised_median:,}.",
+        tr("`{source}` ({kind}): format **{format}**, columns used: {columns}").format(
+            source=report.source, kind=report.kind, format=report.dataset_format, columns=columns
+        ),
+        tr("Rows: {stages}. Supervised tokens per kept row: median {median}.").format(
+            stages=stages, median=f"{report.supervised_median:,}"
+        ),
     ]
     by_reason = report.dropped_by_reason()
     if by_reason:
-        lines.append("Dropped: " + "; ".join(f"{n:,} × {why}" for why, n in list(by_reason.items())[:6]))
-    lines += [f"- row {r}: {truncate_cell(why, 300)}" for r, why in report.dropped[:10]]
+        reasons = "; ".join(f"{n:,} × {tr_text(why)}" for why, n in list(by_reason.items())[:6])
+        lines.append(tr("Dropped: {reasons}").format(reasons=reasons))
+    lines += [
+        tr("- row {row}: {reason}").format(row=r, reason=truncate_cell(tr_text(why), 300))
+        for r, why in report.dropped[:10]
+    ]
     if report.dropped_count > 10:
-        lines.append(f"... and {report.dropped_count - 10:,} more dropped rows: see the CSV.")
+        lines.append(
+            tr("... and {n} more dropped rows: see the CSV.").format(n=f"{report.dropped_count - 10:,}")
+        )
     if report.notes_count:
         lines.append(
-            f"{report.notes_count:,} rows kept with a note (truncated, roles not alternating...): see the CSV."
+            tr("{n} rows kept with a note (truncated, roles not alternating...): see the CSV.").format(
+                n=f"{report.notes_count:,}"
+            )
         )
     return "\n\n".join(lines)
 
@@ -164,18 +212,20 @@ def length_histogram_figure(length_counts: dict[int, int], max_length: int, bins
         x=[(b + 0.5) * width for b in sorted(heights)],
         y=[heights[b] for b in sorted(heights)],
         width=width,
-        name="rows",
+        name=tr("rows"),
     )
     over = sum(c for n, c in length_counts.items() if n > max_length)
     fig.add_vline(
         x=max_length,
         line_dash="dash",
         line_color="red",
-        annotation_text=f"max_length {max_length} ({over:,} rows longer)",
+        annotation_text=tr("max_length {max_length} ({over} rows longer)").format(
+            max_length=max_length, over=f"{over:,}"
+        ),
     )
     fig.update_layout(
-        xaxis_title="tokens per row (chat template applied)",
-        yaxis_title="rows",
+        xaxis_title=tr("tokens per row (chat template applied)"),
+        yaxis_title=tr("rows"),
         height=300,
         margin={"l": 40, "r": 20, "t": 30, "b": 40},
         showlegend=False,
@@ -187,9 +237,13 @@ def length_histogram_figure(length_counts: dict[int, int], max_length: int, bins
 def render(form: ConfigForm) -> dict[str, Any]:
     """Build the tab; registers the dataset fields with ``form``."""
     with gr.Row():
-        upload = gr.File(
-            label="Upload CSV, TSV, JSON, JSONL, Parquet or XLSX", file_types=UPLOAD_TYPES, type="filepath"
-        )
+        with gr.Column():
+            upload = gr.File(
+                label="Upload CSV, TSV, JSON, JSONL, Parquet or XLSX",
+                file_types=UPLOAD_TYPES,
+                type="filepath",
+            )
+            upload_note = gr.Markdown()
         with gr.Column():
             sample = gr.Dropdown(choices=list(SAMPLES), value=None, label="...or use a sample dataset")
             name = form.add(
@@ -242,8 +296,11 @@ def render(form: ConfigForm) -> dict[str, Any]:
         label="Preview (normalised rows)",
         wrap=True,
         max_height=480,
-        column_widths=["6%", "12%", "41%", "35%", "6%"],
+        column_widths=CHAT_WIDTHS,
     )
+    # the box empties once a file is in, so the next file replaces it by a drop or a click (no small x to find);
+    # ui.app's own upload listener has already been sent the file's path
+    upload.upload(after_upload, upload, [upload, upload_note], api_visibility="private")
     sample.change(
         lambda s: (str(SAMPLES[s]), "") if s else (gr.update(), gr.update()),
         sample,
@@ -252,6 +309,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
     )
     return {
         "upload": upload,
+        "upload_note": upload_note,
         "sample": sample,
         "name": name,
         "format": fmt,
