@@ -14,40 +14,37 @@ from core.errors import ConfigError
 from ui.i18n import tr
 
 
-class ConfigSlider(gr.Slider):
-    """A gr.Slider whose range is the form's, not a limit on the value the handlers receive.
+def _judged_by_config(component: Any) -> Any:
+    """``component`` (a gr.Slider or gr.Number) with a preprocess that rounds like gradio's but never refuses a
+    value for the component's range: TrainingConfig judges it and names the field.
 
-    gradio's Slider.preprocess raises on a value typed outside [minimum, maximum]. The page then clamps the box
-    on blur and fires ``.change`` again, but gradio's front end drops a deferred ``.change`` re-run when the
-    pending one failed (Blocks: the ``always_last`` queue is drained on success only), so every live handler
-    (the LoRA formula, the memory estimate) kept the old value while the box showed the clamped one. Here the
-    value passes through (rounded as Slider rounds it): the handlers see what the box holds, then the clamped
-    value on blur, and TrainingConfig's own validation names the field when the config cannot take a value
-    (an API call with ``lora_r=512`` trains r 512, as the CLI does; ``lora_r=5000`` is refused naming lora_r).
+    Why: gradio's Slider / Number preprocess raises on a value typed outside [minimum, maximum] ("Value 300 is
+    greater than maximum value 256", naming no field). For a slider the page then clamps the box on blur and
+    fires ``.change`` again, but gradio's front end drops a deferred ``.change`` re-run when the pending one
+    failed (Blocks: the ``always_last`` queue is drained on success only), so every live handler (the LoRA
+    formula, the memory estimate) kept the old value while the box showed the clamped one. With this, the
+    handlers see what the box holds, then the clamped value on blur; an API call with ``lora_r=512`` trains
+    r 512 as the CLI does, and ``lora_r=5000`` is refused naming lora_r. (Set on the instance: a subclass of a
+    gradio component would make gradio write a ``.pyi`` stub next to this module at import.)
     """
 
-    is_template = True  # rendered by the page as gradio's own Slider
-
-    def preprocess(self, payload: float) -> float:
-        """The value as the page sent it, rounded to the slider's precision; never refused for its range."""
-        return gr.Number.round_to_precision(payload, self.precision)
-
-
-class ConfigNumber(gr.Number):
-    """A gr.Number whose ``minimum`` / ``maximum`` guide the box, while TrainingConfig judges the value.
-
-    gradio's Number.preprocess refuses an out-of-range value with "Value -5 is less than minimum value -1",
-    naming no field, and fails every live handler (see ConfigSlider); TrainingConfig's refusal names the field
-    and says what to use ("max_steps: -5 must be -1 (use epochs) or >= 1.").
-    """
-
-    is_template = True  # rendered by the page as gradio's own Number
-
-    def preprocess(self, payload: float | None) -> float | int | None:
-        """The value rounded to the box's precision (None when emptied); never refused for its range."""
+    def preprocess(payload: float | None) -> float | int | None:
         if payload is None:
             return None
-        return self.round_to_precision(payload, self.precision)
+        return gr.Number.round_to_precision(payload, component.precision)
+
+    component.preprocess = preprocess
+    return component
+
+
+def config_slider(*args: Any, **kwargs: Any) -> gr.Slider:
+    """A gr.Slider (same arguments) whose range guides the page but does not refuse values (``_judged_by_config``)."""
+    return _judged_by_config(gr.Slider(*args, **kwargs))
+
+
+def config_number(*args: Any, **kwargs: Any) -> gr.Number:
+    """A gr.Number (same arguments) whose minimum / maximum guide the page but do not refuse values."""
+    return _judged_by_config(gr.Number(*args, **kwargs))
 
 
 def form_value(name: str, value: Any) -> Any:

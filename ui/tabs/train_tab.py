@@ -16,7 +16,7 @@ from core.config import (
     SCHEDULERS,
     TrainingConfig,
 )
-from ui.forms import ConfigForm, ConfigNumber, ConfigSlider, info, launch_markdown
+from ui.forms import ConfigForm, config_number, config_slider, info, launch_markdown
 from ui.tabs import train_setup
 from ui.tabs.train_progress import FOLLOW_LOG_JS, LOG_CLASS, progress_for, progress_html
 
@@ -36,17 +36,17 @@ def render(form: ConfigForm) -> dict[str, Any]:
             gr.Markdown("#### LoRA")
             form.add(
                 "lora_r",
-                ConfigSlider(1, 256, value=D.lora_r, step=1, label="LoRA rank (r)", info=info("lora_r")),
+                config_slider(1, 256, value=D.lora_r, step=1, label="LoRA rank (r)", info=info("lora_r")),
             )
             form.add(
                 "lora_alpha",
-                ConfigSlider(
+                config_slider(
                     1, 512, value=D.lora_alpha, step=1, label="LoRA alpha (α)", info=info("lora_alpha")
                 ),
             )
             form.add(
                 "lora_dropout",
-                ConfigSlider(
+                config_slider(
                     0.0, 0.5, value=D.lora_dropout, step=0.01, label="LoRA dropout", info=info("lora_dropout")
                 ),
             )
@@ -104,26 +104,26 @@ def render(form: ConfigForm) -> dict[str, Any]:
             gr.Markdown("#### Training")
             form.add(
                 "learning_rate",
-                ConfigNumber(
+                config_number(
                     value=D.learning_rate, label="Learning rate", minimum=0, info=info("learning_rate")
                 ),
             )
             with gr.Row():
                 form.add(
                     "num_train_epochs",
-                    ConfigNumber(
+                    config_number(
                         value=D.num_train_epochs, label="Epochs", minimum=0, info=info("num_train_epochs")
                     ),
                 )
                 form.add(
                     "max_steps",
-                    ConfigNumber(
+                    config_number(
                         value=D.max_steps, label="Max steps", precision=0, minimum=-1, info=info("max_steps")
                     ),
                 )
             form.add(
                 "per_device_train_batch_size",
-                ConfigSlider(
+                config_slider(
                     1,
                     BATCH_MAX,
                     value=D.per_device_train_batch_size,
@@ -134,7 +134,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
             )
             form.add(
                 "gradient_accumulation_steps",
-                ConfigSlider(
+                config_slider(
                     1,
                     ACCUMULATION_MAX,
                     value=D.gradient_accumulation_steps,
@@ -145,7 +145,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
             )
             form.add(
                 "max_length",
-                ConfigSlider(
+                config_slider(
                     64,
                     8192,
                     value=D.max_length,
@@ -155,12 +155,12 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 ),
             )
             form.add(
-                "seed", ConfigNumber(value=D.seed, label="Seed", precision=0, minimum=0, info=info("seed"))
+                "seed", config_number(value=D.seed, label="Seed", precision=0, minimum=0, info=info("seed"))
             )
             with gr.Accordion("Advanced", open=False):
                 form.add(
                     "warmup_steps",
-                    ConfigNumber(
+                    config_number(
                         value=D.warmup_steps,
                         precision=0,
                         minimum=0,
@@ -192,7 +192,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 )
                 form.add(
                     "monitor_rows",
-                    ConfigSlider(
+                    config_slider(
                         0,
                         64,
                         value=D.monitor_rows,
@@ -203,7 +203,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 )
                 form.add(
                     "validation_split",
-                    ConfigSlider(
+                    config_slider(
                         0.0,
                         0.3,
                         value=D.validation_split,
@@ -223,7 +223,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 )
                 form.add(
                     "logging_steps",
-                    ConfigNumber(
+                    config_number(
                         value=D.logging_steps,
                         precision=0,
                         minimum=1,
@@ -264,7 +264,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
                 )
                 form.add(
                     "save_steps",
-                    ConfigNumber(
+                    config_number(
                         value=D.save_steps,
                         precision=0,
                         minimum=0,
@@ -284,7 +284,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
             with gr.Accordion("Several GPUs (accelerate)", open=False):
                 processes = form.add(
                     "num_processes",
-                    ConfigNumber(
+                    config_number(
                         value=D.num_processes,
                         precision=0,
                         minimum=0,
