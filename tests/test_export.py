@@ -255,3 +255,94 @@ def test_every_file_in_an_export_zip_is_readable(run_dir, tmp_path):
         infos = {i.filename: i for i in zf.infolist()}
     assert infos["extra/"].is_dir() and infos["extra/"].external_attr >> 16 == stat.S_IFDIR | 0o755
     assert infos["extra/notes.txt"].external_attr >> 16 == stat.S_IFREG | 0o644
+
+
+def test_export_tab_lists_runs_newest_first_with_status_and_steps(run_dir, tmp_path):
+    """The dropdown says what each run is ("name · completed · 4 steps"), in the page's language, newest start
+    first (not the folder's modification time, which every export changes)."""
+    import os
+
+    from ui.i18n import use_lang
+    from ui.tabs.export_tab import list_runs
+
+    base = (tmp_path / "runs").resolve()
+    new = Path(shutil.copytree(run_dir, base / run_dir.name))
+    old = Path(shutil.copytree(run_dir, base / "run-20200101-000000"))
+    result = json.loads((old / "result.json").read_text())
+    result.update(status="stopped", steps=1, started_at=result["started_at"] - 3600)
+    (old / "result.json").write_text(json.dumps(result))
+    (base / "notes").mkdir()  # not a run: not listed
+    os.utime(old)  # touched last
+    assert list_runs(str(base)) == [
+        (f"{new.name} · completed · 4 steps", str(new)),
+        ("run-20200101-000000 · stopped · 1 step", str(old)),
+    ]
+    with use_lang("zh"):
+        assert list_runs(str(base)) == [
+            (f"{new.name} · 已完成 · 4 步", str(new)),
+            ("run-20200101-000000 · 已停止 · 1 步", str(old)),
+        ]
+
+
+def test_export_tab_speaks_the_pages_language_and_signals_each_new_export(run_dir, tmp_path):
+    import gradio as gr
+
+    from ui.i18n import use_lang
+    from ui.tabs.export_tab import do_export, memory_line, with_exported
+
+    def quiet(*_a, **_k) -> None:
+        return None
+
+    copy = copy_run(run_dir, tmp_path)
+    with use_lang("zh"):
+        summary, download, folder, exported = with_exported(
+            do_export(str(copy), merged=False, progress=quiet)
+        )
+        assert summary.startswith("**完成。** 适配器已保存到 ") and "个张量" in summary, summary
+        assert "请查看文件夹中的 `verification.json`" in summary and "Zip：`" in summary
+        assert exported == folder and (Path(folder) / "adapter_model.safetensors").is_file() and download
+        failed = with_exported(do_export(str(tmp_path / "missing"), merged=False, progress=quiet))
+        assert failed[0].startswith("**导出失败。** ") and failed[2] == ""
+        assert failed[3] == gr.skip()  # the "exported" state keeps its value: no refresh after a failure
+        line = memory_line(str(run_dir), "auto")
+        assert line.startswith("合并导出需要约 ") and "GiB 内存；当前可用：" in line and "基座模型" in line
+    second = with_exported(do_export(str(copy), merged=False, progress=quiet))
+    assert second[0].startswith("**Done.** Adapter saved to ") and second[3] == second[2] != exported
+    assert memory_line(str(run_dir), "auto").startswith("Merged export needs about ")
+
+
+def test_every_text_the_export_tab_computes_has_chinese():
+    """Every tr() template of ui/tabs/export_tab.py has a Chinese entry with the same placeholders."""
+    import ast
+    import string
+
+    from core.export import ExportResult
+    from core.export_source import interrupted_note
+    from ui.i18n import runtime_table, use_lang
+    from ui.tabs.export_tab import result_text
+    from ui.zh_export import ZH
+
+    source = (Path(__file__).resolve().parents[1] / "ui" / "tabs" / "export_tab.py").read_text()
+    templates = [
+        node.args[0].value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", "") == "tr"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    ]
+    assert len(templates) > 20
+    assert [t for t in templates if t not in runtime_table()] == []
+
+    def fields(text: str) -> list[str]:
+        return sorted(
+            f"{name}:{spec}" for _, name, spec, _ in string.Formatter().parse(text) if name is not None
+        )
+
+    assert {en: fields(en) for en in ZH} == {en: fields(cn) for en, cn in ZH.items()}
+    for status in ("interrupted", "failed"):
+        note = interrupted_note(Path("checkpoint-4"), 4, status)
+        result = ExportResult("adapter", "/x/adapter-export", "", None, 0.5, None, None, 2**20, 10, note)
+        assert result_text(result) == result.summary()  # English: the engine's own words
+        with use_lang("zh"):
+            assert result_text(result).startswith("运行在第 4 步") and "checkpoint-4" in result_text(result)

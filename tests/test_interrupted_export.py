@@ -91,10 +91,14 @@ def test_merged_export_takes_the_last_complete_checkpoint(killed_run, tmp_path):
 
 
 def test_export_tab_lists_the_interrupted_run(killed_run):
+    from ui.i18n import use_lang
     from ui.tabs.export_tab import list_runs
 
     choices = list_runs(str(killed_run.parent))
-    assert (f"{killed_run} (interrupted, checkpoint-4)", str(killed_run)) in choices
+    assert (f"{killed_run.name} · interrupted · 4 steps · exports checkpoint-4", str(killed_run)) in choices
+    with use_lang("zh"):
+        choices = list_runs(str(killed_run.parent))
+    assert (f"{killed_run.name} · 已中断 · 4 步 · 导出检查点 checkpoint-4", str(killed_run)) in choices
 
 
 def test_a_run_killed_before_its_first_checkpoint_is_told_so(killed_run, tmp_path):
