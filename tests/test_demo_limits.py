@@ -206,7 +206,7 @@ def test_the_demo_banner_is_shown_and_translated(monkeypatch):
 
     monkeypatch.setenv("SPACE_ID", "someone/lora-studio")
     demo = build_app()
-    zh = demo.i18n_table.translations["zh"]
+    zh = demo.i18n_table.translations["zh-CN"]
     banners = [
         b.value
         for b in demo.blocks.values()

@@ -15,12 +15,13 @@ from core.presets import default_target_modules
 from core.space import demo_limits, limits_markdown
 from core.validation import count_usable_rows
 from core.workspace import Sessions
+from ui import language
 from ui.forms import ConfigForm, with_request
-from ui.i18n import GPU_HELP_TITLE, HELP_TITLE, LANGUAGE_HINT, PRIVATE_NOTE, PRIVATE_NOTE_ZH, translate
+from ui.i18n import GPU_HELP_TITLE, HELP_TITLE, PRIVATE_NOTE, PRIVATE_NOTE_ZH, retranslate, translate
 from ui.poll import Marker, PollRenderer
 from ui.session import SessionUI
 from ui.tabs import chat_tab, data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_tab
-from ui.views import lora_math_markdown
+from ui.views import lora_math_markdown, model_facts_markdown
 from ui.zh import GPU_HELP_EN, HELP_EN
 
 TITLE = "LoRA Studio"
@@ -45,8 +46,9 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
     session = SessionUI(sessions or Sessions(private=False, job=job))
     form = ConfigForm()
     with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(f"# {TITLE}\n{INTRO}")
-        gr.Markdown(LANGUAGE_HINT)
+        with gr.Row(equal_height=True):
+            gr.Markdown(f"# {TITLE}\n{INTRO}")
+            lang_menu = language.render()
         limits = demo_limits()
         if limits is not None:
             gr.Markdown(limits_markdown(limits))
@@ -426,6 +428,31 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         c["prompt"].submit(chat, chat_inputs, chat_outputs, api_visibility="private", **gpu)
         if session.private:  # the runs folder is the session's own; nothing to type
             out_dir.interactive = False
+
+        # ---- language: stored choice on load; a switch renders every tab's computed text again, from its state
+        def facts(spec: ModelSpec | None, shown: str) -> str:
+            return model_facts_markdown(spec) if spec is not None else retranslate(shown)
+
+        def revalidate(summary: str, *values: Any) -> tuple[Any, ...]:
+            if retranslate(summary) != summary or not summary.strip():  # still the placeholder: nothing to redo
+                return tuple(gr.skip() for _ in data_outputs)
+            return run_validate(*values)
+
+        with_request(revalidate, form.signature(("summary",)))
+        language.wire(
+            demo,
+            lang_menu,
+            [
+                (facts, [spec_state, m["facts"]], [m["facts"]]),
+                (lora_math, math_inputs, [t["lora_math"]]),
+                (poll_fresh, [], poll_outputs),
+                (run_estimate, est_inputs, est_outputs),
+                (refresh_runs, [out_dir], [x["run"]]),
+                (refresh_run_table, [out_dir], runs_outputs),
+                (chat_runs, [out_dir, c["run"]], [c["run"]]),
+                (revalidate, [d["summary"], *form.inputs], data_outputs),
+            ],
+        )
     demo.form = form  # type: ignore[attr-defined]  # exposed for tests: the field -> component mapping
     demo.private_sessions = session.private  # type: ignore[attr-defined]
     note = {PRIVATE_NOTE.format(hours=hours): PRIVATE_NOTE_ZH.format(hours=hours)}

@@ -9,6 +9,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ui.i18n import tr
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
@@ -131,7 +133,7 @@ def training_figure(
         rows=3,
         cols=2,
         specs=[[{"colspan": 2}, None], [{}, {}], [{}, {}]],
-        subplot_titles=PANEL_TITLES,
+        subplot_titles=[tr(t) for t in PANEL_TITLES],
         vertical_spacing=0.1,
         horizontal_spacing=0.1,
         row_heights=[0.44, 0.28, 0.28],
@@ -142,7 +144,7 @@ def training_figure(
             x=steps,
             y=losses,
             mode="lines+markers",
-            name="train loss (each batch)",
+            name=tr("train loss (each batch)"),
             opacity=0.45,
             row=1,
             col=1,
@@ -151,7 +153,7 @@ def training_figure(
             x=steps,
             y=moving_average(losses),
             mode="lines",
-            name=f"moving average (last {SMOOTHING} logs)",
+            name=tr("moving average (last {n} logs)").format(n=SMOOTHING),
             line={"width": 3},
             row=1,
             col=1,
@@ -163,7 +165,7 @@ def training_figure(
                 x=eval_steps,
                 y=eval_losses,
                 mode="lines+markers",
-                name=label,
+                name=tr(label),
                 line={"width": 3, "dash": "dot"},
                 row=1,
                 col=1,
@@ -175,9 +177,9 @@ def training_figure(
         xs, ys = series(history, key)
         row, col = PANELS[panel]
         if xs:
-            fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name, showlegend=False, row=row, col=col)
+            fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=tr(name), showlegend=False, row=row, col=col)
         else:
-            _note(fig, panel, f"no {name} logged yet")
+            _note(fig, panel, tr(f"no {name} logged yet"))
     rates = tokens_per_second(history)
     if rates:
         fig.add_scatter(
@@ -190,18 +192,18 @@ def training_figure(
             col=1,
         )
     else:
-        _note(fig, "tokens", "no token counts logged yet")
+        _note(fig, "tokens", tr("no token counts logged yet"))
     _memory_panel(fig, history, estimate_gib, device)
 
     fig.update_xaxes(rangemode="tozero")
     fig.update_yaxes(rangemode="tozero")
-    fig.update_xaxes(title_text="optimizer step", row=3)
+    fig.update_xaxes(title_text=tr("optimizer step"), row=3)
     fig.update_yaxes(exponentformat="e", row=2, col=1)
     fig.update_layout(
         height=820,
         margin={"l": 50, "r": 20, "t": 60, "b": 40},
         legend={"orientation": "h", "y": 1.06, "x": 0},
-        title=None if steps else EMPTY_LOSS_TITLE,
+        title=None if steps else tr(EMPTY_LOSS_TITLE),
         uirevision="training",  # keep the user's zoom and hidden series across the 1 s refreshes
     )
     return fig
@@ -215,7 +217,7 @@ def _memory_panel(fig: go.Figure, history: History, estimate_gib: float | None, 
             x=xs,
             y=peaks,
             mode="lines+markers",
-            name="measured peak reserved",
+            name=tr("measured peak reserved"),
             showlegend=False,
             row=3,
             col=2,
@@ -228,13 +230,13 @@ def _memory_panel(fig: go.Figure, history: History, estimate_gib: float | None, 
             if device == "cuda"
             else "no GPU memory measured (CPU run, or no step logged yet)"
         )
-        _note(fig, "memory", why)
+        _note(fig, "memory", tr(why))
     if estimate_gib is not None:
         fig.add_hline(
             y=estimate_gib,
             line_dash="dash",
             line_color="red",
-            annotation_text=f"estimate {estimate_gib:.1f} GiB",
+            annotation_text=tr("estimate {gib} GiB").format(gib=f"{estimate_gib:.1f}"),
             annotation_position="bottom right",
             row=3,
             col=2,

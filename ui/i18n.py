@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import inspect
 import pkgutil
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -41,15 +42,17 @@ EXTRA_ZH = {
     HELP_EN: HELP_ZH,
     GPU_HELP_EN: GPU_HELP_ZH,
 }
-LANGUAGE_HINT = (
-    "Language / 语言: the page follows your browser's language; switch it under **Settings** at the bottom of the "
-    "page (设置 → Language → 简体中文)."
-)
-
-
 def key_for(text: str) -> str:
     """A stable translation key for an English string (its hash: keys never collide with Gradio's own)."""
     return "studio." + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+def output_ids(demo: gr.Blocks) -> set[int]:
+    """Ids of the blocks some event writes to: their value is computed at run time (``tr()``), never a key."""
+    ids: set[int] = set()
+    for fn in demo.fns.values():
+        ids.update(block._id for block in fn.outputs)
+    return ids
 
 
 def translate(
@@ -57,20 +60,25 @@ def translate(
 ) -> gr.I18n:
     """Swap every translated string of ``demo`` for a translation key; returns the gr.I18n for ``launch(i18n=)``.
 
+    A Markdown that an event writes to keeps its English value (Gradio re-applies a key's text on every
+    language switch, which would overwrite what the event wrote): ``retranslate`` turns it on page load and switch.
+
     Args:
         demo: the built Blocks (changed in place).
-        zh: English -> Chinese strings (default ``ui.zh.ZH`` and the help panels).
+        zh: English -> Chinese strings (default ``runtime_table()``: ui.zh.ZH and every ui/zh_*.py table).
         extra: more pairs, e.g. text the app formats at build time.
 
     Returns:
-        gr.I18n with ``en`` (the original strings) and ``zh`` for every key used.
+        gr.I18n with ``en`` (the original strings) and ``zh-CN`` (Gradio's own Simplified Chinese locale, so its
+        built-in texts such as the screen-reader status are Chinese too) for every key used.
     """
-    pairs = {**(ZH if zh is None else zh), **EXTRA_ZH, **(extra or {})}
+    pairs = {**(runtime_table() if zh is None else zh), **EXTRA_ZH, **(extra or {})}
     zh = {
         inspect.cleandoc(en): inspect.cleandoc(cn) for en, cn in pairs.items()
     }  # as gr.Markdown stores text
     en_table: dict[str, str] = {}
     zh_table: dict[str, str] = {}
+    written = output_ids(demo)
 
     def swap(text: Any) -> Any:
         if not isinstance(text, str) or inspect.cleandoc(text) not in zh:
@@ -83,9 +91,9 @@ def translate(
         for attr in TEXT_ATTRS:
             if hasattr(block, attr):
                 setattr(block, attr, swap(getattr(block, attr)))
-        if isinstance(block, gr.Markdown | gr.Button):
+        if isinstance(block, gr.Button) or (isinstance(block, gr.Markdown) and block._id not in written):
             block.value = swap(block.value)
-    return gr.I18n(en=en_table, zh=zh_table)
+    return gr.I18n(en=en_table, **{LOCALE_ZH: zh_table})
 
 
 # ---- text computed at run time (status lines, reports, tables, charts) ------------------------------------------
@@ -97,6 +105,7 @@ def translate(
 # and from every ``ui/zh_*.py`` module's ``ZH`` dict (one per area, so areas never edit the same table).
 
 LANGS = ("en", "zh")
+LOCALE_ZH = "zh-CN"  # Gradio's locale for Simplified Chinese
 LANG_COOKIE = "lora_studio_lang"
 _override: ContextVar[str | None] = ContextVar("lora_studio_lang", default=None)
 
@@ -165,3 +174,90 @@ def tr(text: str) -> str:
     if current_lang() != "zh":
         return text
     return runtime_table().get(text, text)
+
+
+def retranslate(text: Any) -> Any:
+    """``text`` in the current language when it is a whole known text (English or Chinese) of the tables, e.g. a
+    placeholder an event has not replaced yet; anything else (a computed report) unchanged."""
+    if not isinstance(text, str) or not text.strip():
+        return text
+    table = runtime_table()
+    english = text if text in table else _reverse_table().get(text)
+    return tr(english) if english is not None else text
+
+
+@cache
+def _reverse_table() -> dict[str, str]:
+    return {cn: en for en, cn in runtime_table().items()}
+
+
+# The language menu's browser side: the choice is a cookie (sent with every event, read by ``tr``) and a
+# localStorage entry; Gradio's own locale (labels, help texts, its built-in strings) follows through its
+# ``changeLocale``, imported from the module the page already loaded (same URL, same instance).
+_APPLY_JS = """
+    const pick = (lang === 'zh') ? 'zh' : 'en';
+    document.cookie = 'COOKIE=' + pick + ';path=/;max-age=31536000;samesite=lax';
+    try { localStorage.setItem('COOKIE', pick); } catch (e) {}
+    const core = performance.getEntriesByType('resource').map(e => e.name)
+        .find(n => /\\/assets\\/core-[^/]*\\.js$/.test(n));
+    if (core) import(core).then(m => m.changeLocale && m.changeLocale(pick === 'zh' ? 'LOCALE' : 'en'));
+""".replace("COOKIE", LANG_COOKIE).replace("LOCALE", LOCALE_ZH)
+
+LOAD_JS = (
+    "(...args) => { let lang = null; try { lang = localStorage.getItem('"
+    + LANG_COOKIE
+    + "'); } catch (e) {}\n"
+    + "    if (lang !== 'zh' && lang !== 'en') lang = (navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en';\n"
+    + _APPLY_JS
+    + "    return [pick, ...args.slice(1)]; }"
+)
+"""Page-load JS: the stored choice, else the browser's language; applied, and sent as the first input."""
+
+SWITCH_JS = "(lang, ...args) => {" + _APPLY_JS + "    return [pick, ...args]; }"
+"""The language menu's JS: applies the new choice before the event reaches the server."""
+
+
+_FIELD = re.compile(r"\{(\w+)(?:[:!][^{}]*)?\}")
+
+
+@cache
+def _patterns() -> list[tuple[re.Pattern[str], str]]:
+    """(regex, Chinese template) for every table template with named fields, longest first (most specific)."""
+    out = []
+    for en, cn in sorted(runtime_table().items(), key=lambda kv: -len(kv[0])):
+        if "{" not in en or not _FIELD.search(en):
+            continue
+        pattern, pos, seen = "", 0, set()
+        for m in _FIELD.finditer(en):
+            pattern += re.escape(en[pos : m.start()])
+            name = m.group(1)
+            pattern += f"(?P={name})" if name in seen else f"(?P<{name}>.+?)"
+            seen.add(name)
+            pos = m.end()
+        pattern += re.escape(en[pos:])
+        try:
+            out.append((re.compile(pattern + r"\Z", re.S), cn))
+        except re.error:
+            continue
+    return out
+
+
+def tr_text(text: str) -> str:
+    """Translate English text made elsewhere (the engine's messages, a plan's reason): the whole text if it is a
+    table entry, else the first template of the tables whose fields match it (``"Training step {step}/{max_steps}"``
+    matches "Training step 3/10"), else line by line; anything unknown stays English."""
+    if current_lang() != "zh" or not text:
+        return text
+    table = runtime_table()
+    if text in table:
+        return table[text]
+    for pattern, cn in _patterns():
+        m = pattern.match(text)
+        if m:
+            try:
+                return cn.format(**{k: tr_text(v) for k, v in m.groupdict().items()})
+            except (KeyError, IndexError, ValueError):
+                continue
+    if "\n" in text:
+        return "\n".join(tr_text(line) for line in text.split("\n"))
+    return text

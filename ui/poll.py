@@ -2,7 +2,7 @@
 
 Every open page (and every REST client) polls ``/poll`` once a second. Two caches keep that cheap:
 
-- per job, the rendering of its latest snapshot: the status line (per snapshot object), the log text (per
+- per job and language (``ui.i18n.current_lang``), the rendering of its latest snapshot: the status line (per snapshot object), the log text (per
   ``log_total``) and the chart, built and serialized to plotly JSON once per history length (``len(history)``, the
   run folder, the estimate and the device), shared by every page watching that job;
 - per page, a marker (a ``gr.State``) of what it was last sent: the chart's and the log's render numbers and
@@ -27,6 +27,7 @@ from gradio.components.plot import PlotData
 from core.events import JobSnapshot
 from core.job import TrainingJob
 from ui.charts import training_figure
+from ui.i18n import current_lang
 from ui.views import status_markdown
 
 LOG_LINES = 60  # log lines shown in the Train tab's log box (the snapshot keeps up to 200)
@@ -62,19 +63,23 @@ class PollRenderer:
 
     def __init__(self) -> None:
         """An empty cache; entries go away with their job (weak keys)."""
-        self._cache: weakref.WeakKeyDictionary[TrainingJob, _Rendered] = weakref.WeakKeyDictionary()
+        self._cache: weakref.WeakKeyDictionary[TrainingJob, dict[str, _Rendered]] = weakref.WeakKeyDictionary()
         self.figures_built = 0  # charts built and serialized since start (tests read it)
 
     def render(self, job: TrainingJob) -> tuple[JobSnapshot, _Rendered]:
-        """The job's snapshot and its rendering, rebuilding only the parts whose key changed.
+        """The job's snapshot and its rendering in the current language, rebuilding only the parts whose key changed.
 
         Chart key: (run folder, len(history), estimate GiB, device); log key: (run folder, log_total); status:
         the snapshot object itself (the job replaces it on every change).
         """
         snap = job.snapshot()
-        done = self._cache.get(job)
+        per_lang = self._cache.get(job)
+        if per_lang is None:
+            per_lang = self._cache.setdefault(job, {})
+        lang = current_lang()
+        done = per_lang.get(lang)
         if done is None:
-            done = self._cache.setdefault(job, _Rendered())
+            done = per_lang.setdefault(lang, _Rendered())
         if done.snap is not snap:
             done.status = status_markdown(snap)
             done.snap = snap

@@ -12,12 +12,18 @@ from core.events import JobSnapshot
 from core.modelspec import ModelSpec
 from core.runs import RunSummary
 from core.vram import VramEstimate
+from ui.i18n import tr, tr_text
 
 if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
 METHOD_LABELS = {"full": "Full", "lora": "LoRA", "lora8": "LoRA 8-bit", "qlora": "QLoRA"}
+
+
+def method_label(method: str) -> str:
+    """A method's display name in the page's language ("LoRA 8-bit" -> "LoRA 8 位"); unknown names unchanged."""
+    return tr(METHOD_LABELS.get(method, method))
 
 
 def _when(epoch_s: float) -> str:
@@ -54,27 +60,29 @@ def model_facts_markdown(spec: ModelSpec) -> str:
     groups = "<br>".join(
         f"`{g.name}` {g.out_features}x{g.in_features} x{g.count}" for g in spec.linear_groups
     )
+    template = tr("yes") if spec.has_chat_template else tr("no (an Alpaca-style prompt is used)")
     return (
         "| | |\n|---|---|\n"
-        f"| Architecture | {spec.architecture} (`{spec.model_type}`) |\n"
-        f"| Parameters | {fmt_count(spec.num_params)} ({spec.num_params:,}) |\n"
-        f"| Stored dtype | {spec.dtype} |\n"
-        f"| Context length | {spec.max_position_embeddings:,} tokens |\n"
-        f"| Layers / hidden / vocab | {spec.num_hidden_layers} / {spec.hidden_size} / {spec.vocab_size:,} |\n"
-        f"| Chat template | {'yes' if spec.has_chat_template else 'no (an Alpaca-style prompt is used)'} |\n"
-        f"| Linear modules (N x D x count) | {groups} |\n"
+        f"| {tr('Architecture')} | {spec.architecture} (`{spec.model_type}`) |\n"
+        f"| {tr('Parameters')} | {fmt_count(spec.num_params)} ({spec.num_params:,}) |\n"
+        f"| {tr('Stored dtype')} | {spec.dtype} |\n"
+        f"| {tr('Context length')} | {tr('{n} tokens').format(n=f'{spec.max_position_embeddings:,}')} |\n"
+        f"| {tr('Layers / hidden / vocab')} | {spec.num_hidden_layers} / {spec.hidden_size} / {spec.vocab_size:,} |\n"
+        f"| {tr('Chat template')} | {template} |\n"
+        f"| {tr('Linear modules (N x D x count)')} | {groups} |\n"
     )
 
 
 def lora_math_markdown(spec: ModelSpec | None, cfg: TrainingConfig, targets: tuple[str, ...]) -> str:
     """Live LoRA arithmetic: W' = W + (alpha/r) B A, r x (N + D) per matrix, share of the model."""
-    head = (
-        f"**W' = W + (α/r)·B·A** with r = {cfg.lora_r}, α = {cfg.lora_alpha}: scale α/r = "
-        f"**{cfg.lora_scaling:.3g}**. B (N×r) starts at zero, so training starts from the unchanged model."
-    )
+    head = tr(
+        "**W' = W + (α/r)·B·A** with r = {r}, α = {alpha}: scale α/r = **{scale}**. B (N×r) starts at zero, "
+        "so training starts from the unchanged model."
+    ).format(r=cfg.lora_r, alpha=cfg.lora_alpha, scale=f"{cfg.lora_scaling:.3g}")
     if spec is None:
-        return head + "\n\nLoad a model in the Model tab to see trainable parameters."
-    rows = ["| module | N x D | per matrix r·(N+D) | matrices | trainable |", "|---|---|---|---|---|"]
+        return head + "\n\n" + tr("Load a model in the Model tab to see trainable parameters.")
+    header = [tr("module"), "N x D", tr("per matrix r·(N+D)"), tr("matrices"), tr("trainable")]
+    rows = ["| " + " | ".join(header) + " |", "|---|---|---|---|---|"]
     total = 0
     for g in spec.linear_groups:
         if g.name not in targets:
@@ -82,8 +90,9 @@ def lora_math_markdown(spec: ModelSpec | None, cfg: TrainingConfig, targets: tup
         per = cfg.lora_r * (g.in_features + g.out_features)
         total += per * g.count
         rows.append(
-            f"| `{g.name}` | {g.out_features}x{g.in_features} | {per:,} ({100 * per / (g.in_features * g.out_features):.2f}% of N·D) "
-            f"| {g.count} | {per * g.count:,} |"
+            f"| `{g.name}` | {g.out_features}x{g.in_features} | {per:,} "
+            + tr("({share}% of N·D)").format(share=f"{100 * per / (g.in_features * g.out_features):.2f}")
+            + f" | {g.count} | {per * g.count:,} |"
         )
     share = 100 * total / max(spec.num_params, 1)
     peft_share = 100 * total / max(spec.num_params + total, 1)
@@ -91,9 +100,19 @@ def lora_math_markdown(spec: ModelSpec | None, cfg: TrainingConfig, targets: tup
         head
         + "\n\n"
         + "\n".join(rows)
-        + f"\n\n**Trainable: {total:,}** = {share:.3f}% of the base model's {spec.num_params:,} parameters "
-        f"(peft's `print_trainable_parameters` counts the adapter in the total: {spec.num_params + total:,}, "
-        f"{peft_share:.4f}%). Adapter file ≈ {total * 4 / 2**20:,.1f} MiB in fp32."
+        + "\n\n"
+        + tr(
+            "**Trainable: {total}** = {share}% of the base model's {params} parameters (peft's "
+            "`print_trainable_parameters` counts the adapter in the total: {with_adapter}, {peft_share}%). "
+            "Adapter file ≈ {mib} MiB in fp32."
+        ).format(
+            total=f"{total:,}",
+            share=f"{share:.3f}",
+            params=f"{spec.num_params:,}",
+            with_adapter=f"{spec.num_params + total:,}",
+            peft_share=f"{peft_share:.4f}",
+            mib=f"{total * 4 / 2**20:,.1f}",
+        )
     )
 
 
@@ -102,9 +121,11 @@ def estimate_frame(estimates: dict[str, VramEstimate]) -> pd.DataFrame:
     import pandas as pd
 
     components = list(next(iter(estimates.values())).components_gib)
-    data: dict[str, list[Any]] = {"GiB": components + ["TOTAL (GiB)", "trainable parameters"]}
+    data: dict[str, list[Any]] = {
+        "GiB": [tr(c) for c in components] + [tr("TOTAL (GiB)"), tr("trainable parameters")]
+    }
     for m, e in estimates.items():
-        data[METHOD_LABELS[m]] = [round(e.components_gib[c], 2) for c in components] + [
+        data[method_label(m)] = [round(e.components_gib[c], 2) for c in components] + [
             round(e.total_gib, 2),
             fmt_count(e.trainable_params),
         ]
@@ -127,9 +148,9 @@ def estimate_figure(estimates: dict[str, VramEstimate], gpu_gib: float | None) -
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    methods = [METHOD_LABELS[m] for m in estimates]
+    methods = [method_label(m) for m in estimates]
     for comp in next(iter(estimates.values())).components_gib:
-        fig.add_bar(name=comp, x=methods, y=[e.components_gib[comp] for e in estimates.values()])
+        fig.add_bar(name=tr(comp), x=methods, y=[e.components_gib[comp] for e in estimates.values()])
     if gpu_gib:
         fig.add_hline(y=gpu_gib, line_dash="dash", line_color="red", annotation_text=f"GPU {gpu_gib:g} GiB")
     fig.update_layout(
@@ -142,67 +163,72 @@ def estimate_figure(estimates: dict[str, VramEstimate], gpu_gib: float | None) -
     return fig
 
 
-def token_length_figure(lengths: list[int], max_length: int) -> go.Figure:
-    """Histogram of rendered row lengths in tokens, with the max_length cut marked (rows past it are truncated)."""
-    import plotly.graph_objects as go
+STATUS_WORDS = {
+    "queued": "QUEUED",
+    "loading": "LOADING",
+    "training": "TRAINING",
+    "stopping": "STOPPING",
+    "saving": "SAVING",
+    "completed": "COMPLETED",
+    "stopped": "STOPPED",
+    "failed": "FAILED",
+    "interrupted": "INTERRUPTED",
+}
 
-    fig = go.Figure()
-    fig.add_histogram(x=lengths, nbinsx=40, name="rows")
-    over = sum(1 for n in lengths if n > max_length)
-    fig.add_vline(
-        x=max_length,
-        line_dash="dash",
-        line_color="red",
-        annotation_text=f"max_length {max_length} ({over} rows longer)",
-    )
-    fig.update_layout(
-        xaxis_title="tokens per row (chat template applied)",
-        yaxis_title="rows",
-        height=300,
-        margin={"l": 40, "r": 20, "t": 30, "b": 40},
-        showlegend=False,
-    )
-    return fig
+
+def status_word(status: str) -> str:
+    """A job or run status as the page shows it: "training" -> "TRAINING" / "训练中"."""
+    return tr(STATUS_WORDS.get(status, status.upper()))
 
 
 def status_markdown(snap: JobSnapshot) -> str:
-    """Status line with progress, ETA and latest loss."""
+    """Status line with progress, ETA and latest loss, in the page's language (``ui.i18n.tr``)."""
     if snap.status == "idle":
-        return snap.message
+        return tr_text(snap.message)
     losses = [h["loss"] for h in snap.history if "loss" in h]
-    parts = [f"**{snap.status.upper()}**"]
+    parts = [f"**{status_word(snap.status)}**"]
     if snap.max_steps:
         pct = 100 * snap.step / snap.max_steps
-        parts.append(f"step {snap.step}/{snap.max_steps} ({pct:.0f}%)")
-        parts.append(f"elapsed {fmt_duration(snap.elapsed_s)}")
+        parts.append(tr("step {step}/{max_steps} ({pct}%)").format(step=snap.step, max_steps=snap.max_steps, pct=f"{pct:.0f}"))
+        parts.append(tr("elapsed {time}").format(time=fmt_duration(snap.elapsed_s)))
         if snap.is_active:
-            parts.append(f"ETA {fmt_duration(snap.eta_s)}")
+            parts.append(tr("ETA {time}").format(time=fmt_duration(snap.eta_s)))
     if losses:
         k = min(5, len(losses))
         parts.append(
-            f"loss {losses[-1]:.4f} (mean of last {k}: {sum(losses[-k:]) / k:.4f}, first {k}: {sum(losses[:k]) / k:.4f})"
+            tr("loss {last} (mean of last {k}: {mean_last}, first {k}: {mean_first})").format(
+                last=f"{losses[-1]:.4f}",
+                k=k,
+                mean_last=f"{sum(losses[-k:]) / k:.4f}",
+                mean_first=f"{sum(losses[:k]) / k:.4f}",
+            )
         )
     fixed = [h["eval_train_sample_loss"] for h in snap.history if "eval_train_sample_loss" in h]
     if fixed:
-        parts.append(f"loss on fixed rows {fixed[0]:.4f} → {fixed[-1]:.4f}")
+        parts.append(tr("loss on fixed rows {first} → {last}").format(first=f"{fixed[0]:.4f}", last=f"{fixed[-1]:.4f}"))
     seen = [h for h in snap.history if "num_input_tokens_seen" in h and h.get("elapsed_s")]
     if seen:
         from ui.charts import tokens_per_second
 
         rates = tokens_per_second(seen)
         if rates:  # the latest interval, as the chart shows it (not tokens since 0, wrong after a resume)
-            parts.append(f"{rates[-1][1]:,.0f} tokens/s")
+            parts.append(tr("{rate} tokens/s").format(rate=f"{rates[-1][1]:,.0f}"))
     info = snap.info
     peaks = [h["peak_reserved_gib"] for h in snap.history if "peak_reserved_gib" in h]
     if peaks and "estimate_gib" in info:
         parts.append(
-            f"GPU memory peak {max(peaks):.1f} GiB (worst-case estimate {info['estimate_gib']:.1f} GiB)"
+            tr("GPU memory peak {peak} GiB (worst-case estimate {estimate} GiB)").format(
+                peak=f"{max(peaks):.1f}", estimate=f"{info['estimate_gib']:.1f}"
+            )
         )
     if "trainable_params" in info:
         parts.append(
-            f"trainable {fmt_count(info['trainable_params'])} on {info.get('device')} ({info.get('dtype')})"
+            tr("trainable {count} on {device} ({dtype})").format(
+                count=fmt_count(info["trainable_params"]), device=info.get("device"), dtype=info.get("dtype")
+            )
         )
-    return " · ".join(parts) + f"\n\n{snap.message}\n\nRun folder: `{snap.run_dir}`"
+    folder = tr("Run folder: {folder}").format(folder=f"`{snap.run_dir}`")
+    return " · ".join(parts) + f"\n\n{tr_text(snap.message)}\n\n{folder}"
 
 
 RUN_COLUMNS = [
@@ -263,15 +289,18 @@ def run_markdown(run: RunSummary) -> str:
 def plan_lines(result: Any, cfg: TrainingConfig) -> list[str]:
     """Markdown lines for a core.plan.PlanResult: the chosen plan with what it changes, then the alternatives
     with their memory and relative step time."""
-    lines = [result.reason]
+    lines = [tr_text(result.reason)]
     chosen = result.chosen
     if chosen is None:
         return lines
-    changes = chosen.changes(cfg)
-    lines.append("Changes to your settings: " + ("; ".join(changes) if changes else "none (already set)."))
+    changes = [tr_text(c) for c in chosen.changes(cfg)]
+    lines.append(tr("Changes to your settings: ") + ("; ".join(changes) if changes else tr("none (already set).")))
     if len(result.plans) > 1:
-        lines.append("Alternatives (memory, time per optimizer step relative to the chosen plan):")
-        lines += [f"- {p.describe()}, {p.relative_time:.2f}x the time" for p in result.plans[1:]]
+        lines.append(tr("Alternatives (memory, time per optimizer step relative to the chosen plan):"))
+        lines += [
+            "- " + tr("{plan}, {ratio}x the time").format(plan=tr_text(p.describe()), ratio=f"{p.relative_time:.2f}")
+            for p in result.plans[1:]
+        ]
     return lines
 
 
@@ -312,21 +341,21 @@ def fits_frame(rows: list[Any]) -> pd.DataFrame:
     import pandas as pd
 
     def cell(c: Any) -> str:
-        mark = FIT_MARKS.get(c.status, c.status)
+        mark = tr(FIT_MARKS.get(c.status, c.status))
         if c.status == "not planned":
             return mark
         if c.status == "fits":  # its fastest plan: checkpointing and micro-batch split
             how = c.plan.rsplit(":", 1)[0].replace("checkpointing ", "ckpt ").replace(" accumulation", "")
-            return f"fits {c.total_gib:.1f} GiB ({how.replace('micro-batch ', '')})"
-        return f"{mark} (leanest {c.total_gib:.1f} GiB)"
+            return tr("fits {gib} GiB ({how})").format(gib=f"{c.total_gib:.1f}", how=how.replace("micro-batch ", ""))
+        return tr("{mark} (leanest {gib} GiB)").format(mark=mark, gib=f"{c.total_gib:.1f}")
 
     return pd.DataFrame(
         {
-            "model": [r.hub_id for r in rows],
-            "family": [r.family for r in rows],
-            "B params": [round(r.params_b, 2) for r in rows],
-            **{METHOD_LABELS[m]: [cell(r.cells[m]) for r in rows] for m in ("lora", "lora8", "qlora")},
-            "fastest plan": [r.best for r in rows],
+            tr("model"): [r.hub_id for r in rows],
+            tr("family"): [r.family for r in rows],
+            tr("B params"): [round(r.params_b, 2) for r in rows],
+            **{method_label(m): [cell(r.cells[m]) for r in rows] for m in ("lora", "lora8", "qlora")},
+            tr("fastest plan"): [tr_text(r.best) for r in rows],
         }
     )
 
@@ -345,14 +374,14 @@ def fits_figure(rows: list[Any], gpu_gib: float) -> go.Figure:
                 x=[r.params_b for r in shown],
                 y=[r.cells[method].total_gib for r in shown],
                 mode="markers",
-                name=METHOD_LABELS[method],
+                name=method_label(method),
                 marker={"symbol": [symbols[r.cells[method].status] for r in shown], "size": 10},
                 text=[f"{r.hub_id}: {r.cells[method].status}" for r in shown],
                 hovertemplate="%{text}<br>%{y:.1f} GiB<extra></extra>",
             )
         )
     fig.add_hline(y=gpu_gib, line_dash="dash", line_color="red", annotation_text=f"GPU {gpu_gib:g} GiB")
-    fig.add_hline(y=gpu_gib * 0.9, line_dash="dot", line_color="orange", annotation_text="90% budget")
+    fig.add_hline(y=gpu_gib * 0.9, line_dash="dot", line_color="orange", annotation_text=tr("90% budget"))
     import math
 
     values = [
@@ -360,9 +389,9 @@ def fits_figure(rows: list[Any], gpu_gib: float) -> go.Figure:
     ]
     low, high = min([*values, gpu_gib]), max([*values, gpu_gib])
     fig.update_layout(
-        xaxis={"title": "parameters (billions)", "type": "log"},
+        xaxis={"title": tr("parameters (billions)"), "type": "log"},
         yaxis={
-            "title": "estimated peak GiB",
+            "title": tr("estimated peak GiB"),
             "type": "log",
             "range": [math.log10(low * 0.8), math.log10(high * 1.25)],  # log axes take log10 bounds
         },

@@ -1,0 +1,78 @@
+"""The language menu (English / 简体中文) at the top of the page, and what a switch re-renders.
+
+The choice lives in the browser (a cookie every event sends, read by ``ui.i18n.tr``, and localStorage), so it
+survives a reload; the page's first choice is the stored one, else the browser's language. Static labels follow
+through Gradio's own locale (``ui.i18n.translate``); text that events computed is rendered again in the new
+language by the ``rerender`` steps the app registers, from the state each tab already has (the model's facts from
+the loaded spec, the Train tab from the job, the lists from disk), so a switch never loses what a tab showed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gradio as gr
+
+from ui.i18n import LOAD_JS, SWITCH_JS, output_ids, retranslate, tr
+
+LANGUAGE_LABEL = "Language / 语言"
+CHOICES = [("English", "en"), ("简体中文", "zh")]
+
+
+def render() -> gr.Radio:
+    """The menu: a two-choice radio whose label is already in both languages (so it is never translated)."""
+    return gr.Radio(
+        choices=CHOICES,
+        value="en",
+        label=LANGUAGE_LABEL,
+        scale=0,
+        min_width=240,
+        elem_id="language-menu",
+    )
+
+
+def placeholder_texts(demo: gr.Blocks) -> list[Any]:
+    """Markdown blocks that events write to and that start with a text of their own (e.g. "Upload a file or pick
+    a sample."): shown in the page's language on load and on each switch (``ui.i18n.retranslate`` leaves a computed
+    report alone)."""
+    written = output_ids(demo)
+    return [
+        block
+        for block in demo.blocks.values()
+        if isinstance(block, gr.Markdown)
+        and block._id in written
+        and isinstance(block.value, str)
+        and block.value.strip()
+    ]
+
+
+def wire(
+    demo: gr.Blocks,
+    menu: gr.Radio,
+    rerender: Sequence[tuple[Callable[..., Any], list[Any], list[Any]]],
+) -> None:
+    """Register the page-load step (apply the stored or browser language) and the switch.
+
+    Args:
+        demo: the built Blocks, every other event already registered (placeholders are found from them).
+        menu: the radio from ``render()``.
+        rerender: (fn, inputs, outputs) steps run after a switch, in order, each as gradio event arguments; they
+            run with the new language's cookie, so their ``tr()`` text is in it.
+    """
+    texts = placeholder_texts(demo)
+    # Gradio's locale switch re-labels only the selected tab: every tab and accordion title is also sent
+    titled = [
+        b for b in demo.blocks.values() if isinstance(b, gr.Tab | gr.Accordion) and isinstance(b.label, str)
+    ]
+    titles = [str(b.label) for b in titled]
+
+    def apply(lang: str, *values: Any) -> tuple[Any, ...]:
+        labels = (gr.update(label=tr(title)) for title in titles)
+        return (lang, *(retranslate(v) for v in values), *labels)
+
+    outputs = [menu, *texts, *titled]
+    demo.load(apply, [menu, *texts], outputs, js=LOAD_JS, api_visibility="private", queue=False)
+    event = menu.input(apply, [menu, *texts], outputs, js=SWITCH_JS, api_visibility="private", queue=False)
+    for fn, inputs, outputs in rerender:
+        event = event.then(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
