@@ -434,7 +434,9 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             return model_facts_markdown(spec) if spec is not None else retranslate(shown)
 
         def revalidate(summary: str, *values: Any) -> tuple[Any, ...]:
-            if retranslate(summary) != summary or not summary.strip():  # still the placeholder: nothing to redo
+            if (
+                retranslate(summary) != summary or not summary.strip()
+            ):  # still the placeholder: nothing to redo
                 return tuple(gr.skip() for _ in data_outputs)
             return run_validate(*values)
 

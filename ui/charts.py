@@ -177,7 +177,9 @@ def training_figure(
         xs, ys = series(history, key)
         row, col = PANELS[panel]
         if xs:
-            fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=tr(name), showlegend=False, row=row, col=col)
+            fig.add_scatter(
+                x=xs, y=ys, mode="lines+markers", name=tr(name), showlegend=False, row=row, col=col
+            )
         else:
             _note(fig, panel, tr(f"no {name} logged yet"))
     rates = tokens_per_second(history)

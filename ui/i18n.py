@@ -42,6 +42,8 @@ EXTRA_ZH = {
     HELP_EN: HELP_ZH,
     GPU_HELP_EN: GPU_HELP_ZH,
 }
+
+
 def key_for(text: str) -> str:
     """A stable translation key for an English string (its hash: keys never collide with Gradio's own)."""
     return "studio." + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
@@ -111,7 +113,7 @@ _override: ContextVar[str | None] = ContextVar("lora_studio_lang", default=None)
 
 
 def lang_of_request(request: Any) -> str:
-    """"zh" or "en" for a Gradio / Starlette request: the LANG_COOKIE cookie if set, else the first language of
+    """The language, "zh" or "en", of a Gradio / Starlette request: the LANG_COOKIE cookie if set, else the first language of
     Accept-Language that is Chinese or English, else "en"."""
     if request is None:
         return "en"

@@ -63,7 +63,9 @@ class PollRenderer:
 
     def __init__(self) -> None:
         """An empty cache; entries go away with their job (weak keys)."""
-        self._cache: weakref.WeakKeyDictionary[TrainingJob, dict[str, _Rendered]] = weakref.WeakKeyDictionary()
+        self._cache: weakref.WeakKeyDictionary[TrainingJob, dict[str, _Rendered]] = (
+            weakref.WeakKeyDictionary()
+        )
         self.figures_built = 0  # charts built and serialized since start (tests read it)
 
     def render(self, job: TrainingJob) -> tuple[JobSnapshot, _Rendered]:

@@ -189,7 +189,11 @@ def status_markdown(snap: JobSnapshot) -> str:
     parts = [f"**{status_word(snap.status)}**"]
     if snap.max_steps:
         pct = 100 * snap.step / snap.max_steps
-        parts.append(tr("step {step}/{max_steps} ({pct}%)").format(step=snap.step, max_steps=snap.max_steps, pct=f"{pct:.0f}"))
+        parts.append(
+            tr("step {step}/{max_steps} ({pct}%)").format(
+                step=snap.step, max_steps=snap.max_steps, pct=f"{pct:.0f}"
+            )
+        )
         parts.append(tr("elapsed {time}").format(time=fmt_duration(snap.elapsed_s)))
         if snap.is_active:
             parts.append(tr("ETA {time}").format(time=fmt_duration(snap.eta_s)))
@@ -205,7 +209,9 @@ def status_markdown(snap: JobSnapshot) -> str:
         )
     fixed = [h["eval_train_sample_loss"] for h in snap.history if "eval_train_sample_loss" in h]
     if fixed:
-        parts.append(tr("loss on fixed rows {first} → {last}").format(first=f"{fixed[0]:.4f}", last=f"{fixed[-1]:.4f}"))
+        parts.append(
+            tr("loss on fixed rows {first} → {last}").format(first=f"{fixed[0]:.4f}", last=f"{fixed[-1]:.4f}")
+        )
     seen = [h for h in snap.history if "num_input_tokens_seen" in h and h.get("elapsed_s")]
     if seen:
         from ui.charts import tokens_per_second
@@ -294,11 +300,16 @@ def plan_lines(result: Any, cfg: TrainingConfig) -> list[str]:
     if chosen is None:
         return lines
     changes = [tr_text(c) for c in chosen.changes(cfg)]
-    lines.append(tr("Changes to your settings: ") + ("; ".join(changes) if changes else tr("none (already set).")))
+    lines.append(
+        tr("Changes to your settings: ") + ("; ".join(changes) if changes else tr("none (already set)."))
+    )
     if len(result.plans) > 1:
         lines.append(tr("Alternatives (memory, time per optimizer step relative to the chosen plan):"))
         lines += [
-            "- " + tr("{plan}, {ratio}x the time").format(plan=tr_text(p.describe()), ratio=f"{p.relative_time:.2f}")
+            "- "
+            + tr("{plan}, {ratio}x the time").format(
+                plan=tr_text(p.describe()), ratio=f"{p.relative_time:.2f}"
+            )
             for p in result.plans[1:]
         ]
     return lines
@@ -346,7 +357,9 @@ def fits_frame(rows: list[Any]) -> pd.DataFrame:
             return mark
         if c.status == "fits":  # its fastest plan: checkpointing and micro-batch split
             how = c.plan.rsplit(":", 1)[0].replace("checkpointing ", "ckpt ").replace(" accumulation", "")
-            return tr("fits {gib} GiB ({how})").format(gib=f"{c.total_gib:.1f}", how=how.replace("micro-batch ", ""))
+            return tr("fits {gib} GiB ({how})").format(
+                gib=f"{c.total_gib:.1f}", how=how.replace("micro-batch ", "")
+            )
         return tr("{mark} (leanest {gib} GiB)").format(mark=mark, gib=f"{c.total_gib:.1f}")
 
     return pd.DataFrame(
