@@ -159,10 +159,11 @@ def use_lang(lang: str) -> Iterator[None]:
 
 @cache
 def runtime_table() -> dict[str, str]:
-    """English template -> Chinese: ui.zh.ZH plus every ``ui/zh_*.py`` module's ``ZH`` (later modules win)."""
+    """English template -> Chinese: ui.zh.ZH, the help panels, and every ``ui/zh_*.py`` module's ``ZH`` (later
+    modules win)."""
     import ui
 
-    table = dict(ZH)
+    table = {**ZH, **EXTRA_ZH}
     for info in sorted(pkgutil.iter_modules(ui.__path__), key=lambda m: m.name):
         if info.name.startswith("zh_"):
             table.update(getattr(importlib.import_module(f"ui.{info.name}"), "ZH", {}))

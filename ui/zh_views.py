@@ -40,7 +40,8 @@ ZH: dict[str, str] = {
     "optimizer states": "优化器状态",
     "activations": "激活值",
     "allocator overhead": "分配器开销",
-    "cuda context": "CUDA 上下文",
+    "CUDA context": "CUDA 上下文",
+    "LoRA weights": "LoRA 权重",
     "TOTAL (GiB)": "合计（GiB）",
     "trainable parameters": "可训练参数",
     # status line
