@@ -42,6 +42,7 @@ ZH: dict[str, str] = {
     "allocator overhead": "分配器开销",
     "CUDA context": "CUDA 上下文",
     "LoRA weights": "LoRA 权重",
+    "logits / loss": "logits / loss 计算",
     "TOTAL (GiB)": "合计（GiB）",
     "trainable parameters": "可训练参数",
     # status line
