@@ -90,18 +90,18 @@ def test_title_and_note_are_stored_atomically_and_shown_in_the_table_and_details
 
     frame, caption = runs_tab.runs_table(str(runs), None, "idle")
     row = frame[frame["Folder"] == run.name].iloc[0]
-    assert (row["Run"], row["Note"], row["Status"], row["Steps"], row["Loss"]) == (
+    assert (row["Title"], row["Note"], row["Status"], row["Steps"], row["Final loss"]) == (
         "Baseline r=8",
         "first try…",
         "completed",
         "6",
         "1.5000",
     )
-    assert (row["Method"], row["r / α"], row["LR"], row["Exports"]) == ("LoRA", "8 / 16", "0.0002", "0")
+    assert (row["Method"], row["r / α"], row["LR"], row["Exports"]) == ("LoRA", "8/16", "0.0002", "0")
     assert row["Model"] == "SmolLM2-135M-Instruct" and row["Started"] == "2024-01-01 10:00"
     assert "3 run(s)" in caption
     other = frame[frame["Folder"] == "run-20240102-100000"].iloc[0]
-    assert other["Run"] == "run-20240102-100000" and other["Note"] == ""  # no title: the folder's name
+    assert other["Title"] == "" and other["Note"] == ""
 
     _, details = runs_tab.run_view(str(run))
     assert "**Baseline r=8** (`run-20240101-100000`)" in details and "> lr 2e-4, 6 steps" in details
@@ -129,8 +129,15 @@ def test_a_corrupt_meta_file_never_hides_the_run(runs: Path):
     assert read_meta(run)[0].title == "" and read_meta(run)[1].startswith("run_meta.json:")
     frame, _ = runs_tab.runs_table(str(runs), None, "idle")
     row = frame[frame["Folder"] == run.name].iloc[0]
-    assert row["Run"] == run.name and row["Note"] == "!"  # the details say what could not be read
+    assert row["Title"] == "" and row["Note"] == "!"  # the details say what could not be read
     assert "Could not read: run_meta.json" in runs_tab.run_view(str(run))[1]
+    bad = make_run(runs, "run-20240104-100000", result={"status": "completed"})
+    (bad / "config.json").write_text("{not json")
+    frame, _ = runs_tab.runs_table(str(runs), None, "idle")
+    assert (
+        frame[frame["Folder"] == bad.name].iloc[0]["Status"] == "unreadable: config.json"
+    )  # short; reason below
+    assert "unreadable: config.json: Expecting property name" in runs_tab.run_view(str(bad))[1]
 
 
 # ---------------------------------------------------------------------------------------------- exports
@@ -376,6 +383,10 @@ def test_every_runtime_text_and_label_has_chinese_with_the_same_placeholders():
     assert not missing, missing
     for en, zh in ZH.items():
         assert fields(en) == fields(zh), en
+    from ui.i18n import runtime_table
+
+    clashes = {en: runtime_table()[en] for en, zh in ZH.items() if runtime_table()[en] != zh}
+    assert not clashes, clashes  # another area's table gives one of these keys another Chinese
     import gradio as gr
 
     with gr.Blocks():
@@ -390,11 +401,89 @@ def test_the_table_and_messages_follow_the_pages_language(runs: Path, sleeper):
     record_process(live, "worker", sleeper.pid)
     with use_lang("zh"):
         frame, caption = runs_tab.runs_table(str(runs), None, "idle")
-        assert list(frame.columns)[:3] == ["运行", "开始时间", "状态"] and "最新的在前" in caption
+        assert list(frame.columns)[:4] == ["文件夹", "标题", "开始时间", "状态"] and "最新的在前" in caption
         assert set(frame["状态"]) == {"已完成", "失败", "运行中（另一个进程）"}
         _, _, status = runs_tab.ask_delete(runs, live.name, None, "idle")
         assert status.startswith("**无法删除。**") and "另一个进程" in status
         _, _, status = runs_tab.ask_delete(runs, live.name, str(live), "training")
         assert "“训练中”" in status
     with use_lang("en"):
-        assert runs_tab.runs_table(str(runs), None, "idle")[0].columns[0] == "Run"
+        assert runs_tab.runs_table(str(runs), None, "idle")[0].columns[0] == "Folder"
+
+
+# ---------------------------------------------------------------------------------------------- layout in a browser
+BROKEN_WORDS_JS = """(columns) => {
+  // every visible header and cell: words (split at spaces) whose text lies on more than one line. Model names may
+  // break after a hyphen (their parts are checked instead); every other column's words must stay whole.
+  const headers = Array.from(document.querySelectorAll('[role=columnheader], th')).filter(c => c.offsetParent);
+  const names = headers.map(h => h.innerText.trim()).filter(t => t);
+  const broken = [];
+  const cells = Array.from(document.querySelectorAll('[role=gridcell], [role=columnheader]')).filter(c => c.offsetParent);
+  for (const c of cells) {
+    const col = Number(c.getAttribute('aria-colindex') || 0) - 1;
+    const split = c.getAttribute('role') === 'gridcell' && columns.includes(col) ? /[^\\s-]+-?/g : /\\S+/g;
+    const walker = document.createTreeWalker(c, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walker.nextNode())) {
+      let m;
+      while ((m = split.exec(node.textContent))) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set(Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => Math.round(r.top)));
+        if (tops.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  return {names, broken};
+}"""
+
+
+@pytest.mark.slow
+def test_at_1400_px_no_header_or_cell_breaks_inside_a_word(tmp_path: Path):
+    """The user's report: headers broke inside words and the folder was cut. Real Chromium, real Gradio."""
+    import shutil
+    import socket
+
+    import gradio as gr
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    base = tmp_path / "runs"
+    qlora = TrainingConfig(
+        load_in_4bit=True, lora_r=64, lora_alpha=128, model_name_or_path="Qwen/Qwen2.5-Coder-14B-Instruct"
+    ).to_dict()
+    make_run(
+        base, "run-20240101-100000", qlora, {"status": "completed", "steps": 12000, "final_loss": 0.1234}
+    )
+    make_run(
+        base, "run-20240102-100000-1", TrainingConfig(load_in_8bit=True).to_dict(), metrics=[{"step": 1}]
+    )
+    make_run(base, "run-20240103-100000", TrainingConfig().to_dict(), {"status": "interrupted", "steps": 2})
+    save_meta(base, "run-20240101-100000", "Qwen coder baseline, r=64", "first try with a long note " * 3)
+    with gr.Blocks() as demo:
+        out_dir = gr.Textbox(str(base), visible=False)
+        r = runs_tab.render()
+        loaded = demo.load(lambda: None)
+        runs_tab.wire(
+            r, out_dir, lambda request, typed: Path(typed), lambda request: (None, "idle"), (loaded.then,)
+        )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.locator("[role=gridcell]", has_text="run-20240102-100000-1").first.wait_for(timeout=60_000)
+            model_column = runs_tab.RUN_HEADERS.index("Model")
+            found = page.evaluate(BROKEN_WORDS_JS, [model_column])
+            browser.close()
+    finally:
+        demo.close()
+    assert found["names"][: len(runs_tab.RUN_HEADERS)] == runs_tab.RUN_HEADERS
+    assert found["broken"] == []

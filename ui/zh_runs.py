@@ -10,11 +10,10 @@ from core.run_admin import NOTE_MAX_CHARS, TITLE_MAX_CHARS
 
 ZH: dict[str, str] = {
     # table headers and statuses
-    "Run": "运行",
     "Started": "开始时间",
     "Status": "状态",
     "Steps": "步数",
-    "Loss": "Loss",
+    "Final loss": "最终 loss",
     "Method": "方法",
     "Model": "模型",
     "r / α": "r / α",

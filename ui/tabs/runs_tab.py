@@ -30,25 +30,28 @@ from ui.charts import training_figure
 from ui.i18n import tr
 
 PICK_HINT = "Select a row to see that run's charts, details and exports, and to rename or delete it."
-# English headers (tr() at run time). Short, so none breaks inside a word at the widths below; the folder column
-# (last: the row's key for selection) holds the folder's name, its full path is in the details.
+# English headers (tr() at run time), short so that none breaks inside a word. Folder comes first: the folder's
+# name is the row's key (selection) and what the Train tab's "Resume from" and the Export tab show; the title, when
+# one was given, next to it. The full path is in the details.
 RUN_HEADERS = [
-    "Run",
+    "Folder",
+    "Title",
     "Started",
     "Status",
     "Steps",
-    "Loss",
+    "Final loss",
     "Method",
     "Model",
     "r / α",
     "LR",
     "Exports",
     "Note",
-    "Folder",
 ]
-# Widths as shares of the table: at a 1400 px window (a ~1220 px table) the longest unbreakable text of each column
-# fits: a folder name run-YYYYmmdd-HHMMSS (LB25 keeps digits after '-' together), a date, "completed", "interrupted".
-COLUMN_WIDTHS = ["13%", "8%", "10%", "5%", "6%", "6%", "12%", "5%", "6%", "6%", "9%", "14%"]
+# Shares of the table's width, measured in Chromium at a 1400 px window (the table is 1214 px, cells in Gradio's
+# monospace font, ~8.4 px a character plus 16 px padding): Folder 200 px holds run-YYYYmmdd-HHMMSS-n (21
+# characters) on one line; Status 109 px "interrupted"; r/α 67 px "64/128"; Exports 85 px its header; dates break
+# only at the space, titles and notes at spaces, model names at spaces and after hyphens.
+COLUMN_WIDTHS = ["16.5%", "9.5%", "8.5%", "9%", "5%", "6%", "6%", "12.5%", "5.5%", "6%", "7%", "8.5%"]
 METHOD_LABELS = {"full": "Full", "lora": "LoRA", "lora8": "LoRA 8-bit", "qlora": "QLoRA"}
 STATUS_WORDS = (  # statuses as core.runs / JobSnapshot spell them; shown through tr()
     "completed",
@@ -63,7 +66,7 @@ STATUS_WORDS = (  # statuses as core.runs / JobSnapshot spell them; shown throug
     "saving",
     "unknown",
 )
-NOTE_CELL_CHARS = 60
+NOTE_CELL_CHARS = 40
 
 
 def _when(epoch_s: float) -> str:
@@ -81,17 +84,20 @@ def status_text(status: str) -> str:
     return tr(status) if status in STATUS_WORDS else status
 
 
+def status_cell(status: str) -> str:
+    """status_text for the table: an unreadable file's status names the file only (the reason is in the
+    details), so the row stays short."""
+    if status.startswith("unreadable: "):
+        return tr("unreadable: {reason}").format(reason=status.removeprefix("unreadable: ").split(":", 1)[0])
+    return tr(status) if status in STATUS_WORDS else status
+
+
 def short_model(model: str | None) -> str:
     """The last part of a hub id or path (``HuggingFaceTB/SmolLM2-135M-Instruct`` -> ``SmolLM2-135M-Instruct``):
     the table cell; the full id is in the details."""
     if not model:
         return ""
     return model.rstrip("/").rsplit("/", 1)[-1] or model
-
-
-def run_label(run: RunSummary, meta: RunMeta) -> str:
-    """The run's title when one was given, else its folder name."""
-    return meta.title or run.name
 
 
 def _first_line(text: str, limit: int = NOTE_CELL_CHARS) -> str:
@@ -103,7 +109,7 @@ def runs_frame(runs: list[RunSummary]) -> Any:
     """The Runs table (pandas DataFrame): one row per run in the order given, headers RUN_HEADERS in the page's
     language, "" where a value is unknown. Started is local time to the minute, loss has 4 decimals, Model the last
     part of the id, Exports the number of exports in the folder, Note the first line of the user's note (a "!" when
-    a file could not be read: the details say which), Folder the folder's name."""
+    a file could not be read: the details say which), Folder the folder's name and Title the user's title."""
     import pandas as pd
 
     def cell(value: Any, fmt: str = "{}") -> str:
@@ -118,18 +124,18 @@ def runs_frame(runs: list[RunSummary]) -> Any:
             note = ("! " + note).strip()
         rows.append(
             [
-                run_label(r, meta),
+                r.name,
+                meta.title,
                 _when(r.started_at),
-                status_text(r.status),
+                status_cell(r.status),
                 cell(r.steps),
                 cell(r.final_loss, "{:.4f}"),
                 METHOD_LABELS.get(r.method, r.method) if r.method else "",
                 short_model(r.model_name_or_path),
-                f"{cell(r.lora_r)} / {cell(r.lora_alpha)}" if r.lora_r or r.lora_alpha else "",
+                f"{cell(r.lora_r)}/{cell(r.lora_alpha)}" if r.lora_r or r.lora_alpha else "",
                 cell(r.learning_rate, "{:g}"),
                 str(len(list_exports(r.path))),
                 note,
-                r.name,
             ]
         )
     return pd.DataFrame(rows, columns=[tr(h) for h in RUN_HEADERS])
@@ -149,6 +155,9 @@ def runs_table(output_dir: str, live_run_dir: str | None, live_status: str) -> t
 
 
 def _mib(size_bytes: int) -> str:
+    """A size for people: KiB below 1 MiB, MiB below 1 GiB, else GiB."""
+    if size_bytes < 2**20:
+        return f"{size_bytes / 2**10:,.1f} KiB"
     return f"{size_bytes / 2**20:,.1f} MiB" if size_bytes < 2**30 else f"{size_bytes / 2**30:,.2f} GiB"
 
 
@@ -216,9 +225,9 @@ def run_view(run_dir: str | None) -> tuple[Any, str]:
 
 
 def selected_folder(evt: gr.SelectData) -> str | None:
-    """The run folder name (last column) of the table row that was clicked."""
+    """The run folder name (first column) of the table row that was clicked."""
     row = evt.row_value or []
-    folder = row[-1] if row else None
+    folder = row[0] if row else None
     if isinstance(folder, dict):  # a cell sent as {"value": ...}
         folder = folder.get("value")
     return str(folder) if folder else None
@@ -340,8 +349,8 @@ def render() -> dict[str, Any]:
                 label="Note", info=f"Free text, up to {NOTE_MAX_CHARS} characters.", lines=2, scale=3
             )
         with gr.Row():
-            save_button = gr.Button("Save title and note", scale=0, min_width=180)
-            delete = gr.Button("Delete run...", variant="stop", scale=0, min_width=140)
+            save_button = gr.Button("Save title and note", scale=0, min_width=240)
+            delete = gr.Button("Delete run...", variant="stop", scale=0, min_width=180)
         with gr.Row(visible=False) as confirm:
             confirm_text = gr.Markdown()
             confirm_delete_button = gr.Button("Delete", variant="stop", scale=0, min_width=120)
