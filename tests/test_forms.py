@@ -51,3 +51,29 @@ def test_form_rejects_unknown_fields():
 
     with pytest.raises(KeyError, match="lora_rank"):
         ConfigForm().add("lora_rank", gr.Number())
+
+
+def test_updates_for_shows_a_config_in_real_components_or_refuses_naming_the_field():
+    import gradio as gr
+
+    from core.errors import ConfigError
+    from ui.forms import ConfigForm, config_slider
+
+    with gr.Blocks():
+        form = ConfigForm()
+        form.add("dtype", gr.Dropdown(["auto", "bfloat16"], value="auto"))
+        form.add("lora_r", config_slider(1, 256, value=8, step=1))
+        form.add("gradient_checkpointing", gr.Radio([("auto", "auto"), ("on", "true"), ("off", "false")]))
+        form.add("dataset_column_mapping", gr.Textbox())
+    cfg = TrainingConfig(
+        lora_r=300,
+        gradient_checkpointing=False,
+        dataset_column_mapping=(("instruction", "q"), ("output", "a")),
+    )
+    dtype, r, checkpointing, mapping = form.updates_for(cfg)
+    assert dtype["value"] == "auto" and checkpointing["value"] == "false"
+    assert r["value"] == 300 and r["maximum"] == 300  # widened to the config's value, never clamped
+    assert mapping["value"] == "instruction=q, output=a"
+    assert form.to_config(dtype["value"], r["value"], checkpointing["value"], mapping["value"]) == cfg
+    with pytest.raises(ConfigError, match="dtype: 'float32' is not one of this form's choices"):
+        form.updates_for(cfg.replace(dtype="float32"))
