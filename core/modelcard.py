@@ -135,7 +135,7 @@ FORMAT_LINE = re.compile(r": (alpaca|prompt_completion|messages|sharegpt|text) f
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".xlsx", ".gz", ".zip", ".txt")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~&])")  # markup in running text; ( ) are safe once [ ] are escaped
 
 
 def is_hub_id(name: str) -> bool:
@@ -319,7 +319,7 @@ def build_model_card(
         if kind == "merged"
         else "Only the adapter is here; it needs the base model."
     )
-    body = f"""# {_md(name)}: {"merged" if kind == "merged" else "LoRA adapter for"} {_md(base_shown)}
+    body = f"""# {_md(name)}: {"merged LoRA fine-tune of" if kind == "merged" else "LoRA adapter for"} {_md(base_shown)}
 
 Fine-tuned with LoRA Studio: {method}, W' = W + (alpha/r)·B·A with r = {_md(r)}, alpha = {_md(alpha)}
 (scale {scale:g}). {merged_line}

@@ -113,7 +113,7 @@ def test_a_hub_base_and_hub_dataset_go_into_the_metadata(upload_run, tmp_path):
     (copy / "config.json").write_text(json.dumps(cfg))
     folder = tmp_path / "export"
     folder.mkdir()
-    checks = [{"name": "tensors", "passed": True, "detail": "targets ['q_proj'] <ok> & done"}]
+    checks = [{"name": "tensors", "passed": True, "detail": "targets ['q_proj'] <ok> &quot; [x](y) done"}]
     readme = write_model_card(folder, copy, "adapter", {"checks": checks}, name=copy.name)
     data, tokens, body = parse(readme)
     assert data["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -126,7 +126,8 @@ def test_a_hub_base_and_hub_dataset_go_into_the_metadata(upload_run, tmp_path):
         "tatsu-lab/alpaca" in texts
         and "(sharegpt format); licence: see https://huggingface.co/datasets/" in (" ".join(texts))
     )
-    assert any("targets ['q_proj'] <ok> & done" in t for t in texts)  # shown as written, not as markup
+    assert any("targets ['q_proj'] <ok> &quot; [x](y) done" in t for t in texts)  # as written, not as markup
+    assert not [t for t in tokens for c in t.children or [] if c.type in ("link_open", "html_inline")]
     assert not list(folder.glob(".*partial"))  # written under temporary names, none left behind
 
 
