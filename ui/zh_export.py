@@ -63,7 +63,7 @@ ZH: dict[str, str] = {
         "加载到基座模型上，并改变其输出（max |B| = {max_b:.4g}）。"
     ),
     "Too large to zip for a browser download: use the folder.": "文件太大，无法打包成 zip 供浏览器下载：请使用文件夹。",
-    "Pick a run folder first (train one in the Train tab).": "请先选择一个运行文件夹（可在训练页训练一个）。",
+    "Pick a run folder first (train one in the Train tab).": "请先选择一个运行文件夹（在“训练”标签页训练一个）。",
     "**Not yet.** This run is still training; export it when it finishes or after Stop.": (
         "**还不行。** 这个运行仍在训练中；请在训练结束或停止后再导出。"
     ),
