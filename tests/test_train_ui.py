@@ -211,7 +211,7 @@ def test_bad_setup_files_change_nothing_and_name_the_field(app, tmp_path):
         path = tmp_path / name
         path.write_text(text)
         *updates, loaded, message = train_setup.load_setup(form, str(path))
-        assert all("value" not in u for u in updates), name  # nothing half-applied
+        assert all("value" not in u for u in updates) and loaded is None, name  # nothing half-applied
         assert "not loaded" in message and expected in message, (name, message)
         assert str(tmp_path) not in message  # the upload's temporary folder means nothing to the user
     *_, message = train_setup.load_setup(form, str(tmp_path / "range.json"))

@@ -175,13 +175,13 @@ def load_setup(form: ConfigForm, file: Any) -> list[Any]:
         file: the uploaded file's path (gr.UploadButton with type="filepath"), or None.
 
     Returns:
-        ``[*one update per form.inputs component, loaded config dict or skip, message]``. On any problem (not
-        JSON, unknown field, a value out of range, a choice the form does not offer) every component gets
-        ``gr.skip()`` and the message lists each problem by field name.
+        ``[*one update per form.inputs component, the loaded config dict (None when nothing was loaded),
+        message]``. On any problem (not JSON, unknown field, a value out of range, a choice the form does not
+        offer) every component gets ``gr.skip()`` and the message lists each problem by field name.
     """
     skip = [gr.skip() for _ in form.inputs]
     if not file:
-        return [*skip, gr.skip(), gr.skip()]
+        return [*skip, None, gr.skip()]
     name = Path(str(file)).name
     try:
         cfg = read_setup(file)
@@ -191,7 +191,7 @@ def load_setup(form: ConfigForm, file: Any) -> list[Any]:
         message = tr("**{name} was not loaded; the form is unchanged.**\n{problems}").format(
             name=name, problems=problems
         )
-        return [*skip, gr.skip(), message]
+        return [*skip, None, message]
     message = tr("Loaded **{name}**: every field of the form now holds its value (r {r}, α {alpha}).").format(
         name=name, r=cfg.lora_r, alpha=cfg.lora_alpha
     )
@@ -205,8 +205,8 @@ def render(form: ConfigForm) -> dict[str, Any]:
 
     Returns:
         Components by name: download and copy (Buttons), file (File), upload (UploadButton), command (Code), message
-        (Markdown) and loaded (State: the last loaded config dict, for the app to re-apply after it reloads
-        the model, see ``restore_form``).
+        (Markdown), loaded (State: the config dict just loaded, None after a refused file) and uploaded (the
+        upload's event, for the app to chain its model reload and a ``restore_form(form, loaded)`` after it).
     """
     with gr.Accordion("Save or load this setup (JSON, same file as the command line)", open=False):
         with gr.Row():
@@ -234,7 +234,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
 
     download.click(on_download, form.inputs, [file, command, message], api_visibility="private")
     copy.click(on_copy, form.inputs, [command, message], api_visibility="private")
-    upload.upload(on_upload, upload, [*form.inputs, loaded, message], api_visibility="private")
+    uploaded = upload.upload(on_upload, upload, [*form.inputs, loaded, message], api_visibility="private")
     return {
         "download": download,
         "copy": copy,
@@ -243,4 +243,5 @@ def render(form: ConfigForm) -> dict[str, Any]:
         "command": command,
         "message": message,
         "loaded": loaded,
+        "uploaded": uploaded,
     }
