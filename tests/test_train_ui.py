@@ -389,3 +389,34 @@ def test_in_a_real_browser_the_formula_follows_a_clamp_and_the_log_follows_its_e
             browser.close()
     finally:
         demo.close()
+
+
+def test_load_setup_runs_through_gradios_upload_event(app):
+    """The real upload event (the file as the page sends it, every form component's update postprocessed)."""
+    import asyncio
+    import json
+    import shutil
+    import uuid
+    from pathlib import Path
+
+    from gradio.state_holder import SessionState
+    from gradio.utils import get_upload_folder
+
+    folder = Path(get_upload_folder()) / f"test-setup-{uuid.uuid4().hex}"
+    folder.mkdir(parents=True)
+    try:
+        path = folder / "mine.json"
+        path.write_text(json.dumps({"lora_r": 300, "max_steps": 20, "lora_target_modules": ["q_proj"]}))
+        fn = next(f for f in app.fns.values() if f.name == "on_upload")
+        payload = {"path": str(path), "orig_name": "mine.json", "meta": {"_type": "gradio.FileData"}}
+        state = SessionState(app)
+        data = asyncio.run(app.process_api(fn, [payload], state))["data"]
+    finally:
+        shutil.rmtree(folder)
+    names = app.form.names
+    assert len(data) == len(names) + 2
+    assert data[names.index("lora_r")]["value"] == 300 and data[names.index("lora_r")]["maximum"] == 300
+    assert data[names.index("max_steps")]["value"] == 20
+    assert data[names.index("lora_target_modules")]["value"] == ["q_proj"]
+    assert state[fn.outputs[-2]._id]["lora_r"] == 300  # the gr.State the app chains restore_form on
+    assert "Loaded **mine.json**" in data[-1]
