@@ -440,8 +440,9 @@ BROKEN_WORDS_JS = """(columns) => {
 
 
 @pytest.mark.slow
-def test_at_1400_px_no_header_or_cell_breaks_inside_a_word(tmp_path: Path):
-    """The user's report: headers broke inside words and the folder was cut. Real Chromium, real Gradio."""
+def test_at_1400_px_no_word_breaks_and_rename_and_delete_work_in_a_browser(tmp_path: Path):
+    """The user's report: headers broke inside words and the folder was cut. Then the whole flow by clicks: select a
+    row, give it a title, Delete run... -> Delete. Real Chromium, real Gradio, real folders."""
     import shutil
     import socket
 
@@ -482,8 +483,33 @@ def test_at_1400_px_no_header_or_cell_breaks_inside_a_word(tmp_path: Path):
             page.locator("[role=gridcell]", has_text="run-20240102-100000-1").first.wait_for(timeout=60_000)
             model_column = runs_tab.RUN_HEADERS.index("Model")
             found = page.evaluate(BROKEN_WORDS_JS, [model_column])
+
+            page.locator("[role=gridcell]", has_text="run-20240103-100000").first.click()
+            page.get_by_label("Title").fill("renamed in the browser")
+            page.get_by_role("button", name="Save title and note").click()
+            page.get_by_text("Saved the title and note of").wait_for(timeout=30_000)
+            page.locator("[role=gridcell]", has_text="renamed in the browser").first.wait_for(timeout=30_000)
+            page.get_by_role("button", name="Delete run...").click()
+            page.get_by_text("Really delete").wait_for(timeout=30_000)
+            assert (base / "run-20240103-100000").is_dir()  # only asked so far
+            page.get_by_role("button", name="Delete", exact=True).click()
+            page.get_by_text("Deleted run-20240103-100000").wait_for(timeout=30_000)
             browser.close()
     finally:
         demo.close()
     assert found["names"][: len(runs_tab.RUN_HEADERS)] == runs_tab.RUN_HEADERS
     assert found["broken"] == []
+    assert read_meta(base / "run-20240101-100000")[0].title == "Qwen coder baseline, r=64"
+    assert not (base / "run-20240103-100000").exists() and len(names(base)) == 2
+
+
+def test_details_follow_the_language_and_the_live_jobs_status(runs: Path):
+    live = runs / "run-20240103-100000"
+    save_meta(runs, live.name, "Live one", "")
+    text = runs_tab.details_markdown(runs, live.name, str(live), "training")
+    assert text.startswith("**Live one** (`run-20240103-100000`): training")
+    with use_lang("zh"):
+        text = runs_tab.details_markdown(runs, live.name, str(live), "training")
+        assert ": 训练中" in text and "文件夹：" in text and "还没有导出" in text
+        assert runs_tab.details_markdown(runs, "", None, "") == ZH[runs_tab.PICK_HINT]
+    assert "does not exist" in runs_tab.details_markdown(runs, "run-29990101-000000")

@@ -11,21 +11,10 @@ from typing import Any
 
 import gradio as gr
 
-from core.run_admin import (
-    NOTE_MAX_CHARS,
-    TITLE_MAX_CHARS,
-    RunAdminError,
-    RunExport,
-    RunMeta,
-    busy_reason,
-    delete_run,
-    list_exports,
-    read_meta,
-    remove_stale_deletions,
-    resolve_run,
-    save_meta,
-)
-from core.runs import RunSummary, list_runs, read_metrics_tolerant, read_run
+from core import run_admin as admin
+from core.events import ACTIVE, TERMINAL
+from core.run_admin import RunAdminError, RunExport, RunMeta, list_exports, read_meta, resolve_run
+from core.runs import INTERRUPTED, RUNNING_ELSEWHERE, RunSummary, list_runs, read_metrics_tolerant, read_run
 from ui.charts import training_figure
 from ui.i18n import tr
 
@@ -33,39 +22,14 @@ PICK_HINT = "Select a row to see that run's charts, details and exports, and to 
 # English headers (tr() at run time), short so that none breaks inside a word. Folder comes first: the folder's
 # name is the row's key (selection) and what the Train tab's "Resume from" and the Export tab show; the title, when
 # one was given, next to it. The full path is in the details.
-RUN_HEADERS = [
-    "Folder",
-    "Title",
-    "Started",
-    "Status",
-    "Steps",
-    "Final loss",
-    "Method",
-    "Model",
-    "r / α",
-    "LR",
-    "Exports",
-    "Note",
-]
+RUN_HEADERS = "Folder|Title|Started|Status|Steps|Final loss|Method|Model|r / α|LR|Exports|Note".split("|")
 # Shares of the table's width, measured in Chromium at a 1400 px window (the table is 1214 px, cells in Gradio's
 # monospace font, ~8.4 px a character plus 16 px padding): Folder 200 px holds run-YYYYmmdd-HHMMSS-n (21
 # characters) on one line; Status 109 px "interrupted"; r/α 67 px "64/128"; Exports 85 px its header; dates break
 # only at the space, titles and notes at spaces, model names at spaces and after hyphens.
 COLUMN_WIDTHS = ["16.5%", "9.5%", "8.5%", "9%", "5%", "6%", "6%", "12.5%", "5.5%", "6%", "7%", "8.5%"]
 METHOD_LABELS = {"full": "Full", "lora": "LoRA", "lora8": "LoRA 8-bit", "qlora": "QLoRA"}
-STATUS_WORDS = (  # statuses as core.runs / JobSnapshot spell them; shown through tr()
-    "completed",
-    "stopped",
-    "failed",
-    "interrupted",
-    "running (another process)",
-    "queued",
-    "loading",
-    "training",
-    "stopping",
-    "saving",
-    "unknown",
-)
+STATUS_WORDS = (*TERMINAL, INTERRUPTED, RUNNING_ELSEWHERE, *ACTIVE, "unknown")  # shown through tr()
 NOTE_CELL_CHARS = 40
 
 
@@ -77,18 +41,12 @@ def _when(epoch_s: float) -> str:
         return "?"
 
 
-def status_text(status: str) -> str:
-    """A run status in the page's language (an "unreadable: <file>: <reason>" status keeps its file and reason)."""
+def status_text(status: str, short: bool = False) -> str:
+    """A run status in the page's language. An "unreadable: <file>: <reason>" status keeps its file and reason,
+    or only the file with ``short`` (the table: the reason is in the details)."""
     if status.startswith("unreadable: "):
-        return tr("unreadable: {reason}").format(reason=status.removeprefix("unreadable: "))
-    return tr(status) if status in STATUS_WORDS else status
-
-
-def status_cell(status: str) -> str:
-    """status_text for the table: an unreadable file's status names the file only (the reason is in the
-    details), so the row stays short."""
-    if status.startswith("unreadable: "):
-        return tr("unreadable: {reason}").format(reason=status.removeprefix("unreadable: ").split(":", 1)[0])
+        reason = status.removeprefix("unreadable: ")
+        return tr("unreadable: {reason}").format(reason=reason.split(":", 1)[0] if short else reason)
     return tr(status) if status in STATUS_WORDS else status
 
 
@@ -127,7 +85,7 @@ def runs_frame(runs: list[RunSummary]) -> Any:
                 r.name,
                 meta.title,
                 _when(r.started_at),
-                status_cell(r.status),
+                status_text(r.status, short=True),
                 cell(r.steps),
                 cell(r.final_loss, "{:.4f}"),
                 METHOD_LABELS.get(r.method, r.method) if r.method else "",
@@ -144,7 +102,7 @@ def runs_frame(runs: list[RunSummary]) -> Any:
 def runs_table(output_dir: str, live_run_dir: str | None, live_status: str) -> tuple[Any, str]:
     """(table, caption) for the runs under ``output_dir``; the live job's folder shows ``live_status``. Also
     finishes deletions a crashed process left behind (core.run_admin.remove_stale_deletions)."""
-    remove_stale_deletions(output_dir)
+    admin.remove_stale_deletions(output_dir)
     runs = list_runs(output_dir, live_run_dir or None, live_status)
     if not runs:
         return runs_frame([]), tr("No runs yet in `{folder}`. Start one in the Train tab.").format(
@@ -215,11 +173,18 @@ def run_markdown(run: RunSummary, meta: RunMeta | None = None, exports: list[Run
     return text
 
 
-def run_view(run_dir: str | None) -> tuple[Any, str]:
-    """(figure, markdown) for one run folder, read from disk; (None, hint) when none is given."""
+def _read(run_dir: str | Path, live_run_dir: str | None = None, live_status: str = "") -> RunSummary:
+    """read_run with the live job's status for the folder it writes (not "running (another process)")."""
+    live = live_run_dir and Path(live_run_dir).resolve() == Path(run_dir).resolve()
+    return read_run(run_dir, live_status if live else None)
+
+
+def run_view(run_dir: str | None, live_run_dir: str | None = None, live_status: str = "") -> tuple[Any, str]:
+    """(figure, markdown) for one run folder, read from disk; (None, hint) when none is given. The live job's
+    folder (``live_run_dir``) shows ``live_status``."""
     if not run_dir:
         return None, tr(PICK_HINT)
-    run = read_run(run_dir)
+    run = _read(run_dir, live_run_dir, live_status)
     rows, _ = read_metrics_tolerant(run_dir)  # problems are already in run.problems
     return training_figure(rows, run.estimate_gib, run.device), run_markdown(run)
 
@@ -242,7 +207,9 @@ def message(exc: RunAdminError) -> str:
 
 
 # ---- handlers (plain values in, component values out; ui.app resolves the session's runs folder) ---------------
-def pick(runs_dir: str | Path, folder: str | None) -> tuple[Any, ...]:
+def pick(
+    runs_dir: str | Path, folder: str | None, live_run_dir: str | None = None, live_status: str = ""
+) -> tuple[Any, ...]:
     """A row was selected: (chart, details, selected folder name, title, note, manage panel, confirm panel,
     status). An unknown or unsafe folder shows why and hides the panel."""
     hidden = gr.update(visible=False)
@@ -252,20 +219,34 @@ def pick(runs_dir: str | Path, folder: str | None) -> tuple[Any, ...]:
         run = resolve_run(runs_dir, folder)
     except RunAdminError as exc:
         return None, message(exc), "", "", "", hidden, hidden, ""
-    figure, details = run_view(str(run))
+    figure, details = run_view(str(run), live_run_dir, live_status)
     meta, _ = read_meta(run)
     return figure, details, run.name, meta.title, meta.note, gr.update(visible=True), hidden, ""
 
 
-def save(runs_dir: str | Path, folder: str, title: str, note: str) -> tuple[str, str]:
+def details_markdown(
+    runs_dir: str | Path, folder: str | None, live_run_dir: str | None = None, live_status: str = ""
+) -> str:
+    """The selected run's details again (after a language switch or a save); the hint when none is selected."""
+    if not folder:
+        return tr(PICK_HINT)
+    try:
+        return run_markdown(_read(resolve_run(runs_dir, folder), live_run_dir, live_status))
+    except RunAdminError as exc:
+        return message(exc)
+
+
+def save(runs_dir: str | Path, folder: str, title: str, note: str) -> tuple[str, Any]:
     """Save the selected run's title and note: (status line, refreshed details)."""
     try:
-        meta = save_meta(runs_dir, folder, title, note)
+        meta = admin.save_meta(runs_dir, folder, title, note)
         run = resolve_run(runs_dir, folder)
     except RunAdminError as exc:
         return "**" + tr("Not saved.") + "** " + message(exc), gr.skip()
     shown = meta.title or run.name
-    return tr("Saved the title and note of {name}.").format(name=f"`{shown}`"), run_markdown(read_run(run))
+    return tr("Saved the title and note of {name}.").format(name=f"`{shown}`"), details_markdown(
+        runs_dir, run.name
+    )
 
 
 def ask_delete(
@@ -275,7 +256,7 @@ def ask_delete(
     hidden = gr.update(visible=False)
     try:
         run = resolve_run(runs_dir, folder)
-        reason = busy_reason(run, active_run_dir, active_status)
+        reason = admin.busy_reason(run, active_run_dir, active_status)
         if reason is not None:
             raise reason
     except RunAdminError as exc:
@@ -304,16 +285,9 @@ def confirm_delete(
     selected folder, manage panel, chart, details); after a deletion the selection is cleared."""
     hidden = gr.update(visible=False)
     try:
-        done = delete_run(runs_dir, folder, active_run_dir, active_status)
+        done = admin.delete_run(runs_dir, folder, active_run_dir, active_status)
     except RunAdminError as exc:
-        return (
-            hidden,
-            "**" + tr("Not deleted.") + "** " + message(exc),
-            gr.skip(),
-            gr.skip(),
-            gr.skip(),
-            gr.skip(),
-        )
+        return hidden, "**" + tr("Not deleted.") + "** " + message(exc), *(gr.skip(),) * 4
     text = tr("Deleted {name} ({size} freed, {n} export(s) with it).").format(
         name=f"`{done.name}`", size=_mib(done.size_bytes), n=done.exports
     )
@@ -329,11 +303,7 @@ def render() -> dict[str, Any]:
         caption = gr.Markdown(PICK_HINT)
         refresh = gr.Button("Refresh", scale=0, min_width=120)
     table = gr.Dataframe(
-        headers=RUN_HEADERS,
-        interactive=False,
-        wrap=True,
-        max_height=420,
-        column_widths=COLUMN_WIDTHS,
+        headers=RUN_HEADERS, interactive=False, wrap=True, max_height=420, column_widths=COLUMN_WIDTHS
     )
     details = gr.Markdown()
     selected = gr.State("")
@@ -341,12 +311,12 @@ def render() -> dict[str, Any]:
         with gr.Row():
             title = gr.Textbox(
                 label="Title",
-                info=f"A name for this run, up to {TITLE_MAX_CHARS} characters; the folder keeps its name.",
+                info=f"A name for this run, up to {admin.TITLE_MAX_CHARS} characters; the folder keeps its name.",
                 max_lines=1,
                 scale=2,
             )
             note = gr.Textbox(
-                label="Note", info=f"Free text, up to {NOTE_MAX_CHARS} characters.", lines=2, scale=3
+                label="Note", info=f"Free text, up to {admin.NOTE_MAX_CHARS} characters.", lines=2, scale=3
             )
         with gr.Row():
             save_button = gr.Button("Save title and note", scale=0, min_width=240)
@@ -357,24 +327,23 @@ def render() -> dict[str, Any]:
             cancel = gr.Button("Cancel", scale=0, min_width=120)
     status = gr.Markdown()
     chart = gr.Plot(label="Selected run")
-    return {
-        "caption": caption,
-        "refresh": refresh,
-        "table": table,
-        "details": details,
-        "chart": chart,
-        "manage": manage,
-        "selected": selected,
-        "title": title,
-        "note": note,
-        "save": save_button,
-        "delete": delete,
-        "confirm": confirm,
-        "confirm_text": confirm_text,
-        "confirm_delete": confirm_delete_button,
-        "cancel": cancel,
-        "status": status,
-    }
+    names = "caption refresh table details chart manage selected title note save delete confirm confirm_text"
+    parts = (
+        caption,
+        refresh,
+        table,
+        details,
+        chart,
+        manage,
+        selected,
+        title,
+        note,
+        save_button,
+        delete,
+        confirm,
+    )
+    parts += (confirm_text, confirm_delete_button, cancel, status)
+    return dict(zip([*names.split(), "confirm_delete", "cancel", "status"], parts, strict=True))
 
 
 def wire(
@@ -383,7 +352,7 @@ def wire(
     runs_dir: Callable[[gr.Request, str], Path],
     active: Callable[[gr.Request], tuple[str | None, str]],
     triggers: tuple[Any, ...] = (),
-) -> None:
+) -> list[tuple[Callable[..., Any], list[Any], list[Any]]]:
     """Connect the tab's events (call inside the Blocks, after render()).
 
     Args:
@@ -393,6 +362,10 @@ def wire(
             (ui.session.SessionUI.runs_dir; raises gr.Error otherwise).
         active: request -> (the live job's run folder or None, its JobSnapshot.status).
         triggers: more events that refresh the table, e.g. the page load's ``.then`` and the tab's ``.select``.
+
+    Returns:
+        (fn, inputs, outputs) steps that render the table and the details again in the page's language, for
+        ui.language.wire's ``rerender``.
     """
     table_out = [r["table"], r["caption"]]
 
@@ -401,7 +374,10 @@ def wire(
         return runs_table(str(runs_dir(request, output)), live, status)
 
     def on_select(output: str, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
-        return pick(runs_dir(request, output), selected_folder(evt))
+        return pick(runs_dir(request, output), selected_folder(evt), *active(request))
+
+    def on_details(output: str, folder: str, request: gr.Request) -> str:
+        return details_markdown(runs_dir(request, output), folder, *active(request))
 
     def on_save(output: str, folder: str, title: str, note: str, request: gr.Request) -> tuple[str, str]:
         return save(runs_dir(request, output), folder, title, note)
@@ -431,3 +407,4 @@ def wire(
     r["confirm_delete"].click(on_confirm, [output_dir, r["selected"]], confirm_out, **private).then(
         refresh, output_dir, table_out, **private
     )
+    return [(refresh, [output_dir], table_out), (on_details, [output_dir, r["selected"]], [r["details"]])]
