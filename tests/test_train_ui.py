@@ -115,6 +115,7 @@ def test_progress_bar_shows_steps_eta_and_final_state():
         7, 20, None, "failed"
     )
     assert 'value="20"' in progress_html(25, 20, None, "training")  # never past the end
+    assert "Stopping after this step" in progress_html(4, 20, 30.0, "stopping")  # no ETA for steps not run
     snap = JobSnapshot(status="training", step=5, max_steps=10, eta_s=50.0, elapsed_s=60.0)
     assert progress_for(snap) == progress_html(5, 10, 50.0, "training", 60.0)
     with use_lang("zh"):

@@ -31,6 +31,8 @@ ZH: dict[str, str] = {
     "Stopped at step {step}": "已在第 {step} 步停止",
     "Failed at step {step}": "在第 {step} 步失败",
     "estimating the time left...": "正在估算剩余时间……",
+    "Stopping after this step...": "本步结束后停止……",
+    "Saving the adapter...": "正在保存适配器……",
     "about {eta} left": "剩余时间约 {eta}",
     "{elapsed} elapsed": "已用 {elapsed}",
     # ui/tabs/train_setup.py: the setup as a file

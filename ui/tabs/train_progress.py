@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from core.events import COMPLETED, FAILED, LOADING, QUEUED, STOPPED, JobSnapshot
+from core.events import COMPLETED, FAILED, LOADING, QUEUED, SAVING, STOPPED, STOPPING, JobSnapshot
 from ui.i18n import tr
 from ui.views import fmt_duration
 
@@ -46,8 +46,8 @@ def progress_html(
         step / max_steps: optimizer steps done / planned (max_steps 0 while loading: an indeterminate bar).
         eta_s: seconds left (core.callbacks.StepClock's estimate), None while unknown.
         state: the job's status (core.events): idle shows nothing; queued and loading an indeterminate bar;
-            training / stopping / saving the steps and the time left; completed, stopped and failed a final bar
-            in green, amber or red.
+            training the steps and the time left; stopping and saving the steps and what is happening;
+            completed, stopped and failed a final bar in green, amber or red.
         elapsed_s: seconds since training started, shown when given.
 
     Returns:
@@ -75,6 +75,10 @@ def progress_html(
             right = tr("Stopped at step {step}").format(step=step)
         elif state == FAILED:
             right = tr("Failed at step {step}").format(step=step)
+        elif state == STOPPING:
+            right = tr("Stopping after this step...")
+        elif state == SAVING:
+            right = tr("Saving the adapter...")
         elif eta_s is None:
             right = tr("estimating the time left...")
         else:
