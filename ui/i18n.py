@@ -1,10 +1,11 @@
-"""English / Chinese UI through Gradio's own i18n (gr.I18n): the browser's language picks the locale, and Gradio's
-Settings panel (page footer) switches it at any time.
+"""English / Chinese UI. The page's language is the language menu's choice (ui.language: a cookie and
+localStorage, so it survives a reload), else the browser's language.
 
-The tabs are written in English; ``translate(demo)`` walks the built Blocks and replaces every label, help text,
-placeholder, Markdown block, button text and tab title that has a Chinese translation in ``ui.zh.ZH`` with a
-translation key, so the tab modules stay plain and a string without a translation simply stays English.
-Text computed at run time goes through ``tr()`` (below), in the page's language.
+Static text: the tabs are written in English; ``translate(demo)`` walks the built Blocks and replaces every label,
+help text, placeholder, Markdown block, button text and tab title that has a Chinese translation with a key of
+Gradio's own i18n (gr.I18n, locale zh-CN), so the tab modules stay plain. Text computed at run time goes through
+``tr()`` / ``tr_text()`` (below), gettext-style, in the page's language. The tables: ``ui.zh.ZH`` and one
+``ui/zh_<area>.py`` per area.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import importlib
 import inspect
 import pkgutil
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gradio as gr
-from gradio.i18n import I18nData
+if TYPE_CHECKING:  # gradio only where blocks are built: ui.views (the CLI's tables) stays light
+    import gradio as gr
 
 from ui.zh import GPU_HELP_EN, GPU_HELP_ZH, HELP_EN, HELP_ZH, ZH
 
@@ -74,6 +76,9 @@ def translate(
         gr.I18n with ``en`` (the original strings) and ``zh-CN`` (Gradio's own Simplified Chinese locale, so its
         built-in texts such as the screen-reader status are Chinese too) for every key used.
     """
+    import gradio as gr
+    from gradio.i18n import I18nData
+
     pairs = {**(runtime_table() if zh is None else zh), **EXTRA_ZH, **(extra or {})}
     zh = {
         inspect.cleandoc(en): inspect.cleandoc(cn) for en, cn in pairs.items()
@@ -142,6 +147,8 @@ def current_lang() -> str:
     forced = _override.get()
     if forced:
         return forced
+    if "gradio.context" not in sys.modules:  # no gradio loaded (the CLI): no request either
+        return "en"
     from gradio.context import LocalContext
 
     return lang_of_request(LocalContext.request.get(None))
