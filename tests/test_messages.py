@@ -337,12 +337,18 @@ def test_an_uploaded_file_is_replaced_by_the_next_one_without_clearing_the_box(t
     assert kept_first != kept_second
     assert Path(kept_first).read_text(encoding="utf-8").endswith("say,one\n")
     assert Path(kept_second).read_text(encoding="utf-8").endswith("say,two\n")
-    box, note = data_tab.after_upload(str(second))
-    assert box is None and "**data.csv**" in note and "replace" in note  # the box is empty, ready for a drop
+    box, note = data_tab.on_dataset_name(kept_second)
+    assert (
+        box is None and f"**{Path(kept_second).name}**" in note and "replace" in note
+    )  # empty, ready for a drop
+    assert data_tab.on_dataset_name(str(ASSETS / "humaneval_alpaca.jsonl")) == (None, "")  # a sample: no note
     from ui.forms import ConfigForm
 
     with gr.Blocks() as demo:
         parts = data_tab.render(ConfigForm())
-    listeners = [f for f in demo.fns.values() if (parts["upload"]._id, "upload") in f.targets]
-    assert [f.fn for f in listeners] == [data_tab.after_upload]
+    listeners = [f for f in demo.fns.values() if (parts["name"]._id, "change") in f.targets]
+    assert [f.fn for f in listeners] == [data_tab.on_dataset_name]
     assert listeners[0].outputs == [parts["upload"], parts["upload_note"]]
+    assert not [
+        f for f in demo.fns.values() if (parts["upload"]._id, "upload") in f.targets
+    ]  # ui.app's alone

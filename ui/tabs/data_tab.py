@@ -88,19 +88,22 @@ def on_upload(file: str | None, ws: Workspace) -> tuple[Any, Any, Any]:
     return keep_upload(file, ws.uploads_dir if ws.private else None), None, ""
 
 
-def after_upload(file: str | None) -> tuple[Any, str]:
-    """Empty the upload box again once a file is in (so the next file can be dropped or chosen there directly,
-    replacing it) and say which file is in use; the kept copy (``keep_upload``) is never overwritten.
+def on_dataset_name(name: str | None) -> tuple[Any, Any]:
+    """Once the dataset name is set (an upload kept, a sample picked, a path typed), empty the upload box, so the
+    next file replaces this one by a drop or a click there (no small x to find first), and say which upload is in
+    use. The kept copy (``keep_upload``) is never overwritten.
 
     Returns:
-        (the upload box's new value, the note under it); nothing changes when ``file`` is None.
+        (the upload box's new value: None, the note under it: the upload in use, or "" for a sample, a typed path
+        or an empty name).
     """
-    if not file:
-        return gr.update(), gr.update()
+    shown = (name or "").strip()
+    if not shown or Path(shown).parent.name != "uploads":
+        return None, ""
     note = tr(
         "Using **{name}** as the dataset. To replace it, drop or choose another file above; earlier uploads stay "
         "on disk."
-    ).format(name=Path(file).name)
+    ).format(name=Path(shown).name)
     return None, note
 
 
@@ -198,11 +201,12 @@ def length_histogram_figure(length_counts: dict[int, int], max_length: int, bins
         length_counts: rows per token length (ValidationReport.length_counts), never the lengths themselves, so
             the figure is the same size for 100 rows or a million.
         max_length: the cut, in tokens; rows past it are truncated.
-        bins: bars drawn (equal widths from 0 to the longest row).
+        bins: bars drawn (equal widths from 0 to the longest row or max_length, whichever is larger).
     """
     import plotly.graph_objects as go
 
-    longest = max(length_counts, default=1)
+    # bins span the longest row or the cut, whichever is further: short rows under a long max_length stay visible
+    longest = max(max(length_counts, default=1), max_length)
     width = max(1, -(-(longest + 1) // bins))
     heights: dict[int, int] = {}
     for n, c in length_counts.items():
@@ -298,9 +302,11 @@ def render(form: ConfigForm) -> dict[str, Any]:
         max_height=480,
         column_widths=CHAT_WIDTHS,
     )
-    # the box empties once a file is in, so the next file replaces it by a drop or a click (no small x to find);
-    # ui.app's own upload listener has already been sent the file's path
-    upload.upload(after_upload, upload, [upload, upload_note], api_visibility="private")
+    # the box empties once the dataset name is set (after ui.app's upload listener has kept the file and named
+    # it), so the next file replaces it by a drop or a click there (no small x to find)
+    name.change(
+        on_dataset_name, name, [upload, upload_note], api_visibility="private", show_progress="hidden"
+    )
     sample.change(
         lambda s: (str(SAMPLES[s]), "") if s else (gr.update(), gr.update()),
         sample,

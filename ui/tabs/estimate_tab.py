@@ -287,9 +287,10 @@ def render() -> dict[str, Any]:
         apply = gr.Button("Apply this plan to the Train tab", variant="secondary", scale=1)
         applied = gr.Markdown()
     plan_state = gr.State(None)
-    with gr.Row():
-        table = gr.Dataframe(label="Your current settings: estimated peak memory by component (GiB)", scale=1)
-        figure = gr.Plot(label="Memory by component", scale=1, min_width=320)
+    # one above the other, each the tab's full width: side by side, a narrow window left the chart a strip above
+    # its legend
+    table = gr.Dataframe(label="Your current settings: estimated peak memory by component (GiB)")
+    figure = gr.Plot(label="Memory by component")
     with gr.Accordion("What fits on my GPU: every catalogue model", open=False):
         with gr.Row():
             size = gr.Dropdown(choices=list(SIZE_BANDS), value="all sizes", label="Model size", scale=1)
