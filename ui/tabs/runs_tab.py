@@ -373,8 +373,14 @@ def wire(
         live, status = active(request)
         return runs_table(str(runs_dir(request, output)), live, status)
 
+    # Buttons of a panel hidden at load keep the load-time language after a switch (Gradio re-labels mounted
+    # components only): they are labelled again in the page's language each time their panel is shown.
+    def labels(*texts: str) -> tuple[Any, ...]:
+        return tuple(gr.update(value=tr(text)) for text in texts)
+
     def on_select(output: str, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
-        return pick(runs_dir(request, output), selected_folder(evt), *active(request))
+        picked = pick(runs_dir(request, output), selected_folder(evt), *active(request))
+        return (*picked, *labels("Save title and note", "Delete run..."))
 
     def on_details(output: str, folder: str, request: gr.Request) -> str:
         return details_markdown(runs_dir(request, output), folder, *active(request))
@@ -382,8 +388,8 @@ def wire(
     def on_save(output: str, folder: str, title: str, note: str, request: gr.Request) -> tuple[str, str]:
         return save(runs_dir(request, output), folder, title, note)
 
-    def on_ask(output: str, folder: str, request: gr.Request) -> tuple[Any, str, str]:
-        return ask_delete(runs_dir(request, output), folder, *active(request))
+    def on_ask(output: str, folder: str, request: gr.Request) -> tuple[Any, ...]:
+        return (*ask_delete(runs_dir(request, output), folder, *active(request)), *labels("Delete", "Cancel"))
 
     def on_confirm(output: str, folder: str, request: gr.Request) -> tuple[Any, ...]:
         return confirm_delete(runs_dir(request, output), folder, *active(request))
@@ -395,13 +401,12 @@ def wire(
     pick_out = [
         r["chart"], r["details"], r["selected"], r["title"], r["note"], r["manage"], r["confirm"], r["status"]
     ]  # fmt: skip
-    r["table"].select(on_select, output_dir, pick_out, **private)
+    r["table"].select(on_select, output_dir, [*pick_out, r["save"], r["delete"]], **private)
     r["save"].click(
         on_save, [output_dir, r["selected"], r["title"], r["note"]], [r["status"], r["details"]], **private
     ).then(refresh, output_dir, table_out, **private)
-    r["delete"].click(
-        on_ask, [output_dir, r["selected"]], [r["confirm"], r["confirm_text"], r["status"]], **private
-    )
+    ask_out = [r["confirm"], r["confirm_text"], r["status"], r["confirm_delete"], r["cancel"]]
+    r["delete"].click(on_ask, [output_dir, r["selected"]], ask_out, **private)
     r["cancel"].click(cancel_delete, None, [r["confirm"], r["status"]], **private)
     confirm_out = [r["confirm"], r["status"], r["selected"], r["manage"], r["chart"], r["details"]]
     r["confirm_delete"].click(on_confirm, [output_dir, r["selected"]], confirm_out, **private).then(
