@@ -162,8 +162,10 @@ def resolve_run(runs_dir: str | Path, folder: str | Path | None) -> Path:
     name = given.name
     candidate = base / name
     if given.is_absolute() or len(given.parts) > 1:
-        # compared without following links: a path through a symlink is not "inside" even if it resolves there
-        if Path(os.path.normpath(given if given.is_absolute() else base / given)) != candidate:
+        # the folder that holds it must be the runs folder itself (links above it followed: /tmp -> /private/tmp);
+        # the run itself must not be a link (checked below), so nothing outside the runs folder is ever touched
+        parent = Path(os.path.normpath(given if given.is_absolute() else base / given)).parent
+        if parent.resolve() != base:
             raise RunAdminError(
                 "{folder} is not a run of the runs folder {base}; pick a run from the table.",
                 folder=str(folder)[:200],

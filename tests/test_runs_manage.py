@@ -260,10 +260,15 @@ def test_only_runs_directly_inside_the_runs_folder_can_be_deleted(runs: Path, tm
     for folder, why in cases.items():
         with pytest.raises(RunAdminError, match=why):
             delete_run(runs, folder)
-    link_to_runs = tmp_path / "runs-link"  # the runs folder reached through a link: not the same folder
+    link_to_runs = (
+        tmp_path / "runs-link"
+    )  # the runs folder itself reached through a link (/tmp -> /private/tmp)
     link_to_runs.symlink_to(runs, target_is_directory=True)
+    assert resolve_run(runs, str(link_to_runs / "run-20240101-100000")) == runs / "run-20240101-100000"
+    link_to_other = tmp_path / "other-link"  # a link to another folder holding a run of the same name
+    link_to_other.symlink_to(outside.parent, target_is_directory=True)
     with pytest.raises(RunAdminError, match="is not a run of the runs folder"):
-        delete_run(runs, str(link_to_runs / "run-20240101-100000"))
+        delete_run(runs, str(link_to_other / "run-20240101-100000"))
     assert (outside / "result.json").is_file() and (runs / "notes" / "mine.txt").read_text() == "keep"
     assert len(names(runs)) == 3
     assert resolve_run(runs, str(runs / "run-20240101-100000")) == (runs / "run-20240101-100000").resolve()
