@@ -221,8 +221,12 @@ def test_the_data_summary_and_row_reasons_follow_the_page_language(tmp_path, emb
     summary = chinese[0]
     assert "- 第 2 行：output 为空" in summary and "第 4 行在第" in summary, summary
     assert "行数：读取 **5**" in summary and "is empty" not in summary and "Rows:" not in summary
+    assert "丢弃：1 × output 为空" in summary and "not valid JSON" not in summary  # the grouped reasons too
     assert list(chinese[1]["value"].columns) == ["行", "system", "user", "assistant", "轮次"]
     assert chinese[2].layout.xaxis.title.text == "每行 token 数（已套用对话模板）"
+    assert {kind for _, kind in chinese[3]} == {"参与训练", None} and any(
+        k == "trained" for _, k in english[3]
+    )
     assert Path(chinese[4]).is_file()  # the row CSV stays English for tools (row, status, reason)
 
 

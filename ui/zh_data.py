@@ -24,6 +24,7 @@ ZH: dict[str, str] = {
     "row": "行",
     "text": "文本",
     "turns": "轮次",
+    "trained": "参与训练",
     "**This data cannot be used.** {error}": "**这份数据无法使用。** {error}",
     "`{source}` ({kind}): format **{format}**, columns used: {columns}": "`{source}`（{kind}）：格式 **{format}**，使用的列：{columns}",
     "Rows: {stages}. Supervised tokens per kept row: median {median}.": (
@@ -62,6 +63,15 @@ ZH: dict[str, str] = {
         "回答从第 max_length={max_length} 个 token 之后才开始；请调大 max_length"
     ),
     "truncated from {n} to {max_length} tokens": "从 {n} 个 token 截断到 {max_length} 个",
+    # the Dropped line groups reasons by their part before ";" (core.validation): those parts alone
+    "line {line} is not valid JSON at column {column} ({what})": "第 {line} 行在第 {column} 列不是合法的 JSON（{what}）",
+    "line {line} is a JSON {kind}, not an object": "第 {line} 行是 JSON {kind}，不是对象",
+    "has {n} fields but the header has {m}": "有 {n} 个字段，但表头有 {m} 个",
+    "the conversation starts with an {role} turn": "对话以 {role} 轮次开头",
+    "the answer starts after max_length={max_length} tokens": "回答从第 max_length={max_length} 个 token 之后才开始",
+    "has a {column} field ({shown}) of the {format} format that most rows do not have": (
+        "含有 {format} 格式的字段 {column}（{shown}），而大多数行没有"
+    ),
     "line {line} is not valid JSON at column {column} ({what}); fix or remove it": (
         "第 {line} 行在第 {column} 列不是合法的 JSON（{what}）；请修正或删除该行"
     ),

@@ -30,6 +30,7 @@ PREVIEW_COLUMNS = ["row", "system", "user", "assistant", "turns"]
 # column widths of the preview: a chat / alpaca table, and raw text (one wide column that wraps)
 CHAT_WIDTHS = ["6%", "12%", "41%", "35%", "6%"]
 TEXT_WIDTHS = ["6%", "94%"]
+TRAINED_ZH = "参与训练"  # "trained" in ui/zh_data.py: the highlighted tokens' class on a Chinese page
 HEADERS = (
     "row",
     "text",
@@ -154,7 +155,10 @@ def validate(
         summary_markdown(report),
         preview_update(report.preview_frame()),
         length_histogram_figure(report.length_counts, report.max_length),
-        label_mask_example(tokenizer, report.first_feature),
+        [
+            (token, tr(kind) if kind else kind)
+            for token, kind in label_mask_example(tokenizer, report.first_feature)
+        ],
         str(csv_path),
         mapping_text,
     )
@@ -292,7 +296,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
         report_csv = gr.File(label="Row report (every dropped or altered row, CSV)", interactive=False)
     example = gr.HighlightedText(
         label="First row as the model sees it: highlighted tokens are trained on",
-        color_map={"trained": "green"},
+        color_map={"trained": "green", TRAINED_ZH: "green"},  # the legend's word follows the page's language
         show_legend=True,
     )
     preview = gr.Dataframe(
