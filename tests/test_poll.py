@@ -72,7 +72,7 @@ def test_a_fresh_page_gets_everything_then_only_what_changed():
     job, renderer = Job(training(3, 5)), PollRenderer()
     skip = gr.skip()
 
-    status, chart, logs, start, stop, marker = first = renderer.poll(job, None)
+    status, chart, logs, start, stop, _bar, marker = first = renderer.poll(job, None)
     assert status == status_markdown(job.snap) and "step 3/10" in status
     assert isinstance(chart, PlotData) and '"train loss (each batch)"' in chart.plot
     assert logs == "\n".join(f"line {i}" for i in range(5))
@@ -83,16 +83,16 @@ def test_a_fresh_page_gets_everything_then_only_what_changed():
     assert size_bytes(again) < 1000 < 5 * 1000 < size_bytes(first), (size_bytes(again), size_bytes(first))
 
     job.snap = replace(job.snap, logs=(*job.snap.logs, "line 5"), log_total=6)  # a log line, no new point
-    _, chart, logs, start, stop, marker = renderer.poll(job, again[-1])
+    _, chart, logs, start, stop, _bar, marker = renderer.poll(job, again[-1])
     assert chart == skip and logs.endswith("line 4\nline 5") and start == stop == skip
 
     job.snap = replace(training(4, 6), message="step 4")  # a new point: the chart is sent, with it
-    status, chart, logs, start, stop, marker = renderer.poll(job, marker)
+    status, chart, logs, start, stop, _bar, marker = renderer.poll(job, marker)
     assert "step 4/10" in status and isinstance(chart, PlotData) and xs(chart.plot) == [1, 2, 3, 4]
     assert logs == skip and start == stop == skip
 
     job.snap = replace(job.snap, status="completed")  # the buttons flip once the job ends
-    _, chart, logs, start, stop, marker = renderer.poll(job, marker)
+    _, chart, logs, start, stop, _bar, marker = renderer.poll(job, marker)
     assert chart == logs == skip
     assert start == gr.update(interactive=True) and stop == gr.update(interactive=False)
     assert renderer.poll(job, marker)[3] == skip
@@ -117,7 +117,7 @@ def test_a_new_run_with_as_many_points_is_sent_again():
     marker = renderer.poll(job, None)[-1]
     other = tuple({**r, "loss": r["loss"] + 1} for r in job.snap.history)  # as many points, other losses
     job.snap = replace(job.snap, run_dir="runs/run-2", history=other)  # and as many log lines
-    _, chart, logs, _, _, marker = renderer.poll(job, marker)
+    _, chart, logs, _, _, _, marker = renderer.poll(job, marker)
     assert isinstance(chart, PlotData) and json.loads(chart.plot)["data"][0]["y"] == [2.9, 2.8, 2.7]
     assert logs == "\n".join(f"line {i}" for i in range(5))
     job.snap = replace(job.snap, run_dir="runs/run-3")  # a chart drawn the same is not sent again

@@ -13,7 +13,7 @@ from core.config import TrainingConfig
 from core.events import JobSnapshot
 from core.runs import list_runs, read_metrics_tolerant, read_run
 from ui.charts import EMPTY_LOSS_TITLE, SMOOTHING, moving_average, tokens_per_second, training_figure
-from ui.views import RUN_COLUMNS, run_markdown, runs_frame, status_markdown
+from ui.views import status_markdown
 
 # Two evaluations (before the first step, after step 2) interleaved with training logs, as the Trainer logs them:
 # an eval row repeats the token count, and its elapsed_s includes the evaluation time.
@@ -265,38 +265,3 @@ def test_read_metrics_tolerant(tmp_path: Path):
     rows, problems = read_metrics_tolerant(tmp_path)
     assert rows == [{"step": 1}, {"step": 2}]
     assert problems == ["metrics.jsonl: 2 unreadable lines skipped (line 3: not a JSON object)"]
-
-
-def test_runs_table_and_the_selected_run_chart(runs_folder: Path):
-    from ui.tabs.runs_tab import run_view, runs_table
-
-    frame, caption = runs_table(str(runs_folder), None, "idle")
-    assert list(frame.columns) == RUN_COLUMNS and len(frame) == 5 and "5 run(s)" in caption
-    row = frame[frame["run"] == "run-20240101-100000"].iloc[0]
-    assert row["started"] == "2024-01-01 10:00:00"
-    assert (row["status"], row["steps"], row["final loss"]) == ("completed", "6", "1.5000")
-    assert (row["method"], row["r / alpha"], row["learning rate"]) == ("QLoRA", "8 / 16", "0.0002")
-    assert row["folder"] == str(runs_folder / "run-20240101-100000")
-    bad = frame[frame["run"] == "run-20240104-100000"].iloc[0]
-    assert bad["method"] == "" and bad["status"].startswith("unreadable: config.json") and bad["notes"] == ""
-    assert (
-        frame[frame["run"] == "run-20240103-100000"]
-        .iloc[0]["notes"]
-        .startswith("metrics.jsonl: 1 unreadable")
-    )
-
-    fig, text = run_view(row["folder"])
-    assert list(traces(fig)["train loss (each batch)"].y) == [4.0, 2.0, 3.0]
-    assert fig.layout.shapes[0].y0 == 3.5  # the estimate recorded in result.json
-    assert "completed after 6 steps, final loss 1.5000" in text
-    fig, text = run_view(str(runs_folder / "run-20240103-100000"))
-    assert list(traces(fig)["train loss (each batch)"].y) == [4.0] and "Could not read: metrics.jsonl" in text
-    assert run_view(None)[0] is None
-    empty, caption = runs_table(str(runs_folder / "none"), None, "idle")
-    assert len(empty) == 0 and list(empty.columns) == RUN_COLUMNS and "No runs yet" in caption
-
-
-def test_run_markdown_lists_problems(runs_folder: Path):
-    text = run_markdown(read_run(runs_folder / "run-20240104-100000"))
-    assert "unreadable: config.json" in text and "Could not read: config.json" in text
-    assert runs_frame([]).empty

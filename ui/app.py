@@ -20,7 +20,7 @@ from ui.forms import ConfigForm, with_request
 from ui.i18n import GPU_HELP_TITLE, HELP_TITLE, PRIVATE_NOTE, PRIVATE_NOTE_ZH, retranslate, translate
 from ui.poll import Marker, PollRenderer
 from ui.session import SessionUI
-from ui.tabs import chat_tab, data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_tab
+from ui.tabs import chat_tab, data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_setup, train_tab
 from ui.views import lora_math_markdown, model_facts_markdown
 from ui.zh import GPU_HELP_EN, HELP_EN
 
@@ -100,14 +100,24 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
         )
-        loaded.then(
-            load_model,
-            m["path"],
-            load_outputs,
-            api_visibility="private",
-            concurrency_id=GPU_QUEUE,
-            concurrency_limit=1,
-        )
+
+        # a reload shows the running (or last) job's settings, not the defaults: restored before the model's facts
+        # load and again after (loading a model resets the target modules and the suggested learning rate)
+        def restore(request: gr.Request) -> list[Any]:
+            return train_setup.restore_form(form, session.job(request).snapshot())
+
+        def reapply(loaded_cfg: dict[str, Any] | None) -> list[Any]:
+            return train_setup.restore_form(form, loaded_cfg)
+
+        gpu_queue = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1}
+        loaded.then(restore, None, form.inputs, api_visibility="private").then(
+            load_model, m["path"], load_outputs, api_visibility="private", **gpu_queue
+        ).then(restore, None, form.inputs, api_visibility="private")
+        t["setup"][
+            "uploaded"
+        ].success(  # a loaded setup file: its model's facts, then its own targets and rate
+            load_model, m["path"], load_outputs, api_visibility="private", **gpu_queue
+        ).then(reapply, t["setup"]["loaded"], form.inputs, api_visibility="private")
 
         # ---- data: uploads kept in the session's workspace; validation reads the whole form (tokenizer, max_length)
         def upload(file: str | None, request: gr.Request) -> tuple[Any, Any, Any]:
@@ -282,7 +292,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             return renderer.poll(session.job(request), None)
 
         sent = gr.State(None)
-        poll_outputs = [t["status"], t["loss"], t["logs"], t["start"], t["stop"], sent]
+        poll_outputs = [t["status"], t["loss"], t["logs"], t["start"], t["stop"], t["progress"], sent]
         t["start"].click(
             start, form.inputs, t["status"], api_name="start", concurrency_id=GPU_QUEUE, concurrency_limit=1
         ).success(  # a resume is a one-off: the next Start is a new run unless a folder is pasted again
@@ -329,7 +339,9 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             run_dir = session.own_path(request, run_dir, "run folder")
             snap = session.job(request).snapshot()
             training = snap.run_dir if snap.is_active else None
-            return export_tab.do_export(run_dir, merged, dtype, progress, shard, training, session.private)
+            return export_tab.with_exported(
+                export_tab.do_export(run_dir, merged, dtype, progress, shard, training, session.private)
+            )
 
         def export_merged(
             run_dir: str,
@@ -345,7 +357,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         ) -> tuple[Any, ...]:
             return export(run_dir, False, "auto", "5GB", progress, request)
 
-        export_outputs = [x["result"], x["download"], x["folder"]]
+        export_outputs = [x["result"], x["download"], x["folder"], x["exported"]]
         gpu = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1}
         x["merged"].click(
             export_merged, [x["run"], x["dtype"], x["shard"]], export_outputs, api_name="export_merged", **gpu
@@ -370,21 +382,14 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             api_visibility="private",  # a token parameter does not belong in the public API listing
         )
 
-        # ---- runs list (read from disk, so an app restart still shows past runs)
-        def refresh_run_table(output_dir: str, request: gr.Request) -> tuple[Any, str]:
+        # ---- runs list (read from disk, so an app restart still shows past runs), title, note, delete
+        def active_run(request: gr.Request) -> tuple[str | None, str]:
             snap = session.job(request).snapshot()
-            folder = str(session.runs_dir(request, output_dir))
-            return runs_tab.runs_table(folder, snap.run_dir or None, snap.status)
+            return snap.run_dir or None, snap.status
 
-        def view_run(evt: gr.SelectData, request: gr.Request) -> tuple[Any, str]:
-            folder = runs_tab.selected_folder(evt)
-            return runs_tab.run_view(session.own_path(request, folder, "run folder") if folder else None)
-
-        runs_outputs = [r["table"], r["caption"]]
-        r["refresh"].click(refresh_run_table, out_dir, runs_outputs, api_name="list_runs")
-        loaded.then(refresh_run_table, out_dir, runs_outputs, api_visibility="private")
-        runs_page.select(refresh_run_table, out_dir, runs_outputs, api_visibility="private")
-        r["table"].select(view_run, None, [r["chart"], r["details"]], api_visibility="private")
+        runs_rerender = runs_tab.wire(
+            r, out_dir, session.runs_dir, active_run, (loaded.then, runs_page.select, x["exported"].change)
+        )
 
         # ---- chat: base vs fine-tuned, streamed; refused while training runs (and training waits while it chats)
         def chat_runs(output_dir: str, current: str | None, request: gr.Request) -> Any:
@@ -398,6 +403,19 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             return chat_tab.pick_run(session.own_path(request, run_dir, "run folder") if run_dir else None)
 
         c["run"].change(pick_run, c["run"], c["finetuned"], api_visibility="private")
+
+        # a new export appears at once wherever exports are listed (Chat's models, the Runs table, Export's runs)
+        def chat_after_export(
+            output_dir: str, run: str | None, choice: str | None, request: gr.Request
+        ) -> Any:
+            return chat_tab.refresh_all(str(session.runs_dir(request, output_dir)), run, choice)
+
+        x["exported"].change(
+            chat_after_export,
+            [out_dir, c["run"], c["finetuned"]],
+            [c["run"], c["finetuned"]],
+            api_visibility="private",
+        )
 
         def chat(
             run_dir: str | None,
@@ -450,7 +468,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                 (poll_fresh, [], poll_outputs),
                 (run_estimate, est_inputs, est_outputs),
                 (refresh_runs, [out_dir], [x["run"]]),
-                (refresh_run_table, [out_dir], runs_outputs),
+                *runs_rerender,
                 (chat_runs, [out_dir, c["run"]], [c["run"]]),
                 (revalidate, [d["summary"], *form.inputs], data_outputs),
             ],

@@ -28,6 +28,7 @@ from core.events import JobSnapshot
 from core.job import TrainingJob
 from ui.charts import training_figure
 from ui.i18n import current_lang
+from ui.tabs.train_progress import progress_for
 from ui.views import status_markdown
 
 LOG_LINES = 60  # log lines shown in the Train tab's log box (the snapshot keeps up to 200)
@@ -43,6 +44,8 @@ class _Rendered:
 
     snap: JobSnapshot | None = None
     status: str = ""
+    progress: str = ""
+    progress_number: int = 0
     figure_key: tuple[Any, ...] | None = None
     figure: PlotData | None = None
     figure_number: int = 0
@@ -51,7 +54,7 @@ class _Rendered:
     logs_number: int = 0
 
 
-Marker = tuple[int, int, bool]  # (chart render number, log render number, job active) last sent to a page
+Marker = tuple[int, int, bool, int]  # (chart, log render numbers, job active, progress bar number) last sent
 
 
 class PollRenderer:
@@ -84,6 +87,9 @@ class PollRenderer:
             done = per_lang.setdefault(lang, _Rendered())
         if done.snap is not snap:
             done.status = status_markdown(snap)
+            progress = progress_for(snap)
+            if progress != done.progress:
+                done.progress, done.progress_number = progress, next(_render_numbers)
             done.snap = snap
         info = snap.info
         figure_key = (snap.run_dir, len(snap.history), info.get("estimate_gib"), info.get("device"))
@@ -103,7 +109,7 @@ class PollRenderer:
         return snap, done
 
     def poll(self, job: TrainingJob, sent: Marker | None) -> tuple[Any, ...]:
-        """One page's answer: (status, chart, log, Start button, Stop button, new marker).
+        """One page's answer: (status, chart, log, Start button, Stop button, progress bar HTML, new marker).
 
         Args:
             job: the job this page watches.
@@ -111,15 +117,16 @@ class PollRenderer:
 
         Returns:
             The status Markdown (always), then the chart (PlotData), the log text and the two buttons' updates, each
-            replaced by ``gr.skip()`` when the page already shows it, and the marker to keep for the next poll.
+            replaced by ``gr.skip()`` when the page already shows it, the progress bar (ui.tabs.train_progress, also
+            skipped when unchanged), and the marker to keep for the next poll.
         """
         snap, done = self.render(job)
         active = snap.is_active
-        marker: Marker = (done.figure_number, done.logs_number, active)
-        chart, log, buttons = (
-            (True, True, True)
-            if sent is None
-            else (sent[0] != marker[0], sent[1] != marker[1], sent[2] != active)
+        marker: Marker = (done.figure_number, done.logs_number, active, done.progress_number)
+        chart, log, buttons, bar = (
+            (True, True, True, True)
+            if sent is None or len(sent) != len(marker)
+            else (sent[0] != marker[0], sent[1] != marker[1], sent[2] != active, sent[3] != marker[3])
         )
         same = gr.skip()
         return (
@@ -128,5 +135,6 @@ class PollRenderer:
             done.logs if log else same,
             gr.update(interactive=not active) if buttons else same,
             gr.update(interactive=active) if buttons else same,
+            done.progress if bar else same,
             marker,
         )

@@ -4,13 +4,11 @@ The training charts are in ui.charts."""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from core.config import TrainingConfig
 from core.events import JobSnapshot
 from core.modelspec import ModelSpec
-from core.runs import RunSummary
 from core.vram import VramEstimate
 from ui.i18n import tr, tr_text
 
@@ -24,14 +22,6 @@ METHOD_LABELS = {"full": "Full", "lora": "LoRA", "lora8": "LoRA 8-bit", "qlora":
 def method_label(method: str) -> str:
     """A method's display name in the page's language ("LoRA 8-bit" -> "LoRA 8 位"); unknown names unchanged."""
     return tr(METHOD_LABELS.get(method, method))
-
-
-def _when(epoch_s: float) -> str:
-    """Local date and time of an epoch timestamp, or "?" for one no clock can show (corrupt result.json)."""
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_s))
-    except (OverflowError, ValueError, OSError):
-        return "?"
 
 
 def fmt_count(n: int) -> str:
@@ -235,61 +225,6 @@ def status_markdown(snap: JobSnapshot) -> str:
         )
     folder = tr("Run folder: {folder}").format(folder=f"`{snap.run_dir}`")
     return " · ".join(parts) + f"\n\n{tr_text(snap.message)}\n\n{folder}"
-
-
-RUN_COLUMNS = [
-    "run",
-    "started",
-    "status",
-    "steps",
-    "final loss",
-    "method",
-    "model",
-    "r / alpha",
-    "learning rate",
-    "notes",
-    "folder",
-]
-
-
-def runs_frame(runs: list[RunSummary]) -> pd.DataFrame:
-    """The Runs table: one row per run (newest first as given), columns RUN_COLUMNS; "" where a value is unknown.
-
-    started is local time (YYYY-mm-dd HH:MM:SS); final loss has 4 decimals; notes lists what could not be read
-    (beyond the file an "unreadable: ..." status already names).
-    """
-    import pandas as pd
-
-    def cell(value: Any, fmt: str = "{}") -> str:
-        return "" if value is None else fmt.format(value)
-
-    rows = [
-        [
-            r.name,
-            _when(r.started_at),
-            r.status,
-            cell(r.steps),
-            cell(r.final_loss, "{:.4f}"),
-            METHOD_LABELS.get(r.method, r.method) if r.method else "",
-            cell(r.model_name_or_path),
-            f"{cell(r.lora_r, '{}')} / {cell(r.lora_alpha)}" if r.lora_r or r.lora_alpha else "",
-            cell(r.learning_rate, "{:g}"),
-            "; ".join(p for p in r.problems if p not in r.status),  # the status already names one
-            r.path,
-        ]
-        for r in runs
-    ]
-    return pd.DataFrame(rows, columns=RUN_COLUMNS)
-
-
-def run_markdown(run: RunSummary) -> str:
-    """A few lines about one run under the Runs table: folder, status, steps, final loss and any problems."""
-    loss = f", final loss {run.final_loss:.4f}" if run.final_loss is not None else ""
-    steps = f" after {run.steps} steps" if run.steps is not None else ""
-    text = f"**{run.name}**: {run.status}{steps}{loss}.\n\nFolder: `{run.path}`"
-    if run.problems:
-        text += "\n\nCould not read: " + "; ".join(run.problems)
-    return text
 
 
 def plan_lines(result: Any, cfg: TrainingConfig) -> list[str]:
