@@ -167,6 +167,35 @@ ZH: dict[str, str] = {
     "**On this machine:** {cpu} LoRA on the CPU with these settings needs about {ram} GiB of RAM.": (
         "**在这台机器上：** {cpu} 按这些设置在 CPU 上做 LoRA 约需 {ram} GiB 内存。"
     ),
+    # how the estimate counts (core.vram's notes, shown in this tab)
+    "Packing: each micro-batch holds {tokens} tokens of whole rows, so this is the usual peak, not only the worst "
+    "case.": "打包（packing）：每个微批次装入 {tokens} 个 token 的完整行，所以这是通常的峰值，而不只是最坏情况。",
+    "Worst case: every micro-batch padded to {tokens} tokens; batches of shorter rows use less.": (
+        "最坏情况：每个微批次都填充到 {tokens} 个 token；行更短的批次占用更少。"
+    ),
+    "float32 compute: weights and activations at 4 bytes, twice bf16.": "float32 计算：权重和激活值每个 4 字节，是 bf16 的两倍。",
+    "Full fine-tuning: weights {w} B + gradients {g} B + optimizer states {s} B per parameter (in pure bf16 that "
+    "is the textbook's 7B example, 26.1.1: 14 + 14 + 28 GB).": (
+        "全量微调：每个参数 权重 {w} B + 梯度 {g} B + 优化器状态 {s} B（纯 bf16 下就是教材 26.1.1 中 7B 的例子："
+        "14 + 14 + 28 GB）。"
+    ),
+    "int8 base: {packed} M linear weights at 1 byte; the rest in {rest}. bitsandbytes keeps each 8-bit layer's "
+    "inputs even with gradient checkpointing (calibrated on 11 H200 runs).": (
+        "int8 基座：{packed} M 个线性层权重每个 1 字节；其余为 {rest}。即使开启梯度检查点，bitsandbytes 也会保留每个 "
+        "8 位层的输入（基于 11 次 H200 运行校准）。"
+    ),
+    "NF4 base: {packed} M packed linear weights at {bits} bit; {others} M others (norms, embeddings) in 16 bit.": (
+        "NF4 基座：{packed} M 个打包的线性层权重，每个 {bits} 位；其余 {others} M 个（归一化层、嵌入层）为 16 位。"
+    ),
+    "NF4 base: {packed} M packed linear weights at {bits} bit; {others} M others (norms, embeddings) upcast to "
+    "fp32 (the seed recipe).": (
+        "NF4 基座：{packed} M 个打包的线性层权重，每个 {bits} 位；其余 {others} M 个（归一化层、嵌入层）提升为 fp32"
+        "（种子配方）。"
+    ),
+    "Gradient checkpointing: keeps one hidden state per layer and recomputes the rest.": (
+        "梯度检查点：每层只保留一个隐藏状态，其余重新计算。"
+    ),
+    "16 bit": "16 位",
     "**After training:** {line}": "**训练之后：** {line}",
     "Not enough here: export the adapter only, or merge on a bigger machine.": (
         "这里不够：只导出适配器，或在更大的机器上合并。"
