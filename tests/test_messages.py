@@ -174,6 +174,12 @@ def test_choosing_custom_in_the_preset_leaves_the_model_box_as_typed():
     change = next(f for f in demo.fns.values() if (parts["preset"]._id, "change") in f.targets)
     assert change.fn(model_tab.CUSTOM_PRESET) == gr.update()
     assert change.fn(DEFAULT_MODEL) == DEFAULT_MODEL
+    typed = next(f for f in demo.fns.values() if (parts["path"]._id, "input") in f.targets)
+    assert typed.outputs == [parts["preset"]]
+    assert (
+        typed.fn("someone/other-model") == model_tab.CUSTOM_PRESET
+        and typed.fn(DEFAULT_MODEL) == DEFAULT_MODEL
+    )
 
 
 # ---- 4. the tabs' run-time text in the page's language ---------------------------------------------------------

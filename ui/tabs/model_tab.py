@@ -104,4 +104,6 @@ def render(form: ConfigForm) -> dict[str, Any]:
     facts = gr.Markdown("Loading the embedded model's facts...")
     # choosing Custom keeps the box as it is (type the id there); a preset writes its id into the box
     preset.change(lambda p: gr.update() if p == CUSTOM_PRESET else p, preset, path, api_visibility="private")
+    # typing an id (not a preset's) makes the preset say Custom at once, never the model shown before
+    path.input(preset_for, path, preset, api_visibility="private", show_progress="hidden")
     return {"preset": preset, "path": path, "load": load, "facts": facts}
