@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import TrainingConfig
 from core.data import DatasetReport, load_dataset_report, split_train_eval
+from core.datafiles import require_dataset
 from core.engine import EnginePlan
-from core.errors import ConfigError, DataError, TrainingFailed
+from core.errors import ConfigError, TrainingFailed
 from core.events import Finished, LogLine
 from core.hardware import resolve_dtype
 from core.health import ZERO_LOSS_LOGS
@@ -75,8 +76,7 @@ def run_training(
         target_modules_for,
     )
 
-    if not cfg.dataset_name:
-        raise DataError("No dataset chosen: upload a file in the Data tab or set dataset_name.")
+    require_dataset(cfg.dataset_name)  # DataError: "No dataset chosen: ..."
     publish(LogLine(f"Reading {cfg.dataset_name}"))
     report = load_report_for(cfg)
     publish(LogLine(report.summary()))

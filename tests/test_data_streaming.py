@@ -185,6 +185,7 @@ def test_data_tab_validate_sends_cut_cells_and_a_histogram(tmp_path, embedded_pa
     source = write_jsonl(ws.uploads_dir / "big-cell.jsonl", rows)
     form = {"dataset_name": source, "dataset_format": "auto", "max_length": 512, "completion_only_loss": True}
     summary, preview, figure, example, csv_path, mapping = data_tab.validate(form, ws, lambda *a, **k: None)
+    preview = preview["value"]  # an update: the preview's column widths follow the format
     assert "read **62**" in summary and "1 × instruction is empty" in summary, summary
     assert "- row 62: instruction is empty" in summary and mapping.startswith("instruction=instruction")
     assert len(preview) == PREVIEW_ROWS and preview["assistant"].str.len().max() < PREVIEW_CHARS + 60
@@ -226,5 +227,5 @@ def test_start_without_a_dataset_says_to_choose_one():
     from core.errors import DataError
     from core.validation import count_usable_rows
 
-    with pytest.raises(DataError, match="No dataset chosen: pick a sample or upload a file in the Data tab"):
+    with pytest.raises(DataError, match="No dataset chosen: upload a file or pick a sample in the Data tab"):
         count_usable_rows(TrainingConfig(dataset_name=""))

@@ -17,7 +17,16 @@ from core.validation import count_usable_rows
 from core.workspace import Sessions
 from ui import language
 from ui.forms import ConfigForm, with_request
-from ui.i18n import GPU_HELP_TITLE, HELP_TITLE, PRIVATE_NOTE, PRIVATE_NOTE_ZH, retranslate, translate
+from ui.i18n import (
+    GPU_HELP_TITLE,
+    HELP_TITLE,
+    PRIVATE_NOTE,
+    PRIVATE_NOTE_ZH,
+    retranslate,
+    tr,
+    tr_text,
+    translate,
+)
 from ui.poll import Marker, PollRenderer
 from ui.session import SessionUI
 from ui.tabs import chat_tab, data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_setup, train_tab
@@ -81,7 +90,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         loaded = demo.load(session.bind, key_state, key_state, api_visibility="private")
 
         # ---- model facts -> state, target module choices
-        load_outputs = [spec_state, m["facts"], t["targets"], form.components["learning_rate"]]
+        load_outputs = [spec_state, m["facts"], t["targets"], form.components["learning_rate"], m["preset"]]
 
         def load_model(
             model_name_or_path: str, request: gr.Request, progress: gr.Progress = gr.Progress(track_tqdm=True)
@@ -89,7 +98,8 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             try:  # a shared demo's visitor reads presets, hub ids and their own folders only
                 session.workspace(request).check_model(model_name_or_path)
             except ConfigError as exc:
-                return None, f"**Cannot use this model.** {exc}", gr.update(choices=[], value=[]), gr.update()
+                reason = tr("**Cannot use this model.** {reason}").format(reason=tr_text(str(exc)))
+                return None, reason, gr.update(), gr.update(), model_tab.CUSTOM_PRESET
             return model_tab.load_model_info(model_name_or_path, progress)
 
         m["load"].click(
@@ -100,6 +110,14 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
         )
+
+        # choices whose labels are words (GPU "Custom size", presets) in the page's language
+        localized = [
+            (estimate_tab.localized_gpu_choices, [e["gpu"]], [e["gpu"]]),
+            (model_tab.localized_presets, [m["preset"]], [m["preset"]]),
+        ]
+        for fn, inputs, outputs in localized:
+            loaded.then(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
 
         # a reload shows the running (or last) job's settings, not the defaults: restored before the model's facts
         # load and again after (loading a model resets the target modules and the suggested learning rate)
@@ -469,6 +487,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                 (run_estimate, est_inputs, est_outputs),
                 (refresh_runs, [out_dir], [x["run"]]),
                 *runs_rerender,
+                *localized,
                 (chat_runs, [out_dir, c["run"]], [c["run"]]),
                 (revalidate, [d["summary"], *form.inputs], data_outputs),
             ],

@@ -237,6 +237,8 @@ def _patterns() -> list[tuple[re.Pattern[str], str]]:
     for en, cn in sorted(runtime_table().items(), key=lambda kv: -len(kv[0])):
         if "{" not in en or not _FIELD.search(en):
             continue
+        if len(re.findall(r"[A-Za-z]", _FIELD.sub("", en))) < 4:  # "{problems}." would match any sentence
+            continue
         pattern, pos, seen = "", 0, set()
         for m in _FIELD.finditer(en):
             pattern += re.escape(en[pos : m.start()])

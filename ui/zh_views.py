@@ -8,6 +8,7 @@ from __future__ import annotations
 
 ZH: dict[str, str] = {
     # model facts
+    "**Cannot use this model.** {reason}": "**无法使用这个模型。** {reason}",
     "Architecture": "架构",
     "Parameters": "参数量",
     "Stored dtype": "存储精度（dtype）",
