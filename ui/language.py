@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from ui.i18n import LOAD_JS, SWITCH_JS, output_ids, retranslate, tr
+from ui.i18n import LOAD_JS, SWITCH_JS, output_ids, retranslate, runtime_table, tr
 
 LANGUAGE_LABEL = "Language / 语言"
 CHOICES = [("English", "en"), ("简体中文", "zh")]
@@ -66,12 +66,24 @@ def wire(
         b for b in demo.blocks.values() if isinstance(b, gr.Tab | gr.Accordion) and isinstance(b.label, str)
     ]
     titles = [str(b.label) for b in titled]
+    # fixed choices whose labels are words ("LoRA (16-bit base)"): labels in the page's language, values unchanged
+    # (a list an event fills at run time starts empty, so it is not one of them)
+    table = runtime_table()
+    choosers = [
+        b
+        for b in demo.blocks.values()
+        if isinstance(b, gr.Radio | gr.Dropdown | gr.CheckboxGroup)
+        and b is not menu
+        and any(isinstance(c, tuple) and c[0] in table for c in (b.choices or []))
+    ]
+    choices = [[tuple(c) for c in b.choices] for b in choosers]
 
     def apply(lang: str, *values: Any) -> tuple[Any, ...]:
         labels = (gr.update(label=tr(title)) for title in titles)
-        return (lang, *(retranslate(v) for v in values), *labels)
+        options = (gr.update(choices=[(tr(str(label)), value) for label, value in opts]) for opts in choices)
+        return (lang, *(retranslate(v) for v in values), *labels, *options)
 
-    outputs = [menu, *texts, *titled]
+    outputs = [menu, *texts, *titled, *choosers]
     demo.load(apply, [menu, *texts], outputs, js=LOAD_JS, api_visibility="private", queue=False)
     event = menu.input(apply, [menu, *texts], outputs, js=SWITCH_JS, api_visibility="private", queue=False)
     for fn, inputs, outputs in rerender:
