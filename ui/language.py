@@ -86,5 +86,15 @@ def wire(
     outputs = [menu, *texts, *titled, *choosers]
     demo.load(apply, [menu, *texts], outputs, js=LOAD_JS, api_visibility="private", queue=False)
     event = menu.input(apply, [menu, *texts], outputs, js=SWITCH_JS, api_visibility="private", queue=False)
-    for fn, inputs, outputs in rerender:
-        event = event.then(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+    # a mounted upload area keeps Gradio's own words ("Drop File Here") in the old language: mounted again
+    uploads = [b for b in demo.blocks.values() if isinstance(b, gr.File) and b.interactive is not False]
+
+    def shown(visible: bool) -> Callable[[], Any]:
+        updates = tuple(gr.update(visible=visible) for _ in uploads)
+        return lambda: updates[0] if len(updates) == 1 else updates
+
+    if uploads:
+        private = {"api_visibility": "private", "queue": False}
+        event.then(shown(False), None, uploads, **private).then(shown(True), None, uploads, **private)
+    for fn, inputs, outputs in rerender:  # each on its own after the switch: one failing leaves the others
+        event.then(fn, inputs, outputs, api_visibility="private", show_progress="hidden")

@@ -298,6 +298,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
         label="First row as the model sees it: highlighted tokens are trained on",
         color_map={"trained": "green", TRAINED_ZH: "green"},  # the legend's word follows the page's language
         show_legend=True,
+        elem_classes=["user-data"],  # the user's own text: never translated (tests skip it)
     )
     preview = gr.Dataframe(
         value=pd.DataFrame(columns=PREVIEW_COLUMNS),
@@ -305,6 +306,7 @@ def render(form: ConfigForm) -> dict[str, Any]:
         wrap=True,
         max_height=480,
         column_widths=CHAT_WIDTHS,
+        elem_classes=["user-data"],
     )
     # the box empties once the dataset name is set (after ui.app's upload listener has kept the file and named
     # it), so the next file replaces it by a drop or a click there (no small x to find)
