@@ -4,8 +4,11 @@ The fine-tuned model is either the run's LoRA adapter (one ``PeftModel``; the ba
 ``model.disable_adapter()``, so the base weights are in memory once) or a merged export folder (``RUN/merged*``,
 loaded next to a separate base). Prompts go through the tokenizer's chat template with ``add_generation_prompt=True``.
 
-GPU work is serialised: one module-level lock covers loading and generation (``is_busy()``), chat refuses while a
-TrainingJob is active, and ``TrainingJob.start`` refuses while chat holds the lock (and frees the cached models).
+GPU work is serialised, and chat and training wait for each other instead of failing: an answer takes its turn in
+the process's one training line (core.slot.SLOT, FIFO), so a chat asked while a run trains waits for it (yielding
+its place and estimated wait) and a Start pressed while a chat answers queues behind the answer. While an answer
+loads or generates it also holds a module-level lock (``is_busy()``); a training job given its turn waits for that
+lock and frees the cached models (``free_models``) before it loads anything.
 torch / transformers / peft are imported inside functions so this module imports in milliseconds.
 Weights are read from safetensors only: an adapter or merged folder holding only a pickled ``.bin`` is refused
 naming the file (core.safe_weights) before peft's fallback to ``torch.load`` could read it.
@@ -24,34 +27,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import JobBusyError, StudioError
+from core.chat_generate import SPEED, ChatError, check_settings, stream_answer
+from core.errors import StudioError
 from core.model import holding_model_lock
+from core.slot import SLOT
 
 if TYPE_CHECKING:
-    from core.job import TrainingJob
+    from core.slot import TrainingSlot
+
+__all__ = ["ChatError", "ChatModels", "Waiting", "stream_side_by_side", "load_chat_models"]
 
 log = logging.getLogger(__name__)
 
 ADAPTER = "adapter"
 MERGED = "merged"
-TRAINING_BUSY_MESSAGE = (
-    "Training is running on this machine; chat is available when it finishes or is stopped."
-)
-CHAT_BUSY_MESSAGE = "A chat answer is being generated; try again when it finishes."
 START_BLOCKED_MESSAGE = (
     "Waiting for the Chat tab's answer to finish (only one job uses the GPU at a time); training starts then."
 )
-MAX_NEW_TOKENS_LIMIT = 4096
 FIT_SHARE = (
     0.8  # load the 16-bit base on the GPU only when its weights take at most this share of free memory
 )
 
+Progress = Callable[..., None]  # progress(fraction in [0, 1], English template, **values)
 _lock = threading.Lock()  # held while models load or generate: one GPU job at a time
 _cache: dict[tuple[str, str], ChatModels] = {}  # at most one entry: (fine-tuned path, kind) -> models
-
-
-class ChatError(StudioError):
-    """Chat cannot run: no run picked, no adapter or merged folder, or bad generation settings."""
 
 
 @dataclass
@@ -75,6 +74,10 @@ class ChatModels:
     kind: str
     device: str
     dtype: str
+
+
+def _no_progress(fraction: float, template: str, **values: Any) -> None:
+    """The default progress callback: ignores every report."""
 
 
 def is_busy() -> bool:
@@ -153,7 +156,7 @@ def _base_path(run_dir: Path) -> str:
 
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
-        raise ChatError(f"{run_dir}: not a run folder (no config.json).")
+        raise ChatError("{folder}: not a run folder (no config.json).", folder=str(run_dir))
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     return resolve_model_path(str(cfg.get("model_name_or_path", "")))
 
@@ -179,7 +182,7 @@ def _base_load_kwargs(run_dir: Path, base_path: str, device: str) -> tuple[dict[
 
 
 @holding_model_lock
-def _load(run_dir: Path, choice: str, progress: Callable[[float, str], None]) -> ChatModels:
+def _load(run_dir: Path, choice: str, progress: Progress) -> ChatModels:
     """Load base + fine-tuned for ``choice`` (caller holds the lock and has checked the choice exists)."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -203,7 +206,7 @@ def _load(run_dir: Path, choice: str, progress: Callable[[float, str], None]) ->
     tokenizer.padding_side = "left"  # generation appends on the right
     ensure_chat_template(tokenizer)
     try:
-        progress(0.1, f"Loading the base model ({dtype}, {device})...")
+        progress(0.1, "Loading the base model ({dtype}, {device})...", dtype=dtype, device=device)
         base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs, **SAFE_LOAD)
         base.eval()
         if choice == ADAPTER:
@@ -213,7 +216,7 @@ def _load(run_dir: Path, choice: str, progress: Callable[[float, str], None]) ->
             peft_model = PeftModel.from_pretrained(base, str(tuned_path))
             peft_model.eval()
             return ChatModels(None, peft_model, tokenizer, ADAPTER, device, dtype)
-        progress(0.5, f"Loading the merged model {choice}...")
+        progress(0.5, "Loading the merged model {name}...", name=choice)
         merged_kwargs = {k: v for k, v in kwargs.items() if k != "quantization_config"}
         merged_kwargs.setdefault("dtype", torch.bfloat16 if device == "cuda" else torch.float32)
         tuned = AutoModelForCausalLM.from_pretrained(str(tuned_path), **merged_kwargs, **SAFE_LOAD)
@@ -222,11 +225,15 @@ def _load(run_dir: Path, choice: str, progress: Callable[[float, str], None]) ->
     except StudioError:
         raise
     except Exception as exc:  # unreadable weights, adapter for another base, out of memory
-        raise ChatError(f"Loading the models for {run_dir.name} failed: {type(exc).__name__}: {exc}") from exc
+        raise ChatError(
+            "Loading the models for {run} failed: {error}",
+            run=run_dir.name,
+            error=f"{type(exc).__name__}: {exc}",
+        ) from exc
 
 
 def load_chat_models(
-    run_dir: str | Path, choice: str = ADAPTER, progress: Callable[[float, str], None] | None = None
+    run_dir: str | Path, choice: str = ADAPTER, progress: Progress | None = None
 ) -> ChatModels:
     """The cached models for ``run_dir`` and ``choice`` (loading them, and freeing any other run's, first).
 
@@ -235,7 +242,8 @@ def load_chat_models(
     Args:
         run_dir: a run folder (config.json naming the base, plus ``adapter/`` or a merged export).
         choice: "adapter" or the name of a merged export folder inside ``run_dir`` (see finetuned_choices).
-        progress: called as ``progress(fraction in [0, 1], description)`` while loading.
+        progress: called as ``progress(fraction in [0, 1], template, **values)`` while loading (an English
+            template with ``{name}`` placeholders, for the UI to translate and format).
 
     Raises:
         ChatError: no such run, adapter or merged folder, or the weights fail to load.
@@ -244,94 +252,71 @@ def load_chat_models(
     folder = Path(run_dir).expanduser().resolve()
     choices = finetuned_choices(folder)
     if choice not in choices:
-        have = ", ".join(choices) or "nothing yet (train a run, or wait for it to save its adapter)"
-        raise ChatError(f"{folder.name}: no fine-tuned model {choice!r} here; this run has {have}.")
+        if not choices:
+            raise ChatError(
+                "{run}: nothing to chat with yet (train the run, or wait for it to save its adapter).",
+                run=folder.name,
+            )
+        raise ChatError(
+            "{run}: no fine-tuned model {choice} here; this run has {have}.",
+            run=folder.name,
+            choice=repr(choice),
+            have=", ".join(choices),
+        )
     key = (str(folder / choice), ADAPTER if choice == ADAPTER else MERGED)
     if key not in _cache:
         _free_cache()
-        _cache[key] = _load(folder, choice, progress or (lambda _f, _d: None))
+        _cache[key] = _load(folder, choice, progress or _no_progress)
     return _cache[key]
 
 
-def _stream(
-    model: Any, tokenizer: Any, prompt: str, temperature: float, top_p: float, max_new_tokens: int
-) -> Generator[str, None, None]:
-    """Generate in a thread and yield the growing answer text (special tokens skipped) as tokens arrive.
+@dataclass(frozen=True)
+class Waiting:
+    """What a chat answer waiting for its turn on the GPU reports (yielded by stream_side_by_side).
 
-    Closing the generator early stops generation after the current token and joins the thread.
+    Attributes:
+        place: jobs ahead of this answer in the process's line (1 = next; the one holding the GPU counts).
+        wait_s: estimated seconds until its turn (core.slot's estimate), or None when not known yet.
+        behind_chat: True when another chat answer holds the GPU now, False when a training run does.
     """
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-    stop = threading.Event()
-
-    class _StopOnEvent(StoppingCriteria):
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    encoded: Any = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    device = next(model.parameters()).device
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    sampling: dict[str, Any] = (
-        {"do_sample": True, "temperature": temperature, "top_p": top_p}
-        if temperature > 0
-        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    )
-    kwargs = {
-        "input_ids": encoded["input_ids"].to(device),
-        "attention_mask": encoded["attention_mask"].to(device),
-        "max_new_tokens": max_new_tokens,
-        "streamer": streamer,
-        "stopping_criteria": StoppingCriteriaList([_StopOnEvent()]),
-        "pad_token_id": tokenizer.pad_token_id,
-        **sampling,
-    }
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            with torch.inference_mode():
-                model.generate(**kwargs)
-        except BaseException as exc:  # surfaced in the caller's thread below
-            errors.append(exc)
-            streamer.end()  # unblock the reader
-
-    thread = threading.Thread(target=work, name="lora-studio-chat", daemon=True)
-    thread.start()
-    text = ""
-    try:
-        for piece in streamer:
-            if piece:
-                text += piece
-                yield text
-    finally:
-        stop.set()
-        thread.join()
-    if errors:
-        exc = errors[0]
-        if type(exc).__name__ == "OutOfMemoryError":
-            raise ChatError("Out of GPU memory while generating; lower max new tokens.") from exc
-        raise ChatError(f"Generation failed: {type(exc).__name__}: {exc}") from exc
+    place: int
+    wait_s: float | None
+    behind_chat: bool
 
 
-def _check_settings(prompt: str, temperature: float, top_p: float, max_new_tokens: int) -> None:
-    problems = []
-    if not prompt or not prompt.strip():
-        problems.append("type a prompt first")
-    if not 0 <= temperature <= 5:
-        problems.append(f"temperature must be between 0 and 5 (got {temperature})")
-    if not 0 < top_p <= 1:
-        problems.append(f"top-p must be in (0, 1] (got {top_p})")
-    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
-        problems.append(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT} (got {max_new_tokens})")
-    if problems:
-        text = "; ".join(problems)
-        raise ChatError(text[0].upper() + text[1:] + ".")
+class ChatTurn:
+    """One chat answer in the training line (core.slot's Waiter): it holds the GPU for about two answers'
+    worth of tokens at the speed measured on this machine."""
+
+    def __init__(self, max_new_tokens: int) -> None:
+        self.max_new_tokens = max_new_tokens
+
+    def remaining_estimate_s(self) -> float | None:
+        """Seconds this answer still needs at most (base + fine-tuned, each ``max_new_tokens``), from the last
+        measured seconds per token; None before this process generated anything."""
+        per_token = SPEED.seconds_per_token
+        return None if per_token is None else 2 * self.max_new_tokens * per_token
+
+
+_holder: ChatTurn | None = None  # the chat answer holding the GPU, if any
+
+
+def _wait_for_turn(
+    turn: ChatTurn, slot: TrainingSlot, stop: threading.Event, poll_s: float
+) -> Generator[Waiting, None, bool]:
+    """Join ``slot``'s line and yield Waiting about every ``poll_s`` s until ``turn`` holds the slot (returns
+    True) or ``stop`` is set (leaves the line, returns False)."""
+    slot.join(turn)
+    while True:
+        place = slot.place(turn)
+        if place == 0:
+            return True
+        if stop.is_set() or place is None:
+            slot.leave(turn)
+            return False
+        yield Waiting(place, slot.wait_estimate_s(turn), behind_chat=_holder is not None)
+        stop.wait(poll_s)
 
 
 def stream_side_by_side(
@@ -341,13 +326,17 @@ def stream_side_by_side(
     temperature: float = 0.7,
     top_p: float = 0.9,
     max_new_tokens: int = 256,
-    job: TrainingJob | None = None,
-    progress: Callable[[float, str], None] | None = None,
-) -> Generator[tuple[str, str], None, None]:
-    """Answer ``prompt`` with the base model, then the fine-tuned one, streaming both.
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    slot: TrainingSlot | None = None,
+    poll_s: float = 1.0,
+) -> Generator[tuple[str, str] | Waiting, None, None]:
+    """Answer ``prompt`` with the base model, then the fine-tuned one, streaming both, once the GPU is free.
 
-    Holds the chat lock from the first ``next()`` until the generator ends or is closed, so training cannot
-    start meanwhile; closing it early stops generation after the current token.
+    The answer first takes its place in the training line (``slot``, default core.slot.SLOT): while a training
+    run (or an earlier answer) holds the GPU it yields Waiting with its place and estimated wait, and a Start
+    pressed meanwhile queues behind it. With its turn it holds the chat lock until the generator ends or is
+    closed; closing it early stops generation after the current token.
 
     Args:
         run_dir: the run folder.
@@ -356,45 +345,59 @@ def stream_side_by_side(
         temperature: 0 is greedy decoding; > 0 samples (at most 5).
         top_p: nucleus sampling mass in (0, 1] (only used when sampling).
         max_new_tokens: answer length cap per model, in tokens (1..4096).
-        job: the app's TrainingJob; chat refuses while its snapshot is active.
-        progress: ``progress(fraction, description)`` while models load.
+        progress: ``progress(fraction, template, **values)`` while models load.
+        stop: set it (a Stop button) to end early: while waiting, the answer leaves the line; while generating,
+            generation ends within one token and what was streamed is kept; the fine-tuned side is then skipped.
+        slot: the line to wait in (tests pass their own).
+        poll_s: seconds between Waiting reports.
 
     Yields:
-        (base answer so far, fine-tuned answer so far): first ("", ""), then one tuple per streamed piece.
+        Waiting while in line; then (base answer so far, fine-tuned answer so far): first ("", ""), then one
+        tuple per streamed piece.
 
     Raises:
-        JobBusyError: training is running (TRAINING_BUSY_MESSAGE) or another chat answer is being generated.
         ChatError: no run picked, no such adapter / merged folder, bad settings, or loading/generation failed.
         ModelError: the run's base model cannot be resolved.
     """
+    global _holder
     if not run_dir:
         raise ChatError("Pick a run folder first (train one in the Train tab).")
-    _check_settings(prompt, temperature, top_p, int(max_new_tokens))
-    if not _lock.acquire(blocking=False):
-        raise JobBusyError(CHAT_BUSY_MESSAGE)
-    try:
-        # Checked under the chat lock: a job holding the training slot waits for free_models() (which needs this
-        # lock) before it loads anything, so one of the two always sees the other.
-        from core.slot import SLOT
-
-        if SLOT.busy() or (job is not None and job.snapshot().is_active):
-            raise JobBusyError(TRAINING_BUSY_MESSAGE)
-        models = load_chat_models(run_dir, choice, progress)
-        if progress is not None:
-            progress(1.0, "Generating...")
-        args = (prompt, float(temperature), float(top_p), int(max_new_tokens))
-        base_text = tuned_text = ""
-        yield base_text, tuned_text
-        if models.base is None:
-            base_model, no_adapter = models.finetuned, models.finetuned.disable_adapter()
-        else:
-            base_model, no_adapter = models.base, contextlib.nullcontext()
-        # closing() exits first, so the generation thread is joined before the adapter is switched back on
-        with no_adapter, contextlib.closing(_stream(base_model, models.tokenizer, *args)) as parts:
-            for base_text in parts:
-                yield base_text, tuned_text
-        with contextlib.closing(_stream(models.finetuned, models.tokenizer, *args)) as parts:
-            for tuned_text in parts:
-                yield base_text, tuned_text
+    check_settings(prompt, temperature, top_p, int(max_new_tokens))
+    stop = stop or threading.Event()
+    slot = slot or SLOT
+    turn = ChatTurn(int(max_new_tokens))
+    try:  # leaves the line however the generator ends (closed while waiting included)
+        if not (yield from _wait_for_turn(turn, slot, stop, poll_s)):
+            return
+        # A job given the slot before this answer waits for this lock (free_models) before loading anything.
+        while not _lock.acquire(timeout=poll_s):
+            if stop.is_set():
+                return
+        try:
+            _holder = turn
+            models = load_chat_models(run_dir, choice, progress)
+            if progress is not None:
+                progress(1.0, "Generating...")
+            args = (prompt, float(temperature), float(top_p), int(max_new_tokens), stop)
+            base_text = tuned_text = ""
+            yield base_text, tuned_text
+            if stop.is_set():
+                return
+            if models.base is None:
+                base_model, no_adapter = models.finetuned, models.finetuned.disable_adapter()
+            else:
+                base_model, no_adapter = models.base, contextlib.nullcontext()
+            # closing() exits first, so the generation thread is joined before the adapter is switched back on
+            with no_adapter, contextlib.closing(stream_answer(base_model, models.tokenizer, *args)) as parts:
+                for base_text in parts:
+                    yield base_text, tuned_text
+            if stop.is_set():
+                return
+            with contextlib.closing(stream_answer(models.finetuned, models.tokenizer, *args)) as parts:
+                for tuned_text in parts:
+                    yield base_text, tuned_text
+        finally:
+            _holder = None
+            _lock.release()
     finally:
-        _lock.release()
+        slot.leave(turn)

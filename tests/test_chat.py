@@ -1,4 +1,5 @@
-"""Chat tab engine: base vs fine-tuned answers streamed from real models, and chat and training never share the GPU.
+"""Chat tab engine: base vs fine-tuned answers streamed from real models; chat and training take turns on the GPU
+(an answer asked while a run trains waits in line, then answers); Stop ends a long answer at once.
 
 Run folders are built the way training leaves them (config.json + adapter/ written by peft's save_pretrained), with
 LoRA B deliberately non-zero so the adapter visibly changes the answers; one test trains a real run on tiny_llama.
@@ -6,8 +7,10 @@ LoRA B deliberately non-zero so the adapter visibly changes the answers; one tes
 
 from __future__ import annotations
 
+import ast
 import json
-import time
+import re
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -16,9 +19,11 @@ import torch
 
 from core import chat
 from core.config import TrainingConfig
-from core.errors import JobBusyError
 from core.job import TrainingJob
-from tests.conftest import ASSETS
+from tests.conftest import ASSETS, ROOT
+from ui.i18n import use_lang
+from ui.tabs import chat_tab
+from ui.zh_chat import ZH
 
 PROMPT = "Write a Python function that adds two numbers."
 
@@ -56,7 +61,8 @@ def tiny_run(tmp_path_factory, tiny_llama) -> Path:
 def streamed(run_dir: Path, choice: str = "adapter", **settings) -> list[tuple[str, str]]:
     """Every (base, fine-tuned) partial of one greedy answer pair."""
     args = {"temperature": 0.0, "top_p": 0.9, "max_new_tokens": 16, **settings}
-    return list(chat.stream_side_by_side(run_dir, choice, PROMPT, **args))
+    parts = chat.stream_side_by_side(run_dir, choice, PROMPT, **args)
+    return [p for p in parts if not isinstance(p, chat.Waiting)]
 
 
 def test_greedy_base_equals_plain_generate_and_the_adapter_changes_the_answer(embedded_run, embedded_path):
@@ -111,6 +117,11 @@ def test_merged_export_answers_like_the_adapter_and_settings_are_checked(tiny_ru
     assert AutoTokenizer.from_pretrained(tiny_run / "merged").chat_template
     assert chat.finetuned_choices(tiny_run) == ["adapter", "merged"]
     assert str(tiny_run) in chat.chat_runs(tiny_run.parent)
+    # after an export into the selected run, one call updates both dropdowns (the run's value is unchanged)
+    run_update, tuned_update = chat_tab.refresh_all(str(tiny_run.parent), str(tiny_run), "adapter")
+    assert run_update["value"] == str(tiny_run) and str(tiny_run) in run_update["choices"]
+    assert tuned_update["choices"] == ["adapter", "merged"] and tuned_update["value"] == "adapter"
+    assert chat_tab.refresh_all(str(tiny_run.parent), None, "merged-9")[1]["value"] == "adapter"
 
     assert streamed(tiny_run, "merged")[-1] == by_adapter  # float32 merge: same greedy tokens
     assert "merged" in chat.loaded_summary()
@@ -125,16 +136,41 @@ def test_merged_export_answers_like_the_adapter_and_settings_are_checked(tiny_ru
         streamed(None)  # type: ignore[arg-type]
     with pytest.raises(gr.Error, match="Pick a run folder"):
         next(chat_tab_respond(None))
+    with use_lang("zh"), pytest.raises(gr.Error, match="请先选择一个运行文件夹"):
+        next(chat_tab_respond(None))
+    with use_lang("zh"), pytest.raises(gr.Error, match="这里没有微调后的模型 'merged-2'"):
+        list(chat_tab.respond(str(tiny_run), "merged-2", PROMPT, 0.0, 0.9, 8))
     assert not chat.is_busy()
 
 
-def chat_tab_respond(run_dir, job=None):
-    from ui.tabs import chat_tab
-
-    return chat_tab.respond(run_dir, "adapter", PROMPT, 0.0, 0.9, 8, job)
+def chat_tab_respond(run_dir, owner=None, max_new_tokens=8):
+    return chat_tab.respond(run_dir, "adapter", PROMPT, 0.0, 0.9, max_new_tokens, owner=owner)
 
 
-def test_chat_and_training_never_share_the_gpu(tiny_llama, tiny_run, tmp_path):
+def test_stop_ends_a_long_answer_keeps_its_text_and_frees_the_model(tiny_run):
+    assert chat_tab.stop_answer("page-1") == "No answer is being generated."
+    parts = chat_tab_respond(str(tiny_run), owner="page-1", max_new_tokens=2000)
+    seen = []
+    for base, tuned, status in parts:
+        seen.append((base, tuned, status))
+        if len([s for s in seen if s[0]]) == 3:
+            assert chat_tab.stop_answer("page-2") == "No answer is being generated."  # another page's Stop
+            assert chat_tab.stop_answer("page-1") == "Stopping..."
+    base, tuned, status = seen[-1]
+    assert status.startswith("**Stopped: what was generated before Stop is kept.**")
+    assert base and not tuned  # the fine-tuned side never started
+    assert len(seen) < 200  # 2000 tokens would stream far more pieces
+    assert base == max((s[0] for s in seen), key=len)  # the last text streamed is kept
+    # the generation thread really ended and nothing holds the GPU: the next prompt answers at once
+    assert not [t for t in threading.enumerate() if t.name == "lora-studio-chat"]
+    assert not chat.is_busy() and not chat.SLOT.busy() and not chat_tab._stops
+    *_, (base2, tuned2, status2) = chat_tab_respond(str(tiny_run), owner="page-1")
+    assert base2 and tuned2 and status2.startswith("Done.")
+    with use_lang("zh"):
+        assert chat_tab.stop_answer("page-1") == "当前没有正在生成的回答。"
+
+
+def test_chat_asked_while_training_runs_waits_its_turn_then_answers(tiny_llama, tiny_run, tmp_path):
     cfg = TrainingConfig(
         model_name_or_path=str(tiny_llama),
         dataset_name=str(ASSETS / "humaneval_alpaca.jsonl"),
@@ -145,31 +181,64 @@ def test_chat_and_training_never_share_the_gpu(tiny_llama, tiny_run, tmp_path):
         output_dir=str(tmp_path / "runs"),
     )
     job = TrainingJob()
-    # Chat mid-answer holds the lock: a Start waits (holding the slot, loading nothing), a second chat refuses.
-    answer = chat.stream_side_by_side(tiny_run, "adapter", PROMPT, 0.0, 0.9, 8, job=job)
-    assert next(answer) == ("", "") and chat.is_busy()
+    # Chat mid-answer holds the GPU: a Start queues behind it (loading nothing), a second chat queues behind both.
+    first = chat.stream_side_by_side(tiny_run, "adapter", PROMPT, 0.0, 0.9, 8, poll_s=0.1)
+    assert next(first) == ("", "") and chat.is_busy()
     run_dir = job.start(cfg)
-    deadline = time.monotonic() + 10
-    while job.snapshot().message != chat.START_BLOCKED_MESSAGE and time.monotonic() < deadline:
-        time.sleep(0.05)
-    snap = job.snapshot()
-    assert snap.message == chat.START_BLOCKED_MESSAGE and snap.step == 0 and chat._cache
-    with pytest.raises(JobBusyError, match="being generated"):
-        streamed(tiny_run)
-    answer.close()  # the browser went away: generation stops, the lock is released; training goes on
+    assert job.snapshot().status == "queued" and job.snapshot().step == 0
+    second = chat_tab.respond(str(tiny_run), "adapter", PROMPT, 0.0, 0.9, 8, owner="page-2")
+    base, tuned, status = next(second)
+    assert (
+        status.startswith("**Waiting for another chat answer to finish")
+        and "Place in line: 3 (2 ahead)" in status
+    )
+    stopped_early = chat.stream_side_by_side(tiny_run, "adapter", PROMPT, 0.0, 0.9, 8, stop=threading.Event())
+    assert isinstance(next(stopped_early), chat.Waiting)
+    first.close()  # the browser went away: generation stops, the GPU goes to the queued run
+    stopped_early.close()
 
-    # Training runs (chat's models freed); chat says so until it ends, then chats with the new run.
-    deadline = time.monotonic() + 30
-    while (chat._cache or chat.is_busy()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert job.snapshot().is_active and not chat._cache
-    with pytest.raises(JobBusyError, match="Training is running on this machine"):
-        next(chat.stream_side_by_side(run_dir, "adapter", PROMPT, 0.0, 0.9, 8, job=job))
-    ui_parts = list(chat_tab_respond(str(tiny_run), job))
-    assert ui_parts == [("", "", f"**{chat.TRAINING_BUSY_MESSAGE}**")]
-    assert not chat.is_busy()
+    statuses = []
+    for base, _tuned, status in second:
+        if base:
+            # its turn came after the run: the worker saved its adapter and left the GPU
+            assert (run_dir / "adapter" / "adapter_config.json").is_file()
+            break
+        statuses.append(status)
+    waits = [s for s in statuses if s.startswith("**Waiting for the training run to finish")]
+    assert waits, statuses
+    with use_lang("zh"):
+        assert chat_tab.waiting_status(chat.Waiting(1, 90.0, behind_chat=False)).startswith(
+            "**正在等待训练结束"
+        )
+    *_, (base, tuned, status) = second
+    assert base and tuned and status.startswith("Done.")
     snap = job.wait(300)
     assert snap.status == "completed", snap.message
     assert chat.chat_runs(tmp_path / "runs") == [str(run_dir)]
-    *_, (base_text, tuned_text, status) = chat_tab_respond(str(run_dir), job)
+    *_, (base_text, tuned_text, status) = chat_tab_respond(str(run_dir))
     assert base_text and tuned_text and status.startswith("Done.")
+
+
+def test_enter_sends_and_every_runtime_text_has_chinese():
+    with gr.Blocks():
+        c = chat_tab.render()
+    # Gradio 6's Textbox submits on Enter only when lines == 1 (lines > 1: Enter is a new line, Shift+Enter
+    # submits); max_lines > 1 keeps it a growing textarea where Shift+Enter is a new line.
+    assert c["prompt"].lines == 1 and c["prompt"].max_lines > 1
+    assert c["stop"].value == "Stop" and c["prompt"].info in ZH
+    templates: set[str] = set()
+    for path in ("ui/tabs/chat_tab.py", "core/chat.py", "core/chat_generate.py"):
+        for node in ast.walk(ast.parse((ROOT / path).read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+            first = node.args[0] if name in ("tr", "ChatError") else None
+            if name == "progress" and len(node.args) > 1:
+                first = node.args[1]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                templates.add(first.value)
+    assert len(templates) > 25
+    missing = sorted(t for t in templates if t not in ZH)
+    assert not missing, missing
+    for en, zh in ZH.items():
+        assert sorted(re.findall(r"{\w*}", en)) == sorted(re.findall(r"{\w*}", zh)), en
