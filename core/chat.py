@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.chat_generate import SPEED, ChatError, check_settings, stream_answer
+from core.chat_generate import ChatError, check_settings, stream_answer
+from core.chat_line import ChatTurn, Waiting, wait_for_turn
 from core.errors import StudioError
 from core.model import holding_model_lock
 from core.slot import SLOT
@@ -105,12 +106,28 @@ def free_models(keep_run: str | Path | None = None) -> bool:
     return True
 
 
-def loaded_summary() -> str:
-    """One line on what is loaded ("" when nothing is): run, fine-tuned kind, dtype and device."""
+LOADED_TEMPLATE = "`{run}` with `{tuned}` ({kind}), {dtype} on {device}"
+
+
+def loaded_values() -> dict[str, str]:
+    """What is loaded, as LOADED_TEMPLATE's values (run, tuned, kind, dtype, device); {} when nothing is."""
     for (path, _), models in list(_cache.items()):
         tuned = Path(path)
-        return f"`{tuned.parent.name}` with `{tuned.name}` ({models.kind}), {models.dtype} on {models.device}"
-    return ""
+        return {
+            "run": tuned.parent.name,
+            "tuned": tuned.name,
+            "kind": models.kind,
+            "dtype": models.dtype,
+            "device": models.device,
+        }
+    return {}
+
+
+def loaded_summary() -> str:
+    """One line on what is loaded ("" when nothing is): run, fine-tuned kind, dtype and device (English; the UI
+    translates LOADED_TEMPLATE and formats loaded_values())."""
+    values = loaded_values()
+    return LOADED_TEMPLATE.format(**values) if values else ""
 
 
 def _free_cache() -> None:
@@ -270,53 +287,7 @@ def load_chat_models(
     return _cache[key]
 
 
-@dataclass(frozen=True)
-class Waiting:
-    """What a chat answer waiting for its turn on the GPU reports (yielded by stream_side_by_side).
-
-    Attributes:
-        place: jobs ahead of this answer in the process's line (1 = next; the one holding the GPU counts).
-        wait_s: estimated seconds until its turn (core.slot's estimate), or None when not known yet.
-        behind_chat: True when another chat answer holds the GPU now, False when a training run does.
-    """
-
-    place: int
-    wait_s: float | None
-    behind_chat: bool
-
-
-class ChatTurn:
-    """One chat answer in the training line (core.slot's Waiter): it holds the GPU for about two answers'
-    worth of tokens at the speed measured on this machine."""
-
-    def __init__(self, max_new_tokens: int) -> None:
-        self.max_new_tokens = max_new_tokens
-
-    def remaining_estimate_s(self) -> float | None:
-        """Seconds this answer still needs at most (base + fine-tuned, each ``max_new_tokens``), from the last
-        measured seconds per token; None before this process generated anything."""
-        per_token = SPEED.seconds_per_token
-        return None if per_token is None else 2 * self.max_new_tokens * per_token
-
-
 _holder: ChatTurn | None = None  # the chat answer holding the GPU, if any
-
-
-def _wait_for_turn(
-    turn: ChatTurn, slot: TrainingSlot, stop: threading.Event, poll_s: float
-) -> Generator[Waiting, None, bool]:
-    """Join ``slot``'s line and yield Waiting about every ``poll_s`` s until ``turn`` holds the slot (returns
-    True) or ``stop`` is set (leaves the line, returns False)."""
-    slot.join(turn)
-    while True:
-        place = slot.place(turn)
-        if place == 0:
-            return True
-        if stop.is_set() or place is None:
-            slot.leave(turn)
-            return False
-        yield Waiting(place, slot.wait_estimate_s(turn), behind_chat=_holder is not None)
-        stop.wait(poll_s)
 
 
 def stream_side_by_side(
@@ -367,7 +338,7 @@ def stream_side_by_side(
     slot = slot or SLOT
     turn = ChatTurn(int(max_new_tokens))
     try:  # leaves the line however the generator ends (closed while waiting included)
-        if not (yield from _wait_for_turn(turn, slot, stop, poll_s)):
+        if not (yield from wait_for_turn(turn, slot, stop, poll_s, lambda: _holder is not None)):
             return
         # A job given the slot before this answer waits for this lock (free_models) before loading anything.
         while not _lock.acquire(timeout=poll_s):

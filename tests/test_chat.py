@@ -168,6 +168,7 @@ def test_stop_ends_a_long_answer_keeps_its_text_and_frees_the_model(tiny_run):
     assert base2 and tuned2 and status2.startswith("Done.")
     with use_lang("zh"):
         assert chat_tab.stop_answer("page-1") == "当前没有正在生成的回答。"
+        assert chat_tab._loaded() == f"`{tiny_run.name}` 使用 `adapter`（adapter），float32，运行于 cpu"
 
 
 def test_chat_asked_while_training_runs_waits_its_turn_then_answers(tiny_llama, tiny_run, tmp_path):
@@ -233,6 +234,10 @@ def test_enter_sends_and_every_runtime_text_has_chinese():
                 continue
             name = getattr(node.func, "id", getattr(node.func, "attr", ""))
             first = node.args[0] if name in ("tr", "ChatError") else None
+            if (
+                name == "tr" and isinstance(first, ast.Attribute) and first.attr.isupper()
+            ):  # tr(chat.LOADED_...)
+                first = ast.Constant(getattr(chat, first.attr))
             if name == "progress" and len(node.args) > 1:
                 first = node.args[1]
             if isinstance(first, ast.Constant) and isinstance(first.value, str):

@@ -32,6 +32,7 @@ ZH: dict[str, str] = {
     "Stopped: what was generated before Stop is kept.": "已停止：保留了停止前生成的内容。",
     "Stopped before the answer started; nothing was generated.": "在回答开始前已停止；没有生成任何内容。",
     "Done.": "完成。",
+    "`{run}` with `{tuned}` ({kind}), {dtype} on {device}": "`{run}` 使用 `{tuned}`（{kind}），{dtype}，运行于 {device}",
     # progress while loading (core.chat)
     "Loading the base model ({dtype}, {device})...": "正在加载基座模型（{dtype}，{device}）...",
     "Loading the adapter...": "正在加载适配器...",

@@ -104,6 +104,12 @@ def waiting_status(waiting: chat.Waiting) -> str:
     return f"**{doing}** {where}"
 
 
+def _loaded() -> str:
+    """What is loaded, in the page's language ("" when nothing is)."""
+    values = chat.loaded_values()
+    return tr(chat.LOADED_TEMPLATE).format(**values) if values else ""
+
+
 def _error_text(exc: StudioError) -> str:
     if isinstance(exc, chat.ChatError):
         template = tr(exc.template)
@@ -165,7 +171,7 @@ def respond(
                 continue
             base, tuned = part
             doing = tr("Fine-tuned model answering...") if tuned else tr("Base model answering...")
-            yield base, tuned, f"{doing} {chat.loaded_summary()}"
+            yield base, tuned, f"{doing} {_loaded()}"
     except StudioError as exc:
         raise gr.Error(_error_text(exc), title=tr("Chat failed")) from None
     finally:
@@ -181,9 +187,9 @@ def respond(
             if base
             else tr("Stopped before the answer started; nothing was generated.")
         )
-        yield base, tuned, f"**{note}** {chat.loaded_summary()}"
+        yield base, tuned, f"**{note}** {_loaded()}"
         return
-    yield base, tuned, tr("Done.") + f" {chat.loaded_summary()}"
+    yield base, tuned, tr("Done.") + f" {_loaded()}"
 
 
 def render() -> dict[str, Any]:
