@@ -409,59 +409,10 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             r, out_dir, session.runs_dir, active_run, (loaded.then, runs_page.select, x["exported"].change)
         )
 
-        # ---- chat: base vs fine-tuned, streamed; refused while training runs (and training waits while it chats)
-        def chat_runs(output_dir: str, current: str | None, request: gr.Request) -> Any:
-            return chat_tab.refresh_runs(str(session.runs_dir(request, output_dir)), current)
-
-        loaded.then(chat_runs, [out_dir, c["run"]], c["run"], api_visibility="private")
-        for trigger in (c["refresh"].click, chat_page.select):
-            trigger(chat_runs, [out_dir, c["run"]], c["run"], api_visibility="private")
-
-        def pick_run(run_dir: str | None, request: gr.Request) -> Any:
-            return chat_tab.pick_run(session.own_path(request, run_dir, "run folder") if run_dir else None)
-
-        c["run"].change(pick_run, c["run"], c["finetuned"], api_visibility="private")
-
-        # a new export appears at once wherever exports are listed (Chat's models, the Runs table, Export's runs)
-        def chat_after_export(
-            output_dir: str, run: str | None, choice: str | None, request: gr.Request
-        ) -> Any:
-            return chat_tab.refresh_all(str(session.runs_dir(request, output_dir)), run, choice)
-
-        x["exported"].change(
-            chat_after_export,
-            [out_dir, c["run"], c["finetuned"]],
-            [c["run"], c["finetuned"]],
-            api_visibility="private",
+        # ---- chat: base vs fine-tuned, streamed; chat and training take turns on the GPU (core.chat_line)
+        chat_rerender = chat_tab.wire(
+            c, out_dir, session, (loaded.then, chat_page.select), x["exported"], MAX_WAITING
         )
-
-        def chat(
-            run_dir: str | None,
-            finetuned: str | None,
-            prompt: str,
-            temperature: float,
-            top_p: float,
-            max_new_tokens: float,
-            request: gr.Request,
-            progress: gr.Progress = gr.Progress(),
-        ) -> Any:
-            run_dir = session.own_path(request, run_dir, "run folder") if run_dir else None
-            job = session.job(request)
-            yield from chat_tab.respond(
-                run_dir, finetuned, prompt, temperature, top_p, max_new_tokens, job, progress
-            )
-
-        chat_inputs = [
-            c["run"],
-            c["finetuned"],
-            c["prompt"],
-            c["temperature"],
-            c["top_p"],
-            c["max_new_tokens"],
-        ]
-        chat_outputs = [c["base"], c["tuned"], c["status"]]
-        c["send"].click(chat, chat_inputs, chat_outputs, api_name="chat", **gpu)
-        c["prompt"].submit(chat, chat_inputs, chat_outputs, api_visibility="private", **gpu)
         if session.private:  # the runs folder is the session's own; nothing to type
             out_dir.interactive = False
 
@@ -488,7 +439,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                 (refresh_runs, [out_dir], [x["run"]]),
                 *runs_rerender,
                 *localized,
-                (chat_runs, [out_dir, c["run"]], [c["run"]]),
+                *chat_rerender,
                 (revalidate, [d["summary"], *form.inputs], data_outputs),
             ],
         )

@@ -187,13 +187,12 @@ def tr(text: str) -> str:
 
 
 def retranslate(text: Any) -> Any:
-    """``text`` in the current language when it is a whole known text (English or Chinese) of the tables, e.g. a
-    placeholder an event has not replaced yet; anything else (a computed report) unchanged."""
+    """Text an event wrote, in the current language: what the tables can read (whole texts, templates with their
+    values, line by line) turned into it from the other language; the rest (names, the user's own text)
+    unchanged. Used on a language switch for text no tab re-renders from its state."""
     if not isinstance(text, str) or not text.strip():
         return text
-    table = runtime_table()
-    english = text if text in table else _reverse_table().get(text)
-    return tr(english) if english is not None else text
+    return _convert(text, to_zh=current_lang() == "zh")
 
 
 @cache
@@ -230,28 +229,56 @@ SWITCH_JS = "(lang, ...args) => {" + _APPLY_JS + "    return [pick, ...args]; }"
 _FIELD = re.compile(r"\{(\w+)(?:[:!][^{}]*)?\}")
 
 
+def _compile(template: str) -> re.Pattern[str] | None:
+    """A template with named fields as an anchored regex: each field a lazy group, a repeated field a back
+    reference; None for a template with too few words of its own ("{problems}." would match any sentence)."""
+    if not _FIELD.search(template):
+        return None
+    literal = _FIELD.sub("", template)
+    if len(re.findall(r"[A-Za-z]", literal)) < 4 and len(re.findall(r"[\u4e00-\u9fff]", literal)) < 2:
+        return None
+    pattern, pos, seen = "", 0, set()
+    for m in _FIELD.finditer(template):
+        pattern += re.escape(template[pos : m.start()])
+        name = m.group(1)
+        pattern += f"(?P={name})" if name in seen else f"(?P<{name}>[^\\n]+?)"  # a value is one line
+        seen.add(name)
+        pos = m.end()
+    pattern += re.escape(template[pos:])
+    try:
+        return re.compile(pattern + r"\Z")
+    except re.error:
+        return None
+
+
 @cache
-def _patterns() -> list[tuple[re.Pattern[str], str]]:
-    """(regex, Chinese template) for every table template with named fields, longest first (most specific)."""
+def _patterns(to_zh: bool = True) -> list[tuple[re.Pattern[str], str]]:
+    """(regex of a source template, target template) for every table entry with named fields, longest first (most
+    specific): English -> Chinese, or Chinese -> English for ``to_zh=False``."""
+    pairs = runtime_table().items() if to_zh else _reverse_table().items()
     out = []
-    for en, cn in sorted(runtime_table().items(), key=lambda kv: -len(kv[0])):
-        if "{" not in en or not _FIELD.search(en):
-            continue
-        if len(re.findall(r"[A-Za-z]", _FIELD.sub("", en))) < 4:  # "{problems}." would match any sentence
-            continue
-        pattern, pos, seen = "", 0, set()
-        for m in _FIELD.finditer(en):
-            pattern += re.escape(en[pos : m.start()])
-            name = m.group(1)
-            pattern += f"(?P={name})" if name in seen else f"(?P<{name}>.+?)"
-            seen.add(name)
-            pos = m.end()
-        pattern += re.escape(en[pos:])
-        try:
-            out.append((re.compile(pattern + r"\Z", re.S), cn))
-        except re.error:
-            continue
+    for source, target in sorted(pairs, key=lambda kv: -len(kv[0])):
+        if "{" in source and (regex := _compile(source)) is not None:
+            out.append((regex, target))
     return out
+
+
+def _convert(text: str, to_zh: bool) -> str:
+    """``text`` into the other language by the tables: the whole text, else its first matching template (fields
+    converted the same way), else line by line; what matches nothing stays as it is."""
+    table = runtime_table() if to_zh else _reverse_table()
+    if text in table:
+        return table[text]
+    for pattern, target in _patterns(to_zh):
+        m = pattern.match(text)
+        if m:
+            try:
+                return target.format(**{k: _convert(v, to_zh) for k, v in m.groupdict().items()})
+            except (KeyError, IndexError, ValueError):
+                continue
+    if "\n" in text:
+        return "\n".join(_convert(line, to_zh) for line in text.split("\n"))
+    return text
 
 
 def tr_text(text: str) -> str:
@@ -260,16 +287,4 @@ def tr_text(text: str) -> str:
     matches "Training step 3/10"), else line by line; anything unknown stays English."""
     if current_lang() != "zh" or not text:
         return text
-    table = runtime_table()
-    if text in table:
-        return table[text]
-    for pattern, cn in _patterns():
-        m = pattern.match(text)
-        if m:
-            try:
-                return cn.format(**{k: tr_text(v) for k, v in m.groupdict().items()})
-            except (KeyError, IndexError, ValueError):
-                continue
-    if "\n" in text:
-        return "\n".join(tr_text(line) for line in text.split("\n"))
-    return text
+    return _convert(text, to_zh=True)

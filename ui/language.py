@@ -32,19 +32,12 @@ def render() -> gr.Radio:
     )
 
 
-def placeholder_texts(demo: gr.Blocks) -> list[Any]:
-    """Markdown blocks that events write to and that start with a text of their own (e.g. "Upload a file or pick
-    a sample."): shown in the page's language on load and on each switch (``ui.i18n.retranslate`` leaves a computed
-    report alone)."""
+def written_texts(demo: gr.Blocks) -> list[Any]:
+    """Markdown blocks that events write to: on load and on each switch their text is turned into the page's
+    language by the tables (``ui.i18n.retranslate``: placeholders, upload notes, export results...); tabs that can
+    render again from their state do so afterwards (``rerender``)."""
     written = output_ids(demo)
-    return [
-        block
-        for block in demo.blocks.values()
-        if isinstance(block, gr.Markdown)
-        and block._id in written
-        and isinstance(block.value, str)
-        and block.value.strip()
-    ]
+    return [block for block in demo.blocks.values() if isinstance(block, gr.Markdown) and block._id in written]
 
 
 def wire(
@@ -60,7 +53,7 @@ def wire(
         rerender: (fn, inputs, outputs) steps run after a switch, in order, each as gradio event arguments; they
             run with the new language's cookie, so their ``tr()`` text is in it.
     """
-    texts = placeholder_texts(demo)
+    texts = written_texts(demo)
     # Gradio's locale switch re-labels only the selected tab: every tab and accordion title is also sent
     titled = [
         b for b in demo.blocks.values() if isinstance(b, gr.Tab | gr.Accordion) and isinstance(b.label, str)

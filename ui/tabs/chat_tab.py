@@ -240,3 +240,75 @@ def render() -> dict[str, Any]:
         "base": base,
         "tuned": tuned,
     }
+
+
+def wire(
+    c: dict[str, Any],
+    output_dir: Any,
+    session: Any,
+    triggers: tuple[Any, ...],
+    exported: Any,
+    max_waiting: int,
+) -> list[tuple[Any, list[Any], list[Any]]]:
+    """Connect the tab's events (call inside the Blocks, after render()).
+
+    Args:
+        c: render()'s components.
+        output_dir: the Train tab's runs-folder textbox.
+        session: the app's ui.session.SessionUI (each visitor's own runs folder and paths).
+        triggers: events that refresh both lists, e.g. the page load's ``.then`` and the tab's ``.select``.
+        exported: the Export tab's "exported" state: a new export refreshes both lists at once.
+        max_waiting: answers that may wait in line at once (besides the one generating).
+
+    Returns:
+        (fn, inputs, outputs) steps that render the lists again in the page's language, for ui.language.wire.
+    """
+    lists = [c["run"], c["finetuned"]]
+    lists_in = [output_dir, c["run"], c["finetuned"]]
+
+    def runs(output: str, run: str | None, choice: str | None, request: gr.Request) -> tuple[Any, Any]:
+        return refresh_all(str(session.runs_dir(request, output)), run, choice)
+
+    for trigger in (*triggers, c["refresh"].click, exported.change):
+        trigger(runs, lists_in, lists, api_visibility="private")
+
+    def pick(run_dir: str | None, request: gr.Request) -> Any:
+        return pick_run(session.own_path(request, run_dir, "run folder") if run_dir else None)
+
+    c["run"].change(pick, c["run"], c["finetuned"], api_visibility="private")
+
+    def answer(
+        run_dir: str | None,
+        finetuned: str | None,
+        prompt: str,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: float,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
+    ) -> Any:
+        run_dir = session.own_path(request, run_dir, "run folder") if run_dir else None
+        yield from respond(
+            run_dir,
+            finetuned,
+            prompt,
+            temperature,
+            top_p,
+            max_new_tokens,
+            progress=progress,
+            owner=request.session_hash,
+        )
+
+    inputs = [c["run"], c["finetuned"], c["prompt"], c["temperature"], c["top_p"], c["max_new_tokens"]]
+    outputs = [c["base"], c["tuned"], c["status"]]
+    # not the model-loading queue: an answer waiting for a training run must not block model loads and
+    # validation; core.chat makes answers and training take turns on the GPU itself (core.slot's line)
+    queue = {"concurrency_id": "chat", "concurrency_limit": max_waiting + 2}
+    c["send"].click(answer, inputs, outputs, api_name="chat", **queue)
+    c["prompt"].submit(answer, inputs, outputs, api_visibility="private", **queue)
+
+    def stop(request: gr.Request) -> str:
+        return stop_answer(request.session_hash)
+
+    c["stop"].click(stop, None, c["status"], api_name="stop_chat", queue=False)
+    return [(runs, lists_in, lists)]
