@@ -9,7 +9,6 @@ import gradio as gr
 from core.config import TrainingConfig
 from core.errors import ConfigError, JobBusyError, StudioError
 from core.job import TrainingJob
-from core.model import target_modules_for
 from core.modelspec import ModelSpec
 from core.presets import default_target_modules
 from core.space import demo_limits, limits_markdown
@@ -29,7 +28,17 @@ from ui.i18n import (
 )
 from ui.poll import Marker, PollRenderer
 from ui.session import SessionUI
-from ui.tabs import chat_tab, data_tab, estimate_tab, export_tab, model_tab, runs_tab, train_setup, train_tab
+from ui.tabs import (
+    chat_tab,
+    data_tab,
+    estimate_tab,
+    estimate_wiring,
+    export_tab,
+    model_tab,
+    runs_tab,
+    train_setup,
+    train_tab,
+)
 from ui.views import lora_math_markdown, model_facts_markdown
 from ui.zh import GPU_HELP_EN, HELP_EN
 
@@ -190,72 +199,9 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         for comp in math_inputs:
             comp.change(lora_math, math_inputs, t["lora_math"], api_visibility="private")
 
-        # ---- VRAM estimate
-        def run_estimate(
-            spec: ModelSpec | None, gpu: str, custom: float | None, *values: Any
-        ) -> tuple[Any, ...]:
-            try:
-                cfg = form.to_config(*values)
-                if spec is not None:
-                    target_modules_for(cfg, spec)
-            except StudioError as exc:
-                return f"**Fix the settings first:** {exc}", None, None, None
-            try:
-                return estimate_tab.estimate(spec, cfg, gpu, custom)
-            except gr.Error as exc:  # an unusable GPU size: no plan may stay applicable
-                return f"**{exc.message}**", None, None, None
-
-        run_estimate.__signature__ = form.signature(("spec", "gpu", "custom_gib"))  # type: ignore[attr-defined]
-
-        est_inputs = [spec_state, e["gpu"], e["custom"], *form.inputs]
-        est_outputs = [e["recommendation"], e["table"], e["figure"], e["plan"]]
-        e["go"].click(run_estimate, est_inputs, est_outputs, api_name="estimate")
-        plan_components = [form.components[name] for name in estimate_tab.PLAN_FIELDS]
-        # the tab always shows the Train tab's current settings: any field the estimate reads re-runs it
-        # every field the estimate reads (core.vram.estimate_vram) re-runs it, so its plan is never stale
-        read = ("lora_r", "lora_dropout", "lora_target_modules", "dtype", "bnb_4bit_compute_dtype")
-        read += ("bnb_4bit_use_double_quant", "packing")
-        estimate_inputs = [*plan_components, *(form.components[name] for name in read)]
-        for comp in (spec_state, e["gpu"], e["custom"], *estimate_inputs):
-            comp.change(run_estimate, est_inputs, est_outputs, api_visibility="private")
-
-        def run_what_fits(
-            gpu: str, custom: float | None, size: str, family: str, *values: Any
-        ) -> tuple[Any, ...]:
-            try:
-                cfg = form.to_config(*values)
-            except StudioError as exc:
-                return None, None, f"**Fix the settings first:** {exc}"
-            return estimate_tab.what_fits(cfg, gpu, custom, size, family)
-
-        run_what_fits.__signature__ = form.signature(("gpu", "custom_gib", "size", "family"))  # type: ignore[attr-defined]
-        e["show"].click(
-            run_what_fits,
-            [e["gpu"], e["custom"], e["size"], e["family"], *form.inputs],
-            [e["fits_table"], e["fits_plot"], e["fits_summary"]],
-            api_name="what_fits",
-        )
-        fits_inputs = [e["gpu"], e["custom"], e["size"], e["family"], *form.inputs]
-        fits_outputs = [e["fits_table"], e["fits_plot"], e["fits_summary"]]
-        for comp in (e["size"], e["family"]):  # a filter re-runs the table
-            comp.change(run_what_fits, fits_inputs, fits_outputs, api_visibility="private")
-        for comp in (e["gpu"], e["custom"], *estimate_inputs):  # stale: hide it
-            comp.change(estimate_tab.clear_fits, None, fits_outputs, api_visibility="private")
-        e["fits_table"].select(
-            estimate_tab.pick_model, None, [m["path"], e["fits_summary"]], api_visibility="private"
-        ).then(
-            load_model,
-            m["path"],
-            load_outputs,
-            api_visibility="private",
-            concurrency_id=GPU_QUEUE,
-            concurrency_limit=1,
-        )
-        e["apply"].click(
-            estimate_tab.apply_plan,
-            [e["plan"], *plan_components],
-            [*plan_components, e["applied"]],
-            api_name="apply_plan",
+        # ---- VRAM estimate, the plan, what fits
+        est_inputs, est_outputs, run_estimate = estimate_wiring.wire(
+            e, form, spec_state, m["path"], (load_model, load_outputs), gpu_queue
         )
 
         # ---- training: start / stop / poll, each on the caller's own job

@@ -7,6 +7,7 @@ Terms follow the textbook chapter (/work/shared/seed, chapter 26): 秩 r, 缩放
 from __future__ import annotations
 
 ZH: dict[str, str] = {
+    "**Fix the settings first:** {problems}": "**请先修正设置：** {problems}",
     # model facts
     "**Cannot use this model.** {reason}": "**无法使用这个模型。** {reason}",
     "Architecture": "架构",
