@@ -259,7 +259,8 @@ def _patterns(to_zh: bool = True) -> list[tuple[re.Pattern[str], str]]:
     out = []
     for source, target in sorted(pairs, key=lambda kv: -len(kv[0])):
         if "{" in source and (regex := _compile(source)) is not None:
-            out.append((regex, target))
+            # the values come back already formatted ("0.0149"): "{ref:.4f}" takes them as they are
+            out.append((regex, _FIELD.sub(lambda m: "{" + m.group(1) + "}", target)))
     return out
 
 
