@@ -52,3 +52,51 @@ def test_the_textbook_help_is_in_both_languages():
     for text in (GPU_HELP_EN, GPU_HELP_ZH):
         assert "QLoRA" in text and "7B" in text
     assert all(v for v in ZH.values())
+
+
+def test_every_runtime_template_keeps_its_fields_in_chinese():
+    import re
+
+    from ui.i18n import runtime_table
+
+    field = re.compile(r"\{(\w+)(?:[:!][^{}]*)?\}")
+    bad = [
+        en
+        for en, cn in runtime_table().items()
+        if sorted(set(field.findall(en))) != sorted(set(field.findall(cn))) or not cn.strip()
+    ]
+    assert not bad, bad[:10]
+
+
+def test_computed_text_turns_both_ways_by_the_tables():
+    from ui.i18n import retranslate, tr, tr_text, use_lang
+
+    english = (
+        "Training step 3/10\n\n**Fix the settings first:** lora_r: must be between 1 and 1024\n\n"
+        "Stopped before the first step: nothing was trained."
+    )
+    with use_lang("zh"):
+        chinese = retranslate(english)
+        assert tr("Preset") == "预设" and tr_text("Training step 3/10") == "训练第 3/10 步"
+        assert "训练第 3/10 步" in chinese and "在第一步之前停止" in chinese and "请先修正设置" in chinese
+        assert "lora_r: must be between 1 and 1024" in chinese  # what no table knows stays as it is
+    with use_lang("en"):
+        assert retranslate(chinese) == english and tr("Preset") == "Preset"
+        assert tr_text("Training step 3/10") == "Training step 3/10"
+    assert retranslate("my own words.") == "my own words."
+
+
+def test_the_language_comes_from_the_cookie_then_the_browser():
+    from types import SimpleNamespace
+
+    from ui.i18n import LANG_COOKIE, lang_of_request
+
+    def request(cookie: str | None, accept: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            cookies={LANG_COOKIE: cookie} if cookie else {}, headers={"accept-language": accept}
+        )
+
+    assert lang_of_request(request(None, "zh-CN,zh;q=0.9,en;q=0.8")) == "zh"
+    assert lang_of_request(request(None, "en-US,en;q=0.9,zh;q=0.8")) == "en"
+    assert lang_of_request(request("en", "zh-CN")) == "en" and lang_of_request(request("zh", "en-US")) == "zh"
+    assert lang_of_request(request("fr", "de-DE")) == "en" and lang_of_request(None) == "en"
