@@ -48,6 +48,11 @@ INTRO = (
     "that it fits your GPU, train while watching the loss, then export merged weights."
 )
 GPU_QUEUE = "gpu"
+# On a phone a table keeps readable columns (no header broken inside a word) and scrolls sideways in its own box
+CSS = (
+    "@media (max-width: 760px) { .table-wrap table { min-width: 1200px; } "
+    ".prose table { display: block; overflow-x: auto; } .prose th { white-space: nowrap; } }"
+)
 MAX_WAITING = 10  # a shared demo queues at most this many runs behind the one training  # one concurrency id for everything that loads a model, so heavy work stays serial
 
 
@@ -65,7 +70,8 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
     form = ConfigForm()
     with gr.Blocks(title=TITLE) as demo:
         with gr.Row(equal_height=True):
-            gr.Markdown(f"# {TITLE}\n{INTRO}")
+            with gr.Column(scale=4, min_width=320):  # on a phone the language menu goes under the title
+                gr.Markdown(f"# {TITLE}\n{INTRO}")
             lang_menu = language.render()
         limits = demo_limits()
         if limits is not None:
@@ -389,6 +395,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                 (revalidate, [d["summary"], *form.inputs], data_outputs),
             ],
         )
+    demo.studio_css = CSS  # type: ignore[attr-defined]  # for launch(css=...)
     demo.form = form  # type: ignore[attr-defined]  # exposed for tests: the field -> component mapping
     demo.private_sessions = session.private  # type: ignore[attr-defined]
     note = {PRIVATE_NOTE.format(hours=hours): PRIVATE_NOTE_ZH.format(hours=hours)}

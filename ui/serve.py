@@ -64,5 +64,6 @@ def launch_app(
         max_file_size=f"{limits.max_upload_mb}mb" if limits else "200mb",
         theme=gr.themes.Soft(),
         i18n=getattr(demo, "i18n_table", None),
+        css=getattr(demo, "studio_css", None),
         **kwargs,
     )
