@@ -362,3 +362,16 @@ def test_an_uploaded_file_is_replaced_by_the_next_one_without_clearing_the_box(t
     assert not [
         f for f in demo.fns.values() if (parts["upload"]._id, "upload") in f.targets
     ]  # ui.app's alone
+
+
+def test_the_length_histogram_spans_the_rows_and_names_raw_text():
+    from ui.tabs.data_tab import length_histogram_figure
+
+    short = length_histogram_figure({40: 3, 90: 5, 120: 2}, max_length=2048, templated=True)
+    bars = short.data[0]
+    assert max(bars.x) < 200 and sum(bars.y) == 10  # the rows fill the axis, not 6% of a 2048-token one
+    assert not short.layout.shapes and "max_length 2048 (0 rows longer)" in short.layout.title.text
+    assert short.layout.xaxis.title.text == "tokens per row (chat template applied)"
+    near = length_histogram_figure({300: 4, 600: 1}, max_length=512, templated=False)
+    assert near.layout.shapes[0].x0 == 512 and "(1 rows longer)" in near.layout.annotations[0].text
+    assert near.layout.xaxis.title.text == "tokens per row (raw text)"

@@ -154,7 +154,9 @@ def validate(
     return (
         summary_markdown(report),
         preview_update(report.preview_frame()),
-        length_histogram_figure(report.length_counts, report.max_length),
+        length_histogram_figure(
+            report.length_counts, report.max_length, templated=report.dataset_format != "text"
+        ),
         [
             (token, tr(kind) if kind else kind)
             for token, kind in label_mask_example(tokenizer, report.first_feature)
@@ -198,20 +200,28 @@ def summary_markdown(report: ValidationReport) -> str:
     return "\n\n".join(lines)
 
 
-def length_histogram_figure(length_counts: dict[int, int], max_length: int, bins: int = 40) -> go.Figure:
+def length_histogram_figure(
+    length_counts: dict[int, int], max_length: int, bins: int = 40, templated: bool = True
+) -> go.Figure:
     """Histogram of rendered row lengths in tokens from {length: rows}, with the max_length cut marked.
+
+    The bars span the rows' own lengths, not max_length: when every row is far shorter than the cut (under half
+    of it), the cut is named in the title instead of stretching the axis, which would leave the rows a sliver.
 
     Args:
         length_counts: rows per token length (ValidationReport.length_counts), never the lengths themselves, so
             the figure is the same size for 100 rows or a million.
         max_length: the cut, in tokens; rows past it are truncated.
-        bins: bars drawn (equal widths from 0 to the longest row or max_length, whichever is larger).
+        bins: bars drawn (equal widths from 0 to the longest row, or to max_length when it is drawn).
+        templated: whether rows were rendered through the chat template / prompt format (False for raw text,
+            tokenized as it is); names the x axis.
     """
     import plotly.graph_objects as go
 
-    # bins span the longest row or the cut, whichever is further: short rows under a long max_length stay visible
-    longest = max(max(length_counts, default=1), max_length)
-    width = max(1, -(-(longest + 1) // bins))
+    longest = max(length_counts, default=1)
+    cut_shown = longest >= max_length / 2  # the cut is near the data: draw it as a line
+    span = max(longest, max_length) if cut_shown else longest
+    width = max(1, -(-(span + 1) // bins))
     heights: dict[int, int] = {}
     for n, c in length_counts.items():
         heights[n // width] = heights.get(n // width, 0) + c
@@ -223,19 +233,16 @@ def length_histogram_figure(length_counts: dict[int, int], max_length: int, bins
         name=tr("rows"),
     )
     over = sum(c for n, c in length_counts.items() if n > max_length)
-    fig.add_vline(
-        x=max_length,
-        line_dash="dash",
-        line_color="red",
-        annotation_text=tr("max_length {max_length} ({over} rows longer)").format(
-            max_length=max_length, over=f"{over:,}"
-        ),
-    )
+    cut = tr("max_length {max_length} ({over} rows longer)").format(max_length=max_length, over=f"{over:,}")
+    if cut_shown:
+        fig.add_vline(x=max_length, line_dash="dash", line_color="red", annotation_text=cut)
+    axis = tr("tokens per row (chat template applied)") if templated else tr("tokens per row (raw text)")
     fig.update_layout(
-        xaxis_title=tr("tokens per row (chat template applied)"),
+        title={"text": cut, "font": {"size": 12}} if not cut_shown else None,
+        xaxis_title=axis,
         yaxis_title=tr("rows"),
         height=300,
-        margin={"l": 40, "r": 20, "t": 30, "b": 40},
+        margin={"l": 40, "r": 20, "t": 40 if not cut_shown else 30, "b": 40},
         showlegend=False,
         bargap=0.05,
     )
