@@ -100,6 +100,9 @@ def translate(
                 setattr(block, attr, swap(getattr(block, attr)))
         if isinstance(block, gr.Button) or (isinstance(block, gr.Markdown) and block._id not in written):
             block.value = swap(block.value)
+    # Gradio's screen-reader status line says "common.complete" after an event; its zh-CN table lacks the key
+    en_table.update(GRADIO_EN)
+    zh_table.update(GRADIO_ZH)
     return gr.I18n(en=en_table, **{LOCALE_ZH: zh_table})
 
 
@@ -111,6 +114,8 @@ def translate(
 # template, then ``.format()`` the values, exactly as with gettext's ``_()``. Chinese templates come from ``ui.zh.ZH``
 # and from every ``ui/zh_*.py`` module's ``ZH`` dict (one per area, so areas never edit the same table).
 
+GRADIO_EN = {"common.complete": "Complete", "common.error": "Error"}
+GRADIO_ZH = {"common.complete": "完成", "common.error": "出错"}
 LANGS = ("en", "zh")
 LOCALE_ZH = "zh-CN"  # Gradio's locale for Simplified Chinese
 LANG_COOKIE = "lora_studio_lang"
