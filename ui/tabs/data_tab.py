@@ -303,8 +303,8 @@ def render(form: ConfigForm) -> dict[str, Any]:
         report_csv = gr.File(label="Row report (every dropped or altered row, CSV)", interactive=False)
     example = gr.HighlightedText(
         label="First row as the model sees it: highlighted tokens are trained on",
-        color_map={"trained": "green", TRAINED_ZH: "green"},  # the legend's word follows the page's language
-        show_legend=True,
+        color_map={"trained": "green", TRAINED_ZH: "green"},
+        show_legend=False,  # the label says what the highlight means, in the page's language
         elem_classes=["user-data"],  # the user's own text: never translated (tests skip it)
     )
     preview = gr.Dataframe(
