@@ -142,6 +142,17 @@ class Workspace:
             raise ConfigError([f"output_dir: {text!r} leads outside the workspace {self.root} (a symlink)."])
         return target
 
+    def typed_output_dir(self, bound: str | Path | None) -> str:
+        """The Runs folder box's value for a bound ``output_dir`` (an absolute folder, as config.json keeps it):
+        its path relative to the workspace when inside it (what ``output_dir()`` takes back), else "runs"."""
+        if bound:
+            try:
+                relative = Path(bound).expanduser().resolve().relative_to(self.root.resolve())
+            except (ValueError, OSError):
+                return "runs"
+            return relative.as_posix() if relative.parts else "runs"
+        return "runs"
+
     def check_path(self, path: str | Path, field: str) -> Path:
         """``path`` resolved, if inside this workspace; else ConfigError naming ``field``."""
         if path and inside(path, self.root):

@@ -36,6 +36,12 @@ def test_typed_names_and_folders_stay_inside_the_workspace(tmp_path):
             check_name(bad, "export name")
     with pytest.raises(ConfigError, match="resume_from_checkpoint.*not in the workspace"):
         ws.bind(TrainingConfig(resume_from_checkpoint=str(tmp_path / "outside")))
+    # a reloaded page gets the running job's settings back: the bound folder goes back to a name that binds again
+    for typed in ("runs", "team/runs-2"):
+        bound = ws.bind(TrainingConfig(output_dir=typed)).output_dir
+        assert Path(bound).is_absolute() and ws.typed_output_dir(bound) == typed
+        assert ws.output_dir(ws.typed_output_dir(bound)) == Path(bound)
+    assert ws.typed_output_dir(str(tmp_path / "outside")) == "runs" and ws.typed_output_dir("") == "runs"
 
 
 def test_a_private_session_binds_its_config_to_its_own_folders(tmp_path):

@@ -137,7 +137,11 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         # a reload shows the running (or last) job's settings, not the defaults: restored before the model's facts
         # load and again after (loading a model resets the target modules and the suggested learning rate)
         def restore(request: gr.Request) -> list[Any]:
-            return train_setup.restore_form(form, session.job(request).snapshot())
+            ws, job = session.get(request)
+            cfg = job.snapshot().info.get("config")
+            if cfg:  # config.json keeps the bound (absolute) runs folder; the box takes a name in the workspace
+                cfg = {**cfg, "output_dir": ws.typed_output_dir(cfg.get("output_dir"))}
+            return train_setup.restore_form(form, cfg)
 
         def reapply(loaded_cfg: dict[str, Any] | None) -> list[Any]:
             return train_setup.restore_form(form, loaded_cfg)
