@@ -387,7 +387,7 @@ class TrainingJob:
             elif isinstance(outcome, Finished):
                 loss = outcome.final_loss
                 msg = (
-                    f"Training {outcome.status} after {snap.step} steps"
+                    f"Training {outcome.status} after {snap.step} step{'' if snap.step == 1 else 's'}"
                     + (f", final loss {loss:.4f}." if loss is not None else ".")
                     + " Adapter saved."
                 )

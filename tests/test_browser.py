@@ -262,7 +262,11 @@ def test_a_new_users_journey_in_both_languages(server, browser, tmp_path):
     assert _status(page, "已完成").count() and _chart_points(page, "训练 loss") == 6
     _tab(page, "2. 数据")
     assert "164" in page.get_by_text("读取").first.inner_text()  # the report stayed, translated
-    assert "common." not in page.content() and "studio." not in page.inner_text("body")  # no raw keys
+    status_line = page.evaluate(
+        "() => [...document.querySelectorAll('[role=status]')].map(e => e.textContent)"
+    )
+    raw_keys = re.findall(r"\b(?:common|studio)\.[a-z0-9_]+", page.inner_text("body") + " ".join(status_line))
+    assert not raw_keys, raw_keys  # no translation key shown or read out instead of its text
     page.reload()  # the choice stays
     page.get_by_role("tab", name="4. 训练").wait_for(timeout=60_000)
     _switch_language(page, "English")

@@ -120,7 +120,7 @@ def test_progress_bar_shows_steps_eta_and_final_state():
     assert progress_for(snap) == progress_html(5, 10, 50.0, "training", 60.0)
     with use_lang("zh"):
         zh = progress_html(3, 20, 130.0, "training")
-    assert "第 3 步，共 20 步" in zh and "剩余时间约 2m 10s" in zh
+    assert "第 3 步，共 20 步" in zh and "剩余时间约 2 分 10 秒" in zh
 
 
 # ---- the setup as a file: download, load, CLI ------------------------------------------------------------------

@@ -205,7 +205,7 @@ def training_figure(
         height=820,
         margin={"l": 50, "r": 20, "t": 60, "b": 40},
         legend={"orientation": "h", "y": 1.06, "x": 0},
-        title=None if steps else tr(EMPTY_LOSS_TITLE),
+        title=None if steps or any(series(history, k)[0] for k in EVAL_SERIES) else tr(EMPTY_LOSS_TITLE),
         uirevision="training",  # keep the user's zoom and hidden series across the 1 s refreshes
     )
     return fig

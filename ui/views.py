@@ -34,15 +34,15 @@ def fmt_count(n: int) -> str:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    """Seconds as '1h 02m', '3m 05s' or '12s'; '?' when unknown."""
+    """Seconds as '1h 02m', '3m 05s' or '12s' ('1 小时 02 分' ... on a Chinese page); '?' when unknown."""
     if seconds is None:
         return "?"
     s = int(round(seconds))
     if s >= 3600:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+        return tr("{h}h {m}m").format(h=s // 3600, m=f"{s % 3600 // 60:02d}")
     if s >= 60:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s}s"
+        return tr("{m}m {s}s").format(m=s // 60, s=f"{s % 60:02d}")
+    return tr("{s}s").format(s=s)
 
 
 def model_facts_markdown(spec: ModelSpec) -> str:
@@ -52,7 +52,7 @@ def model_facts_markdown(spec: ModelSpec) -> str:
     )
     template = tr("yes") if spec.has_chat_template else tr("no (an Alpaca-style prompt is used)")
     return (
-        "| | |\n|---|---|\n"
+        f"| {tr('Model')} | {spec.model_name_or_path} |\n|---|---|\n"
         f"| {tr('Architecture')} | {spec.architecture} (`{spec.model_type}`) |\n"
         f"| {tr('Parameters')} | {fmt_count(spec.num_params)} ({spec.num_params:,}) |\n"
         f"| {tr('Stored dtype')} | {spec.dtype} |\n"
@@ -185,7 +185,7 @@ def status_markdown(snap: JobSnapshot) -> str:
             )
         )
         parts.append(tr("elapsed {time}").format(time=fmt_duration(snap.elapsed_s)))
-        if snap.is_active:
+        if snap.status == "training":  # loading, stopping, saving: no rate to go by
             parts.append(tr("ETA {time}").format(time=fmt_duration(snap.eta_s)))
     if losses:
         k = min(5, len(losses))

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 ZH: dict[str, str] = {
     "**Fix the settings first:** {problems}": "**请先修正设置：** {problems}",
+    "{h}h {m}m": "{h} 小时 {m} 分",
+    "{m}m {s}s": "{m} 分 {s} 秒",
+    "{s}s": "{s} 秒",
+    "Model": "模型",
+    "Training {status} after {steps} step, final loss {loss}. Adapter saved.": "训练{status}，共 {steps} 步，"
+    "最终 loss {loss}。适配器已保存。",
+    "Training {status} after {steps} step. Adapter saved.": "训练{status}，共 {steps} 步。适配器已保存。",
     # model facts
     "**Cannot use this model.** {reason}": "**无法使用这个模型。** {reason}",
     "Architecture": "架构",
