@@ -42,7 +42,7 @@ def test_train_poll_reattach_and_export(app_url):
 
     url, cwd = app_url
     client = Client(url, verbose=False)
-    facts, targets, lr = client.predict("HuggingFaceTB/SmolLM2-135M-Instruct", api_name="/load_model")
+    facts, targets, lr, preset = client.predict("HuggingFaceTB/SmolLM2-135M-Instruct", api_name="/load_model")
     assert "LlamaForCausalLM" in facts and "134.52 M" in facts and "q_proj" in facts
     assert lr == 5e-4 and "Suggested learning rate for this size: 0.0005" in facts
     summary, preview, lengths, example, report_csv, mapping = client.predict(
@@ -52,6 +52,7 @@ def test_train_poll_reattach_and_export(app_url):
         api_name="/validate_data",
     )
     assert "format **messages**" in summary and "read **164**" in summary, summary
+    preview = preview.get("value", preview)  # an update: the column widths follow the format
     assert mapping == "messages=messages" and len(preview["data"]) == 50
     trained = [t["token"] for t in example if t["class_or_confidence"] == "trained"]
     assert trained and trained[-1] in ("<|im_end|>", "\n")  # the end-of-turn token is a label

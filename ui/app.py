@@ -139,7 +139,9 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         def restore(request: gr.Request) -> list[Any]:
             ws, job = session.get(request)
             cfg = job.snapshot().info.get("config")
-            if cfg:  # config.json keeps the bound (absolute) runs folder; the box takes a name in the workspace
+            if (
+                cfg
+            ):  # config.json keeps the bound (absolute) runs folder; the box takes a name in the workspace
                 cfg = {**cfg, "output_dir": ws.typed_output_dir(cfg.get("output_dir"))}
             return train_setup.restore_form(form, cfg)
 
@@ -164,12 +166,24 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             upload, d["upload"], [d["name"], d["sample"], d["mapping"]], api_visibility="private"
         )
 
+        # the settings of the last validation are kept: a language switch renders that report again, not a new one
+        validated = gr.State(None)
+
         def run_validate(*values: Any) -> tuple[Any, ...]:
             *values_, request = values
-            return data_tab.validate(dict(zip(form.names, values_)), session.workspace(request))
+            fields = dict(zip(form.names, values_))
+            return (*data_tab.validate(fields, session.workspace(request)), fields)
 
         with_request(run_validate, form.signature())
-        data_outputs = [d["summary"], d["preview"], d["lengths"], d["example"], d["report"], d["mapping"]]
+        data_outputs = [
+            d["summary"],
+            d["preview"],
+            d["lengths"],
+            d["example"],
+            d["report"],
+            d["mapping"],
+            validated,
+        ]
         d["check"].click(
             run_validate,
             form.inputs,
@@ -376,14 +390,11 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
         def facts(spec: ModelSpec | None, shown: str) -> str:
             return model_facts_markdown(spec) if spec is not None else retranslate(shown)
 
-        def revalidate(summary: str, *values: Any) -> tuple[Any, ...]:
-            if (
-                retranslate(summary) != summary or not summary.strip()
-            ):  # still the placeholder: nothing to redo
+        def revalidate(fields: dict[str, Any] | None, request: gr.Request) -> tuple[Any, ...]:
+            if not fields:  # nothing validated yet
                 return tuple(gr.skip() for _ in data_outputs)
-            return run_validate(*values)
+            return (*data_tab.validate(fields, session.workspace(request)), fields)
 
-        with_request(revalidate, form.signature(("summary",)))
         language.wire(
             demo,
             lang_menu,
@@ -396,7 +407,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                 *runs_rerender,
                 *localized,
                 *chat_rerender,
-                (revalidate, [d["summary"], *form.inputs], data_outputs),
+                (revalidate, [validated], data_outputs),
             ],
         )
     demo.studio_css = CSS  # type: ignore[attr-defined]  # for launch(css=...)
