@@ -101,6 +101,10 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             with gr.Tab("7. Chat") as chat_page:
                 c = chat_tab.render()
 
+        # a chart drawn while its tab was hidden (or the window since resized) fits its box when the tab opens
+        for tab in [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]:
+            tab.select(None, None, None, js=estimate_tab.RESIZE_JS, api_visibility="private", queue=False)
+
         # ---- the page's first event binds it to the browser's session key; everything else on load follows
         loaded = demo.load(session.bind, key_state, key_state, api_visibility="private")
 
