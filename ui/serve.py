@@ -53,6 +53,10 @@ def launch_app(
     demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs: Any
 ) -> Any:
     """Queue and launch ``demo``; uploads are capped at 200 MB with a readable error."""
+    # transformers resolves its classes lazily on first use; two handler threads doing that at once can fail
+    # with "cannot import name 'AutoConfig'": resolve them once here, before any thread asks
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
     demo.queue(default_concurrency_limit=4)
     if not getattr(demo, "private_sessions", False):  # a demo's downloads come from gradio's cache only
         kwargs.setdefault("allowed_paths", [str(export_tab.downloads_dir())])

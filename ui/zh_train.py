@@ -57,4 +57,6 @@ ZH: dict[str, str] = {
     "Copy as CLI command": "复制为命令行",
     "Setup file": "设置文件",
     "Same run from a terminal (run in the LoRA Studio folder)": "在终端运行同样的训练（在 LoRA Studio 文件夹中运行）",
+    "Nothing was trained.": "没有训练任何内容。",
+    "Failed before the first step.": "在第一步之前失败。",
 }

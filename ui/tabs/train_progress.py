@@ -56,7 +56,11 @@ def progress_html(
     if state == "idle" or not state:
         return ""
     waiting = {QUEUED: tr("Waiting for the machine..."), LOADING: tr("Loading data and model...")}
-    if state in waiting or max_steps <= 0:
+    if state in (COMPLETED, STOPPED, FAILED) and max_steps <= 0:  # ended before its first step: an empty bar
+        bar = '<progress value="0" max="1" style="width:100%;height:1.2em"></progress>'
+        left = tr("Nothing was trained.") if state != FAILED else tr("Failed before the first step.")
+        right = ""
+    elif state in waiting or max_steps <= 0:
         bar = '<progress style="width:100%;height:1.2em"></progress>'
         left = waiting.get(state, tr("Preparing..."))
         right = ""

@@ -233,8 +233,17 @@ def render(form: ConfigForm) -> dict[str, Any]:
         return load_setup(form, file_path)
 
     download.click(on_download, form.inputs, [file, command, message], api_visibility="private")
-    copy.click(on_copy, form.inputs, [command, message], api_visibility="private")
+    copy.click(on_copy, form.inputs, [command, message], api_visibility="private").then(
+        None,  # and onto the clipboard (where the browser allows it: localhost or https)
+        command,
+        None,
+        js="(text) => { if (text && navigator.clipboard) navigator.clipboard.writeText(text).catch(() => {}); }",
+        api_visibility="private",
+        queue=False,
+    )
     uploaded = upload.upload(on_upload, upload, [*form.inputs, loaded, message], api_visibility="private")
+    # the file and the command shown were of the previous setup: cleared, so nothing contradicts the loaded one
+    uploaded.then(lambda: (None, ""), None, [file, command], api_visibility="private", queue=False)
     return {
         "download": download,
         "copy": copy,
