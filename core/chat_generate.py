@@ -133,6 +133,8 @@ def stream_answer(
     finally:
         closed.set()
         thread.join()
+    if text.endswith("\ufffd"):  # cut inside a character's bytes (max new tokens, Stop): not shown as "�"
+        yield text.rstrip("\ufffd")
     if errors:
         exc = errors[0]
         if type(exc).__name__ == "OutOfMemoryError":
