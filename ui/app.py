@@ -34,6 +34,7 @@ from ui.tabs import (
     estimate_tab,
     estimate_wiring,
     export_tab,
+    export_wiring,
     model_tab,
     runs_tab,
     train_setup,
@@ -296,82 +297,8 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
 
         # ---- export (only runs inside the caller's workspace)
         out_dir = form.components["output_dir"]
-
-        def refresh_runs(output_dir: str, request: gr.Request) -> Any:
-            runs = export_tab.list_runs(str(session.runs_dir(request, output_dir)))
-            folders = [folder for _, folder in runs]
-            current = session.job(request).snapshot().run_dir
-            value = current if current in folders else (folders[0] if folders else None)
-            return gr.update(choices=runs, value=value)
-
-        loaded.then(refresh_runs, out_dir, x["run"], api_visibility="private")
-        for trigger in (x["refresh"].click, export_page.select):
-            trigger(refresh_runs, out_dir, x["run"], api_visibility="private")
-
-        def export_memory(run_dir: str | None, dtype: str, request: gr.Request) -> str:
-            try:  # a shared demo's visitor sees the memory of their own runs only
-                own = session.own_path(request, run_dir, "run folder") if run_dir else ""
-            except gr.Error:
-                return ""
-            return export_tab.memory_line(own, dtype)
-
-        # recomputed whenever the run (also set by Refresh and on opening the tab) or the dtype changes
-        for comp in (x["run"], x["dtype"]):
-            comp.change(
-                export_memory,
-                [x["run"], x["dtype"]],
-                x["memory"],
-                api_visibility="private",
-                show_progress="hidden",
-            )
-
-        def export(
-            run_dir: str, merged: bool, dtype: str, shard: str, progress: Any, request: gr.Request
-        ) -> tuple[Any, ...]:
-            run_dir = session.own_path(request, run_dir, "run folder")
-            snap = session.job(request).snapshot()
-            training = snap.run_dir if snap.is_active else None
-            return export_tab.with_exported(
-                export_tab.do_export(run_dir, merged, dtype, progress, shard, training, session.private)
-            )
-
-        def export_merged(
-            run_dir: str,
-            dtype: str,
-            shard: str,
-            request: gr.Request,
-            progress: gr.Progress = gr.Progress(track_tqdm=True),
-        ) -> tuple[Any, ...]:
-            return export(run_dir, True, dtype, shard, progress, request)
-
-        def export_adapter(
-            run_dir: str, request: gr.Request, progress: gr.Progress = gr.Progress()
-        ) -> tuple[Any, ...]:
-            return export(run_dir, False, "auto", "5GB", progress, request)
-
-        export_outputs = [x["result"], x["download"], x["folder"], x["exported"]]
-        gpu = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1}
-        x["merged"].click(
-            export_merged, [x["run"], x["dtype"], x["shard"]], export_outputs, api_name="export_merged", **gpu
-        )
-        x["adapter"].click(export_adapter, x["run"], export_outputs, api_name="export_adapter", **gpu)
-
-        def push(
-            folder: str,
-            repo: str,
-            token: str,
-            private: bool,
-            request: gr.Request,
-            progress: gr.Progress = gr.Progress(track_tqdm=True),
-        ) -> str:
-            folder = session.own_path(request, folder, "export folder") if folder else ""
-            return export_tab.do_push(folder, repo, token, private, progress)
-
-        x["push"].click(
-            push,
-            [x["folder"], x["repo"], x["token"], x["private"]],
-            x["pushed"],
-            api_visibility="private",  # a token parameter does not belong in the public API listing
+        export_rerender = export_wiring.wire(
+            x, out_dir, session, (loaded.then, export_page.select), gpu_queue
         )
 
         # ---- runs list (read from disk, so an app restart still shows past runs), title, note, delete
@@ -407,7 +334,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                 (lora_math, math_inputs, [t["lora_math"]]),
                 (poll_fresh, [], poll_outputs),
                 (run_estimate, est_inputs, est_outputs),
-                (refresh_runs, [out_dir], [x["run"]]),
+                *export_rerender,
                 *runs_rerender,
                 *localized,
                 *chat_rerender,
