@@ -306,7 +306,8 @@ def test_a_new_users_journey_in_both_languages(server, browser, tmp_path):
     assert (config["max_steps"], config["lora_r"], config["per_device_train_batch_size"]) == (6, 16, 1)
 
     # Runs: delete the run, after a confirmation
-    page.locator("td").filter(has_text=run_folders[0].name).first.click()
+    _tab(page, "6. Runs")
+    page.locator("td").filter(has_text=run_folders[0].name).filter(visible=True).first.click()
     page.get_by_role("button", name="Delete run...").click()
     page.get_by_text("Really delete").first.wait_for(timeout=30_000)
     page.get_by_role("button", name="Delete", exact=True).click()
