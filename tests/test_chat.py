@@ -119,7 +119,7 @@ def test_merged_export_answers_like_the_adapter_and_settings_are_checked(tiny_ru
     assert str(tiny_run) in chat.chat_runs(tiny_run.parent)
     # after an export into the selected run, one call updates both dropdowns (the run's value is unchanged)
     run_update, tuned_update = chat_tab.refresh_all(str(tiny_run.parent), str(tiny_run), "adapter")
-    assert run_update["value"] == str(tiny_run) and str(tiny_run) in run_update["choices"]
+    assert run_update["value"] == str(tiny_run) and (tiny_run.name, str(tiny_run)) in run_update["choices"]
     assert tuned_update["choices"] == ["adapter", "merged"] and tuned_update["value"] == "adapter"
     assert chat_tab.refresh_all(str(tiny_run.parent), None, "merged-9")[1]["value"] == "adapter"
 

@@ -239,4 +239,9 @@ ZH: dict[str, str] = {
         "没有找到 CUDA GPU：训练以 float32 在 CPU（{cores} 核）上用 LoRA 进行。4 位 QLoRA 也能通过 bitsandbytes 在 "
         "CPU 上运行，但慢好几倍且不节省显存，所以这里 LoRA 更合适；请使用小模型，例如内置的 SmolLM2-135M。"
     ),
+    # separators named in CSV row problems ("text that contains {sep}")
+    "tabs": "制表符",
+    "commas": "逗号",
+    "semicolons": "分号",
+    "bars": "竖线",
 }

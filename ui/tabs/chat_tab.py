@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -31,10 +32,16 @@ _stops: dict[
 _stops_lock = threading.Lock()
 
 
+def run_choices(runs: list[str]) -> list[tuple[str, str]]:
+    """(label, folder) dropdown choices: a run by its folder's name, as the Export and Runs tabs show it."""
+    return [(Path(run).name, run) for run in runs]
+
+
 def refresh_runs(output_dir: str, current: str | None = None) -> Any:
     """Dropdown update: runs with an adapter or merged export, keeping ``current`` when it is still there."""
     runs = chat.chat_runs(output_dir)
-    return gr.update(choices=runs, value=current if current in runs else (runs[0] if runs else None))
+    value = current if current in runs else (runs[0] if runs else None)
+    return gr.update(choices=run_choices(runs), value=value)
 
 
 def refresh_all(
@@ -58,7 +65,7 @@ def refresh_all(
     run = current_run if current_run in runs else (runs[0] if runs else None)
     choices = chat.finetuned_choices(run)
     choice = current_choice if current_choice in choices else (choices[0] if choices else None)
-    return gr.update(choices=runs, value=run), gr.update(choices=choices, value=choice)
+    return gr.update(choices=run_choices(runs), value=run), gr.update(choices=choices, value=choice)
 
 
 def pick_run(run_dir: str | None) -> Any:
