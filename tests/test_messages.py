@@ -290,14 +290,19 @@ def test_the_gpu_tab_labels_and_recommendation_are_translated(embedded_path):
         applied = estimate_tab.apply_plan(None)[-1]
     assert ("自定义大小", estimate_tab.CUSTOM) in names  # the label translated, the value English
     assert estimate_tab.gpu_gib_for(default, None) > 0
-    assert text.startswith("### 你的设置在 自定义 GPU（可用 24 GiB）上：") and "**训练之后：**" in text, text
+    # on a machine without a CUDA GPU the CPU comes first, the chosen GPU is for planning another machine
+    assert text.startswith("**在这台机器上：** 没有找到 CUDA GPU") and "**训练之后：**" in text, text
+    assert "\n\n### 你的设置在 自定义 GPU（可用 24 GiB）上：" in text
     assert "Your settings" not in text and "After training" not in text
     assert frame.iloc[-1, 0] == "可训练参数" and fields is not None
     assert applied == "请先估算：还没有可应用的方案。"
     with use_lang("en"):
-        assert estimate_tab.estimate(spec, cfg, estimate_tab.CUSTOM, 24)[0].startswith(
-            "### Your settings on a custom GPU (24 GiB usable)"
+        english = estimate_tab.estimate(spec, cfg, estimate_tab.CUSTOM, 24)[0]
+        assert (
+            english.startswith("**On this machine:** No CUDA GPU found")
+            and "to plan a run on another" in english
         )
+        assert "\n\n### Your settings on a custom GPU (24 GiB usable)" in english
 
 
 # ---- 5. layout: raw-text preview, the GPU chart in a hidden tab, replacing an upload ---------------------------

@@ -244,4 +244,7 @@ ZH: dict[str, str] = {
     "commas": "逗号",
     "semicolons": "分号",
     "bars": "竖线",
+    "The estimate below is for the GPU chosen above, to plan a run on another machine.": (
+        "下面的估算针对上方选中的 GPU，用于规划在另一台机器上的训练。"
+    ),
 }

@@ -152,10 +152,16 @@ def estimate(
     if notes:
         text += "\n\n" + tr("**How the estimate counts:**") + "\n\n"
         text += "\n".join(f"- {tr_text(n)}" for n in dict.fromkeys(notes))
-    if not detect_gpus():
-        text += "\n\n" + tr(
-            "**On this machine:** {cpu} LoRA on the CPU with these settings needs about {ram} GiB of RAM."
-        ).format(cpu=tr_text(cpu_summary()), ram=f"{estimate_cpu_ram_gib(spec, cfg):.1f}")
+    if not detect_gpus():  # said first: the GPU above is then only an example to plan for another machine
+        text = (
+            tr(
+                "**On this machine:** {cpu} LoRA on the CPU with these settings needs about {ram} GiB of RAM."
+            ).format(cpu=tr_text(cpu_summary()), ram=f"{estimate_cpu_ram_gib(spec, cfg):.1f}")
+            + " "
+            + tr("The estimate below is for the GPU chosen above, to plan a run on another machine.")
+            + "\n\n"
+            + text
+        )
     fields = chosen.config_fields() if chosen else None
     return text, estimate_frame(estimates), estimate_figure(estimates, gib), fields
 
