@@ -31,6 +31,7 @@ from core.chat_generate import ChatError, check_settings, stream_answer
 from core.chat_line import ChatTurn, Waiting, wait_for_turn
 from core.errors import StudioError
 from core.model import holding_model_lock
+from core.run_admin import OPEN_IN_CHAT, in_use
 from core.slot import SLOT
 
 if TYPE_CHECKING:
@@ -307,7 +308,8 @@ def stream_side_by_side(
     The answer first takes its place in the training line (``slot``, default core.slot.SLOT): while a training
     run (or an earlier answer) holds the GPU it yields Waiting with its place and estimated wait, and a Start
     pressed meanwhile queues behind it. With its turn it holds the chat lock until the generator ends or is
-    closed; closing it early stops generation after the current token.
+    closed; closing it early stops generation after the current token. While it loads and answers, the run is
+    marked in use (core.run_admin.in_use, OPEN_IN_CHAT): the Runs tab refuses to delete it meanwhile.
 
     Args:
         run_dir: the run folder.
@@ -346,27 +348,32 @@ def stream_side_by_side(
                 return
         try:
             _holder = turn
-            models = load_chat_models(run_dir, choice, progress)
-            if progress is not None:
-                progress(1.0, "Generating...")
-            args = (prompt, float(temperature), float(top_p), int(max_new_tokens), stop)
-            base_text = tuned_text = ""
-            yield base_text, tuned_text
-            if stop.is_set():
-                return
-            if models.base is None:
-                base_model, no_adapter = models.finetuned, models.finetuned.disable_adapter()
-            else:
-                base_model, no_adapter = models.base, contextlib.nullcontext()
-            # closing() exits first, so the generation thread is joined before the adapter is switched back on
-            with no_adapter, contextlib.closing(stream_answer(base_model, models.tokenizer, *args)) as parts:
-                for base_text in parts:
-                    yield base_text, tuned_text
-            if stop.is_set():
-                return
-            with contextlib.closing(stream_answer(models.finetuned, models.tokenizer, *args)) as parts:
-                for tuned_text in parts:
-                    yield base_text, tuned_text
+            # the Runs tab refuses to delete the run while its models load and answer ("open in Chat")
+            with in_use(run_dir, OPEN_IN_CHAT):
+                models = load_chat_models(run_dir, choice, progress)
+                if progress is not None:
+                    progress(1.0, "Generating...")
+                args = (prompt, float(temperature), float(top_p), int(max_new_tokens), stop)
+                base_text = tuned_text = ""
+                yield base_text, tuned_text
+                if stop.is_set():
+                    return
+                if models.base is None:
+                    base_model, no_adapter = models.finetuned, models.finetuned.disable_adapter()
+                else:
+                    base_model, no_adapter = models.base, contextlib.nullcontext()
+                # closing() exits first, so the generation thread is joined before the adapter is back on
+                with (
+                    no_adapter,
+                    contextlib.closing(stream_answer(base_model, models.tokenizer, *args)) as parts,
+                ):
+                    for base_text in parts:
+                        yield base_text, tuned_text
+                if stop.is_set():
+                    return
+                with contextlib.closing(stream_answer(models.finetuned, models.tokenizer, *args)) as parts:
+                    for tuned_text in parts:
+                        yield base_text, tuned_text
         finally:
             _holder = None
             _lock.release()

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from core.export_verify import (
     verify_adapter_loads,
 )
 from core.model import holding_model_lock
+from core.modelcard import is_hub_id, shown_name
 from core.runs import publish_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,83 @@ class ExportResult:
         )
 
 
+def _folder_id(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``folder``, None when it does not exist: a deleted and re-created folder differs."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def deleted_message(run_dir: Path) -> str:
+    """The error of an export whose run folder was deleted while it ran."""
+    return (
+        f"The run folder {run_dir} was deleted while it was being exported; nothing was exported "
+        "(deleted runs cannot be exported)."
+    )
+
+
+def check_run_folder(run_dir: Path, ident: tuple[int, int] | None) -> None:
+    """Raise ExportError (deleted_message) unless ``run_dir`` is still the folder ``ident`` (_folder_id) was
+    taken of, with its config.json: called before the model card is written and before publishing."""
+    if ident is None or _folder_id(run_dir) != ident or not (run_dir / "config.json").is_file():
+        raise ExportError(deleted_message(run_dir))
+
+
+def _guarded(run_dir: str | Path, work: Callable[[], ExportResult]) -> ExportResult:
+    """``work()``; when it fails because the run folder went away meanwhile (deleted by another process: a
+    write into its vanished staging folder, or check_run_folder), the error says so, and a run folder that a
+    writer re-created (os.makedirs of the staging path) is removed again when empty: never left as a broken run."""
+    folder = Path(run_dir).expanduser().resolve()
+    ident = _folder_id(folder)
+    try:
+        return work()
+    except Exception as exc:
+        if ident is None or _folder_id(folder) == ident:
+            raise
+        try:
+            os.rmdir(
+                folder
+            )  # only an empty folder: whatever a writer re-created, its staging already removed
+        except OSError:
+            pass
+        raise ExportError(deleted_message(folder)) from exc
+
+
+def portable_base(base: str) -> tuple[str, str]:
+    """The base model as an export names it in adapter_config.json's ``base_model_name_or_path``, and a note.
+
+    Args:
+        base: the run's config.json ``model_name_or_path`` (what the user chose).
+
+    Returns:
+        (the hub id unchanged, ""), or for a local folder (its folder name only, never the absolute path; a note
+        telling the user to set the base's path or hub id there, or to pass the base to PeftModel.from_pretrained).
+    """
+    if is_hub_id(base):
+        return base, ""
+    name = shown_name(base)
+    return name, (
+        f"the base is a local folder, so adapter_config.json names it by its folder name {name!r} only: set "
+        "base_model_name_or_path to its path or hub id before sharing, or load the base yourself and pass it to "
+        "PeftModel.from_pretrained"
+    )
+
+
+def write_portable_adapter_config(folder: Path, base: str) -> dict[str, Any]:
+    """Rewrite ``folder/adapter_config.json`` with ``base_model_name_or_path`` = portable_base(base) (peft saved
+    the resolved local path of the base, e.g. the packaged copy under ~/.cache/lora-studio); returns the
+    verification check saying what it names."""
+    name, note = portable_base(base)
+    path = folder / "adapter_config.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    cfg["base_model_name_or_path"] = name
+    write_json_atomic(path, cfg)
+    detail = f"adapter_config.json names the base {name!r}" + (f"; {note}" if note else " (its hub id)")
+    return check("base model named without local paths", True, detail)
+
+
 def _reference_dtype(num_params: int, device: str, available_gib: float | None = None) -> Any:
     """float32 for the base+adapter reference when it fits in 60% of the available memory, else bfloat16.
 
@@ -140,25 +220,37 @@ def _release_memory() -> None:
         pass
 
 
-@holding_model_lock
 def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> ExportResult:
     """Copy the run's adapter to ``out`` (default ``RUN_DIR/adapter-export``), verify it and zip it.
 
     Checks (written to ``verification.json`` and the model card): the files are present; there is more than zero
     LoRA tensor and every target module of adapter_config.json has LoRA A and B tensors; every weight is finite;
     some B is non-zero; the adapter loads with ``PeftModel.from_pretrained`` on the base and changes its logits.
+    The exported adapter_config.json names the base portably (portable_base: the hub id, or a local base's folder
+    name only); verification.json holds folder names, never absolute paths. The run is marked in use
+    (core.run_admin.in_use) while it is exported, so it cannot be deleted meanwhile.
 
     Raises:
-        ExportError: no adapter, ``out`` already exists, or a check failed (each failure named).
+        ExportError: no adapter, ``out`` already exists, a check failed (each failure named), or the run folder
+            was deleted meanwhile (nothing written; its folder never re-created).
         DiskFullError: the disk cannot hold the adapter's files (refused before writing), or filled while
             writing (the staging folder is removed); MB free and needed in the message.
     """
+    from core.run_admin import BEING_EXPORTED, in_use
+
+    with in_use(run_dir, BEING_EXPORTED):
+        return _guarded(run_dir, lambda: _export_adapter(run_dir, out))
+
+
+@holding_model_lock
+def _export_adapter(run_dir: str | Path, out: str | Path | None) -> ExportResult:
     import torch
 
     from core.model import refuse_custom_code, resolve_model_path
     from core.modelcard import card_name, write_model_card
 
     run_dir = Path(run_dir).resolve()
+    ident = _folder_id(run_dir)
     cfg, adapter, note = run_info(run_dir)
     final = destination(run_dir, out, "adapter-export")
     base_path = resolve_model_path(cfg["model_name_or_path"])
@@ -168,13 +260,16 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     with staged(final, adapter_export_bytes(adapter), "adapter export") as tmp:
         shutil.copytree(adapter, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*CHECKPOINT_STATE))
         checks, tensors, size, max_b = adapter_checks(tmp, tmp, shown_as=adapter)
-        verify_adapter_loads(base_path, tmp, device, checks)
+        checks.append(write_portable_adapter_config(tmp, str(cfg["model_name_or_path"])))
+        verify_adapter_loads(base_path, tmp, device, checks)  # loads the rewritten config, the base given
         fail_on(checks, tmp)
         verification = {"kind": "adapter", "checks": checks, "tensors": tensors, "bytes": size}
         if note:
             verification["source"] = note
-        write_json_atomic(tmp / "verification.json", {**verification, "run_dir": str(run_dir)})
+        check_run_folder(run_dir, ident)  # the card reads the run's files: never "fine-tune of unknown"
+        write_json_atomic(tmp / "verification.json", {**verification, "run_dir": run_dir.name})
         write_model_card(tmp, run_dir, "adapter", verification, card_name(final, run_dir))
+        check_run_folder(run_dir, ident)
         publish_dir(tmp, final)
     zip_path, zip_note = zip_export(final)
     return ExportResult(
@@ -182,7 +277,6 @@ def export_adapter(run_dir: str | Path, out: str | Path | None = None) -> Export
     )
 
 
-@holding_model_lock
 def export_merged(
     run_dir: str | Path,
     out: str | Path | None = None,
@@ -209,12 +303,29 @@ def export_merged(
         ExportResult with the measured logit differences.
 
     Raises:
-        ExportError: missing adapter, not enough memory, destination exists, or verification failed (numbers in
-            the message).
+        ExportError: missing adapter, not enough memory, destination exists, verification failed (numbers in
+            the message), or the run folder was deleted meanwhile (nothing written; its folder never re-created).
         DiskFullError: the disk cannot hold the merged weights (core.export_files.merged_export_bytes; refused
             before any model loads), or filled while writing (the staging folder is removed, earlier exports
             stay); MB free and needed in the message.
+
+    The run is marked in use (core.run_admin.in_use) while it is exported, so it cannot be deleted meanwhile;
+    verification.json holds folder names, never absolute paths.
     """
+    from core.run_admin import BEING_EXPORTED, in_use
+
+    with in_use(run_dir, BEING_EXPORTED):
+        return _guarded(run_dir, lambda: _export_merged(run_dir, out, dtype, max_shard_size, available_gib))
+
+
+@holding_model_lock
+def _export_merged(
+    run_dir: str | Path,
+    out: str | Path | None,
+    dtype: str,
+    max_shard_size: str,
+    available_gib: float | None,
+) -> ExportResult:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -226,6 +337,7 @@ def export_merged(
     if dtype not in MERGED_DTYPES:
         raise ExportError(f"dtype {dtype!r} is not one of {MERGED_DTYPES}.")
     run_dir = Path(run_dir).resolve()
+    ident = _folder_id(run_dir)
     cfg, adapter, note = run_info(run_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # the base's config on the meta device: no weights downloaded or loaded before the memory check
@@ -290,7 +402,7 @@ def export_merged(
         adapter,
     ).merge_and_unload()
     with staged(final, need_bytes, "merged export") as tmp:
-        merged.config.name_or_path = str(final)
+        merged.config.name_or_path = final.name
         merged.config.use_cache = True  # training switched the KV cache off; generation wants it back
         if merged.generation_config is not None:
             merged.generation_config.use_cache = True
@@ -351,15 +463,18 @@ def export_merged(
         ]
         verification = {
             **asdict(result),
+            "path": final.name,
             "checks": checks,
-            "run_dir": str(run_dir),
-            "base": cfg["model_name_or_path"],
+            "run_dir": run_dir.name,
+            "base": portable_base(str(cfg["model_name_or_path"]))[0],
             "dtype": str(save_dtype).replace("torch.", ""),
             "max_shard_size": max_shard_size,
             **({"source": note} if note else {}),
         }
+        check_run_folder(run_dir, ident)  # the card reads the run's files: never "fine-tune of unknown"
         write_json_atomic(tmp / "verification.json", verification)
         write_model_card(tmp, run_dir, "merged", verification, card_name(final, run_dir))
+        check_run_folder(run_dir, ident)
         publish_dir(tmp, final)
     zip_path, zip_note = zip_export(final)
     return ExportResult(

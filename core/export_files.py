@@ -105,10 +105,17 @@ def staged(final: Path, needed_bytes: int, what: str) -> Iterator[Path]:
         The staging folder (``.NAME.partial-XXXX`` next to ``final``).
 
     Raises:
+        ExportError: ``final``'s folder no longer exists (a run folder deleted meanwhile; it is never
+            re-created).
         DiskFullError: before anything is written, when the free space is below ``needed_bytes``; or while
             writing, when the disk or quota fills (ENOSPC / EDQUOT from any writer: shutil's copy, safetensors,
             the tokenizer's files), after the staging folder is removed. The message gives MB free and needed.
     """
+    if not final.parent.is_dir():  # the run folder deleted meanwhile: staging_dir would re-create it
+        raise ExportError(
+            f"{final.parent} was deleted while it was being exported; nothing was exported "
+            "(deleted runs cannot be exported)."
+        )
     check_free_space(final.parent, needed_bytes, what)
     tmp: Path | None = None
     try:
@@ -135,11 +142,12 @@ def unique_path(path: Path) -> Path:
 
 
 def destination(run_dir: Path, out: str | Path | None, default_name: str) -> Path:
-    """The export folder: ``out`` or a free ``RUN_DIR/default_name[-n]``; its parent is created.
+    """The export folder: ``out`` or a free ``RUN_DIR/default_name[-n]``; the parent of ``out`` is created, the
+    run folder never is (a run deleted meanwhile is refused, not re-created empty).
 
     Raises:
-        ExportError: it is taken, lies inside the run's adapter folder (which it would copy into itself), or its
-            parent cannot be created (named, with the reason).
+        ExportError: it is taken, lies inside the run's adapter folder (which it would copy into itself), the run
+            folder no longer exists, or the parent of ``out`` cannot be created (named, with the reason).
         DiskFullError: the parent cannot be created because the disk is full.
     """
     final = Path(out).expanduser().resolve() if out else unique_path(run_dir / default_name)
@@ -148,6 +156,11 @@ def destination(run_dir: Path, out: str | Path | None, default_name: str) -> Pat
     adapter = (run_dir / "adapter").resolve()
     if final == adapter or adapter in final.parents:
         raise ExportError(f"{final} is inside the run's adapter folder; choose a folder outside {adapter}.")
+    if final.parent == run_dir.resolve() and not run_dir.is_dir():
+        raise ExportError(
+            f"The run folder {run_dir} was deleted while it was being exported; nothing was exported "
+            "(deleted runs cannot be exported)."
+        )
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

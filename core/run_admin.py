@@ -6,7 +6,10 @@ person gives a run is a *title* in ``RUN_DIR/run_meta.json`` ({"title", "note", 
 atomically (core.atomic.write_json_atomic).
 
 Deleting a run is refused while anything uses it (its training is queued or running, in this app or another
-process, an export of it is being written, or the live run resumes from it). A run folder must be a direct,
+process, an export of it is being written, Chat is loading or answering with it, or the live run resumes from it).
+Users in this process register with ``in_use(run_dir, what)`` (core.export, core.chat); deletion checks that
+registry and renames the folder under the same lock, so nothing can start using a run between the check and the
+rename. A run folder must be a direct,
 non-symlinked child of the session's runs folder. The folder is first renamed to a hidden
 ``.deleting-<name>-<pid>-<random>`` name in the same folder (one atomic rename: list_runs skips hidden names, so
 a half-deleted run is never listed as a run), then removed; leftovers of a deleting process that died are
@@ -23,7 +26,10 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,13 @@ _EXPORT_ZIP = re.compile(r"^(merged|adapter-export)(-\d+)*\.zip$")
 _STAGING = re.compile(r"^\..+\.(?:partial|zip-partial)-(\d+)(?:-.*)?$")  # core.runs.staging_dir / zip_export
 _DELETING = re.compile(r"^\.deleting-.+-(\d+)-[0-9a-f]{8}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+BEING_EXPORTED = "being exported"
+OPEN_IN_CHAT = "open in Chat"
+_users_lock = threading.RLock()  # guards _users; delete_run holds it from its check to its rename
+_users: dict[
+    Path, list[str]
+] = {}  # resolved run folder -> what uses it now in this process (one entry a use)
 
 
 class RunAdminError(StudioError):
@@ -261,6 +274,34 @@ def list_exports(run_dir: str | Path) -> list[RunExport]:
     return found
 
 
+def _key(run_dir: str | Path) -> Path:
+    return Path(run_dir).expanduser().resolve()
+
+
+@contextmanager
+def in_use(run_dir: str | Path, what: str) -> Iterator[None]:
+    """Mark ``run_dir`` as used by ``what`` (BEING_EXPORTED, OPEN_IN_CHAT) in this process for the block: deleting
+    it is refused meanwhile (busy_reason names ``what``). Thread-safe; uses may nest and overlap."""
+    key = _key(run_dir)
+    with _users_lock:
+        _users.setdefault(key, []).append(what)
+    try:
+        yield
+    finally:
+        with _users_lock:
+            users = _users.get(key, [])
+            if what in users:
+                users.remove(what)
+            if not users:
+                _users.pop(key, None)
+
+
+def users_of(run_dir: str | Path) -> list[str]:
+    """What uses ``run_dir`` in this process now (see in_use), oldest first; [] when nothing does."""
+    with _users_lock:
+        return list(_users.get(_key(run_dir), []))
+
+
 def _pid_alive(pid: int) -> bool:
     import psutil
 
@@ -284,12 +325,20 @@ def busy_reason(
 
     In use: it is the live job's folder while that job is active (queued, loading, training, stopping, saving);
     it has no result.json and a process recorded in its process.json is alive (core.liveness: another app or a
-    CLI run), or, without a record, its log changed in the last RECENT_WRITE_S seconds; an export of it is being
-    written (a staging folder of a live process inside it); or the live job resumes from it.
+    CLI run), or, without a record, its log changed in the last RECENT_WRITE_S seconds; this process exports it
+    or Chat loads or answers with it (in_use); an export of it is being written (a staging folder of a live
+    process inside it); or the live job resumes from it.
     """
     from core.events import ACTIVE
     from core.liveness import recorded_alive
 
+    users = users_of(run)
+    if users:
+        return RunAdminError(
+            "{name} is {what} right now; wait until that finishes, then delete it.",
+            name=run.name,
+            what=users[0],
+        )
     active = Path(active_run_dir).expanduser().resolve() if active_run_dir else None
     live = active is not None and (active_status in ACTIVE or not active_status)
     if live and active == run:
@@ -369,19 +418,20 @@ def delete_run(
             stopped part way (the hidden leftover is named; it is never listed as a run).
     """
     run = resolve_run(runs_dir, folder)
-    reason = busy_reason(run, active_run_dir, active_status)
-    if reason is not None:
-        raise reason
-    size, exports = folder_bytes(run), len(list_exports(run))
-    doomed = run.with_name(f"{DELETING_PREFIX}{run.name}-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        os.rename(run, doomed)
-    except OSError as exc:
-        raise RunAdminError(
-            "Could not delete {name}: {reason}. Nothing was deleted.",
-            name=run.name,
-            reason=exc.strerror or exc,
-        ) from None
+    with _users_lock:  # no export or chat can start using the run between this check and the rename
+        reason = busy_reason(run, active_run_dir, active_status)
+        if reason is not None:
+            raise reason
+        size, exports = folder_bytes(run), len(list_exports(run))
+        doomed = run.with_name(f"{DELETING_PREFIX}{run.name}-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            os.rename(run, doomed)
+        except OSError as exc:
+            raise RunAdminError(
+                "Could not delete {name}: {reason}. Nothing was deleted.",
+                name=run.name,
+                reason=exc.strerror or exc,
+            ) from None
     errors: list[str] = []
     shutil.rmtree(doomed, onerror=lambda _f, path, exc: errors.append(f"{path}: {exc[1]}"))
     if doomed.exists():

@@ -104,7 +104,7 @@ def test_title_and_note_are_stored_atomically_and_shown_in_the_table_and_details
     assert other["Title"] == "" and other["Note"] == ""
 
     _, details = runs_tab.run_view(str(run))
-    assert "**Baseline r=8** (`run-20240101-100000`)" in details and "> lr 2e-4, 6 steps" in details
+    assert "Baseline r\\=8 (`run-20240101-100000`)" in details and "> lr 2e\\-4, 6 steps" in details
     assert "No exports yet" in details
 
 
@@ -512,9 +512,210 @@ def test_details_follow_the_language_and_the_live_jobs_status(runs: Path):
     live = runs / "run-20240103-100000"
     save_meta(runs, live.name, "Live one", "")
     text = runs_tab.details_markdown(runs, live.name, str(live), "training")
-    assert text.startswith("**Live one** (`run-20240103-100000`): training")
+    assert text.startswith("Live one (`run-20240103-100000`): training")
     with use_lang("zh"):
         text = runs_tab.details_markdown(runs, live.name, str(live), "training")
         assert ": 训练中" in text and "文件夹：" in text and "还没有导出" in text
         assert runs_tab.details_markdown(runs, "", None, "") == ZH[runs_tab.PICK_HINT]
     assert "does not exist" in runs_tab.details_markdown(runs, "run-29990101-000000")
+
+
+# ---------------------------------------------------------------------------------------------- titles as typed
+def rendered(markdown: str) -> tuple[str, list]:
+    """(HTML, inline tokens) of ``markdown`` as markdown-it-py (CommonMark, tables on) renders it."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark").enable("table").enable("strikethrough")
+    return md.render(markdown), md.parse(markdown)
+
+
+def shown_text(tokens: list) -> str:
+    """The text a reader sees (escapes and entities resolved), line breaks as newlines."""
+    out = []
+    for token in tokens:
+        for child in token.children or []:
+            out.append("\n" if child.type in ("hardbreak", "softbreak") else child.content)
+        if token.type == "paragraph_close":
+            out.append("\n\n")
+    return "".join(out)
+
+
+def test_titles_and_notes_show_literally_never_as_markup(runs: Path):
+    """The tester's title created a real <img>, ** became bold and the note's line breaks collapsed."""
+    run = runs / "run-20240101-100000"
+    title = "<img src=x onerror=alert(1)>|pipes| **b** [l](javascript:alert(2))"
+    note = "line one **not bold**\n    four spaces <b>x</b>\n1. not a list\n# not a heading\n~~kept~~ `tick` \\ back"
+    save_meta(runs, run.name, title, note)
+    for details in (runs_tab.run_view(str(run))[1], runs_tab.details_markdown(runs, run.name)):
+        html, tokens = rendered(details)
+        for markup in (
+            "<img",
+            "<strong",
+            "<em",
+            "<a ",
+            "<b>",
+            "<table",
+            "<h1",
+            "<ol",
+            "<pre",
+            "<s>",
+        ):
+            assert markup not in html, (markup, html)
+        assert (
+            html.count("<code>") == 3
+        )  # only the app's own: folder name, model, path; never the note's `tick`
+        text = shown_text(tokens)
+        assert f"{title} ({run.name})" in text  # exactly as typed (the folder name stays code, shown plainly)
+        assert "line one **not bold**\n\u00a0\u00a0\u00a0\u00a0four spaces <b>x</b>\n1. not a list\n" in text
+        assert "# not a heading\n~~kept~~ `tick` \\ back" in text  # every line break kept
+    status, details = runs_tab.save(runs, run.name, title, note)
+    assert "<img" not in rendered(status)[0] and title in shown_text(rendered(status)[1])
+    _, question, _ = runs_tab.ask_delete(runs, run.name, None, "idle")
+    assert "<img" not in rendered(question)[0] and title in shown_text(rendered(question)[1])
+
+
+# ---------------------------------------------------------------------------------------------- runs in use
+def adapter_run(base: Path, name: str, tiny_llama: Path) -> Path:
+    """A completed run of the tiny Llama holding a real LoRA adapter (r 4, alpha 8, B moved from zero)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    cfg = TrainingConfig(model_name_or_path=str(tiny_llama), lora_r=4, lora_alpha=8).to_dict()
+    run = make_run(base, name, cfg, {"status": "completed", "steps": 3, "final_loss": 2.0})
+    torch.manual_seed(0)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_llama),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    with torch.no_grad():
+        for param_name, param in model.named_parameters():
+            if "lora_B" in param_name:
+                param.normal_(0, 0.05)
+    model.save_pretrained(run / "adapter")
+    return run
+
+
+def test_a_run_being_exported_or_open_in_chat_in_this_process_is_never_deleted(tmp_path: Path, tiny_llama):
+    """A real adapter export runs in a thread while the run is deleted from the Runs tab: refused, naming the
+    export; the export finishes and its card names the run's real base and r. Chat's use is refused the same way."""
+    import threading
+
+    from core import run_admin
+    from core.export import export_merged
+    from core.model import MODEL_LOAD_LOCK
+
+    base = tmp_path / "runs"
+    exported_run = adapter_run(base, "run-20240201-100000", tiny_llama)
+    outcome: dict = {}
+
+    def export() -> None:
+        try:
+            outcome["result"] = export_merged(exported_run, dtype="float32")
+        except Exception as exc:  # reported to the test below
+            outcome["error"] = exc
+
+    with MODEL_LOAD_LOCK:  # the export registers its use, then waits for the model lock: it is under way
+        worker = threading.Thread(target=export)
+        worker.start()
+        deadline = time.time() + 30
+        while not run_admin.users_of(exported_run) and time.time() < deadline:
+            time.sleep(0.01)
+        assert run_admin.users_of(exported_run) == [run_admin.BEING_EXPORTED]
+        with pytest.raises(RunAdminError, match="is being exported right now"):
+            delete_run(base, exported_run.name)
+        panel, status, *_ = runs_tab.confirm_delete(base, exported_run.name, None, "idle")
+        assert status.startswith("**Not deleted.**") and "being exported" in status
+        with use_lang("zh"):
+            _, _, status = runs_tab.ask_delete(base, exported_run.name, None, "idle")
+            assert "正在导出" in status and "being exported" not in status
+    worker.join(300)
+    assert "error" not in outcome, outcome.get("error")
+    merged = Path(outcome["result"].path)
+    assert merged.parent == exported_run and (merged / "verification.json").is_file()
+    card = (merged / "README.md").read_text(encoding="utf-8")
+    assert "fine-tune of unknown" not in card and f"merged LoRA fine-tune of {tiny_llama.name}" in card
+    assert "r = 4, alpha = 8" in card
+    assert run_admin.users_of(exported_run) == []
+
+    # Chat answering with the run (a real answer, paused between two streamed pieces): refused too
+    from core import chat
+
+    answer = chat.stream_side_by_side(str(exported_run), "adapter", "Hello", temperature=0, max_new_tokens=8)
+    assert next(answer) == ("", "")  # the models are loaded: the answer is under way
+    assert run_admin.users_of(exported_run) == [run_admin.OPEN_IN_CHAT]
+    with pytest.raises(RunAdminError, match="is open in Chat right now"):
+        delete_run(base, exported_run.name)
+    with use_lang("zh"):
+        _, _, status = runs_tab.ask_delete(base, exported_run.name, None, "idle")
+        assert "正在对话页中使用" in status
+    answer.close()  # the answer ends (Stop, or the page closed): the run is free again
+    assert chat.free_models()
+    assert run_admin.users_of(exported_run) == [] and exported_run.is_dir()
+    delete_run(base, exported_run.name)
+    assert not exported_run.exists() and list(base.iterdir()) == []
+
+
+def test_an_export_whose_run_folder_is_deleted_fails_and_never_recreates_it(tmp_path: Path, tiny_llama):
+    """Another process deletes the run (outside this process's registry) while its export waits, and while it
+    writes: the export fails saying the run folder was deleted, and no folder of the run's name comes back."""
+    import shutil
+    import threading
+
+    from core.errors import ExportError
+    from core.export import export_adapter, export_merged
+    from core.model import MODEL_LOAD_LOCK
+
+    base = tmp_path / "runs"
+    run = adapter_run(base, "run-20240301-100000", tiny_llama)
+    spare = tmp_path / "spare"
+    shutil.copytree(run, spare)
+
+    def delete_elsewhere() -> None:  # what another process's delete_run does: rename, then remove
+        doomed = base / f".deleting-{run.name}-1-0123abcd"
+        os.rename(run, doomed)
+        shutil.rmtree(doomed)
+
+    # 1. deleted while the export waits for the model lock (before it read anything)
+    outcome: dict = {}
+    with MODEL_LOAD_LOCK:
+        worker = threading.Thread(target=lambda: outcome.update(error=_raised(export_merged, run, "float32")))
+        worker.start()
+        time.sleep(0.3)
+        delete_elsewhere()
+    worker.join(120)
+    assert isinstance(outcome["error"], ExportError), outcome
+    assert not run.exists() and list(base.iterdir()) == []
+
+    # 2. deleted mid-way, once the export's staging folder exists inside the run folder
+    for export in (export_adapter, export_merged):
+        shutil.copytree(spare, run)
+        seen: dict = {}
+
+        def watch(seen: dict = seen) -> None:
+            end = time.time() + 60
+            while time.time() < end and run.is_dir():
+                if any(p.name.startswith(".") and ".partial-" in p.name for p in run.iterdir()):
+                    delete_elsewhere()
+                    seen["deleted"] = True
+                    return
+                time.sleep(0.0005)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        error = _raised(export, run, "float32") if export is export_merged else _raised(export, run)
+        watcher.join(60)
+        assert seen.get("deleted"), "the watcher never saw the staging folder"
+        assert isinstance(error, ExportError), error
+        assert "was deleted while it was being exported" in str(error) and run.name in str(error)
+        assert not run.exists() and list(base.iterdir()) == [], list(base.iterdir())
+
+
+def _raised(fn, *args):
+    """The exception ``fn(*args)`` raised (the export's keyword dtype passed for export_merged), or its result."""
+    try:
+        if len(args) == 2:
+            return fn(args[0], dtype=args[1])
+        return fn(*args)
+    except Exception as exc:
+        return exc

@@ -117,6 +117,9 @@ ZH: dict[str, str] = {
     "An export of {name} is being written right now; wait until it finishes, then delete the run.": (
         "{name} 的一个导出正在写入；请等它完成后再删除这个运行记录。"
     ),
+    "{name} is {what} right now; wait until that finishes, then delete it.": "{name} 当前{what}；请等它结束后再删除。",
+    "being exported": "正在导出",
+    "open in Chat": "正在对话页中使用",
     "The run now training ({active}) resumes from {name}; delete {name} after that run has ended.": (
         "正在训练的运行（{active}）是从 {name} 恢复的；请在该运行结束后再删除 {name}。"
     ),

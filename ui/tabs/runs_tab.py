@@ -4,6 +4,7 @@ with a confirmation step, refused while the run is in use."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,25 @@ def short_model(model: str | None) -> str:
     if not model:
         return ""
     return model.rstrip("/").rsplit("/", 1)[-1] or model
+
+
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_PUNCT = set("\\`*_[]()#+-!|~=")  # Markdown syntax characters (= for a setext heading's underline)
+_ORDERED = re.compile(r"^(\s*\d+)\.")  # "1. " would start a numbered list
+
+
+def literal(text: str) -> str:
+    """``text`` as Markdown that shows exactly what was typed: &, < and > as HTML entities (no tag is ever
+    created), Markdown's syntax characters backslash-escaped (no emphasis, link, image, code, table cell,
+    heading, list or strike-through), leading spaces as no-break spaces (no code block), and each line break kept
+    as a hard break (two spaces before the newline). For a run's title and note, which a person typed."""
+    lines = []
+    for line in text.split("\n"):
+        out = "".join(_HTML.get(c) or (f"\\{c}" if c in _PUNCT else c) for c in line)
+        out = _ORDERED.sub(r"\1\\.", out)
+        body = out.lstrip(" ")
+        lines.append("&nbsp;" * (len(out) - len(body)) + body)
+    return "  \n".join(lines)
 
 
 def _first_line(text: str, limit: int = NOTE_CELL_CHARS) -> str:
@@ -142,7 +162,8 @@ def run_markdown(run: RunSummary, meta: RunMeta | None = None, exports: list[Run
     if meta is None:
         meta, meta_problem = read_meta(run.path)
     exports = list_exports(run.path) if exports is None else exports
-    head = f"**{meta.title}** (`{run.name}`)" if meta.title else f"**{run.name}**"
+    # the title as typed, never bold: a person's ** must not turn into emphasis (literal)
+    head = f"{literal(meta.title)} (`{run.name}`)" if meta.title else f"**{run.name}**"
     text = f"{head}: {status_text(run.status)}"
     if run.steps is not None:
         text += tr(" after {steps} steps").format(steps=run.steps)
@@ -160,7 +181,7 @@ def run_markdown(run: RunSummary, meta: RunMeta | None = None, exports: list[Run
         text += "\n\n" + tr("Model: {setup}").format(setup=" · ".join(setup))
     text += "\n\n" + tr("Folder: {path}").format(path=f"`{run.path}`")
     if meta.note:
-        text += "\n\n" + tr("Note:") + "\n\n> " + meta.note.replace("\n", "\n> ")
+        text += "\n\n" + tr("Note:") + "\n\n> " + literal(meta.note).replace("\n", "\n> ")
     if exports:
         text += (
             "\n\n" + tr("Exports ({n}):").format(n=len(exports)) + "\n\n" + "\n".join(export_lines(exports))
@@ -203,6 +224,8 @@ def message(exc: RunAdminError) -> str:
     values = dict(exc.values)
     if isinstance(values.get("status"), str):
         values["status"] = status_text(values["status"])
+    if values.get("what") in (admin.BEING_EXPORTED, admin.OPEN_IN_CHAT):
+        values["what"] = tr(values["what"])
     return tr(exc.template).format(**values)
 
 
@@ -243,10 +266,8 @@ def save(runs_dir: str | Path, folder: str, title: str, note: str) -> tuple[str,
         run = resolve_run(runs_dir, folder)
     except RunAdminError as exc:
         return "**" + tr("Not saved.") + "** " + message(exc), gr.skip()
-    shown = meta.title or run.name
-    return tr("Saved the title and note of {name}.").format(name=f"`{shown}`"), details_markdown(
-        runs_dir, run.name
-    )
+    shown = literal(meta.title) if meta.title else f"`{run.name}`"
+    return tr("Saved the title and note of {name}.").format(name=shown), details_markdown(runs_dir, run.name)
 
 
 def ask_delete(
@@ -263,7 +284,7 @@ def ask_delete(
         return hidden, "", "**" + tr("Cannot delete.") + "** " + message(exc)
     meta, _ = read_meta(run)
     exports = list_exports(run)
-    name = f"`{run.name}`" + (f" ({meta.title})" if meta.title else "")
+    name = f"`{run.name}`" + (f" ({literal(meta.title)})" if meta.title else "")
     question = tr("Really delete {name}? Its folder goes with everything in it: checkpoints, adapter").format(
         name=name
     )
