@@ -56,7 +56,9 @@ def browser():
 def _tab(page, name: str) -> None:
     """Open a tab; on a phone's width the tabs that do not fit are behind Gradio's "..." menu."""
     tab = page.get_by_role("tab", name=name)
-    if not tab.count() or not tab.first.is_visible():
+    try:
+        tab.first.wait_for(state="visible", timeout=3000)
+    except Exception:  # playwright's TimeoutError: behind the overflow menu
         page.get_by_role("button", name="More tabs").first.click()
         page.wait_for_timeout(300)
         tab = page.locator(".overflow-menu button").filter(has_text=name)
@@ -281,6 +283,7 @@ def test_a_new_users_journey_in_both_languages(server, browser, tmp_path):
         assert not _layout_problems(page), (tab, _layout_problems(page))
         _shot(page, f"phone-{tab.split('.')[0]}")
     page.set_viewport_size({"width": 1400, "height": 1000})
+    page.wait_for_timeout(1000)
     _tab(page, "6. Runs")
     page.get_by_text("1 run(s)").filter(visible=True).first.wait_for(timeout=30_000)
     assert not _layout_problems(page), _layout_problems(page)
