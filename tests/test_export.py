@@ -346,3 +346,58 @@ def test_every_text_the_export_tab_computes_has_chinese():
         assert result_text(result) == result.summary()  # English: the engine's own words
         with use_lang("zh"):
             assert result_text(result).startswith("运行在第 4 步") and "checkpoint-4" in result_text(result)
+
+
+def absolute_paths(value) -> list[str]:
+    """Every string in a JSON value that is an absolute path (or holds one after a space or a quote)."""
+    if isinstance(value, dict):
+        return [p for v in [*value.keys(), *value.values()] for p in absolute_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in absolute_paths(v)]
+    if isinstance(value, str):
+        return [w for w in value.replace("'", " ").replace('"', " ").split() if w.startswith(("/", "~"))]
+    return []
+
+
+@pytest.mark.parametrize("kind", ["adapter", "merged"])
+def test_exports_carry_no_local_paths_and_name_the_hub_base(run_dir, tmp_path, kind):
+    """The tester found adapter_config.json naming /root/.cache/lora-studio/models/SmolLM2-135M-Instruct-bf16
+    and verification.json holding absolute paths: read every JSON file and the card from the export's zip."""
+    import zipfile
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from core.model import embedded_model_path, studio_home
+
+    run = copy_run(run_dir, tmp_path)
+    hub_id = json.loads((run / "config.json").read_text())["model_name_or_path"]
+    assert hub_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    result = export_adapter(run) if kind == "adapter" else export_merged(run, dtype="float32")
+    assert result.zip_path
+    unpacked = tmp_path / "unzipped"
+    with zipfile.ZipFile(result.zip_path) as zf:
+        zf.extractall(unpacked)
+        names = zf.namelist()
+    assert "verification.json" in names and "README.md" in names
+    locals_ = (str(tmp_path), str(run), str(studio_home()), str(embedded_model_path()), str(Path.home()))
+    for name in names:
+        if name.endswith(".json") and not name.startswith(("tokenizer", "vocab")):  # tokens are not paths
+            data = json.loads((unpacked / name).read_text(encoding="utf-8"))
+            assert absolute_paths(data) == [], (name, absolute_paths(data))
+        if name.endswith((".json", ".md", ".jinja", ".txt")):
+            text = (unpacked / name).read_text(encoding="utf-8")
+            assert not [p for p in locals_ if p in text], name
+    verification = json.loads((unpacked / "verification.json").read_text())
+    assert verification["run_dir"] == run.name
+    if kind == "merged":
+        assert verification["path"] == Path(result.path).name and verification["base"] == hub_id
+        return
+    adapter_cfg = json.loads((unpacked / "adapter_config.json").read_text())
+    assert adapter_cfg["base_model_name_or_path"] == hub_id
+    named = [c for c in verification["checks"] if c["name"] == "base model named without local paths"]
+    assert named and named[0]["passed"] and hub_id in named[0]["detail"]
+    # the export still loads with the base given explicitly (the packaged local copy of that hub model)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(embedded_model_path()), unpacked)
+    assert sum(1 for n, _ in model.named_parameters() if "lora_B" in n) == 210
+    assert model.peft_config["default"].base_model_name_or_path == hub_id

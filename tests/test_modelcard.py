@@ -94,6 +94,14 @@ def test_the_card_names_the_export_shows_the_detected_format_and_no_local_path(u
     assert "lora" in data["tags"] and "qlora" not in data["tags"]
     assert "datasets" not in data  # an uploaded file is no hub dataset
     assert (Path(result.path) / "loss_curve.svg").read_text().startswith("<svg")
+    verification = (Path(result.path) / "verification.json").read_text(encoding="utf-8")
+    for local in (str(upload.parent), str(tiny_llama), str(run_dir)):
+        assert local not in verification, local
+    if kind == "adapter":  # a local base: its folder's name only, and the card says to set it
+        adapter_cfg = json.loads((Path(result.path) / "adapter_config.json").read_text(encoding="utf-8"))
+        assert adapter_cfg["base_model_name_or_path"] == tiny_llama.name
+        shown = " ".join(inline_texts(tokens))  # as a reader sees it (the card escapes Markdown)
+        assert "set base_model_name_or_path to its path or hub id before sharing" in shown
 
 
 def test_a_hub_base_and_hub_dataset_go_into_the_metadata(upload_run, tmp_path):
