@@ -310,7 +310,7 @@ def test_a_new_users_journey_in_both_languages(server, browser, tmp_path):
 
     # Runs: delete the run, after a confirmation
     _tab(page, "6. Runs")
-    page.locator("td").filter(has_text=run_folders[0].name).filter(visible=True).first.click()
+    page.locator("[role=gridcell]", has_text=run_folders[0].name).first.click()
     page.get_by_role("button", name="Delete run...").click()
     page.get_by_text("Really delete").first.wait_for(timeout=30_000)
     page.get_by_role("button", name="Delete", exact=True).click()
