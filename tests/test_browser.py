@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -54,15 +55,26 @@ def browser():
 
 
 def _tab(page, name: str) -> None:
-    """Open a tab; on a phone's width the tabs that do not fit are behind Gradio's "..." menu."""
+    """Open a tab; on a phone's width the tabs that do not fit are behind Gradio's "More tabs" menu. Waits up to
+    30 s for the tab's title (after a language switch it arrives with the server's answer)."""
     tab = page.get_by_role("tab", name=name)
-    try:
-        tab.first.wait_for(state="visible", timeout=3000)
-    except Exception:  # playwright's TimeoutError: behind the overflow menu
-        page.get_by_role("button", name="More tabs").first.click()
+    more = page.get_by_role("button", name="More tabs")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if tab.count() and tab.first.is_visible():
+            tab.first.click()
+            break
+        if more.count() and more.first.is_visible():
+            more.first.click()
+            page.wait_for_timeout(300)
+            item = page.locator(".overflow-menu button").filter(has_text=name)
+            if item.count():
+                item.first.click()
+                break
+            page.keyboard.press("Escape")
         page.wait_for_timeout(300)
-        tab = page.locator(".overflow-menu button").filter(has_text=name)
-    tab.first.click()
+    else:
+        raise AssertionError(f"no tab {name!r} on the page")
     page.wait_for_timeout(600)
 
 
