@@ -11,6 +11,7 @@ from core.errors import ConfigError, JobBusyError, StudioError
 from core.job import TrainingJob
 from core.modelspec import ModelSpec
 from core.presets import default_target_modules
+from core.run_admin import RunAdminError, resolve_run
 from core.space import demo_limits, limits_markdown
 from core.validation import count_usable_rows
 from core.workspace import Sessions
@@ -310,6 +311,13 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
             r, out_dir, session.runs_dir, active_run, (loaded.then, runs_page.select, x["exported"].change)
         )
 
+        def run_chart(output: str, folder: str, request: gr.Request) -> Any:
+            try:  # the selected run's chart, drawn again (a language switch)
+                run = resolve_run(session.runs_dir(request, output), folder) if folder else None
+            except RunAdminError:
+                run = None
+            return runs_tab.run_view(str(run))[0] if run else gr.skip()
+
         # ---- chat: base vs fine-tuned, streamed; chat and training take turns on the GPU (core.chat_line)
         chat_rerender = chat_tab.wire(
             c, out_dir, session, (loaded.then, chat_page.select), x["exported"], MAX_WAITING
@@ -336,6 +344,7 @@ def build_app(job: TrainingJob | None = None, sessions: Sessions | None = None) 
                 (run_estimate, est_inputs, est_outputs),
                 *export_rerender,
                 *runs_rerender,
+                (run_chart, [out_dir, r["selected"]], [r["chart"]]),
                 *localized,
                 *chat_rerender,
                 (revalidate, [validated], data_outputs),

@@ -37,7 +37,9 @@ def written_texts(demo: gr.Blocks) -> list[Any]:
     language by the tables (``ui.i18n.retranslate``: placeholders, upload notes, export results...); tabs that can
     render again from their state do so afterwards (``rerender``)."""
     written = output_ids(demo)
-    return [block for block in demo.blocks.values() if isinstance(block, gr.Markdown) and block._id in written]
+    return [
+        block for block in demo.blocks.values() if isinstance(block, gr.Markdown) and block._id in written
+    ]
 
 
 def wire(
@@ -70,13 +72,18 @@ def wire(
         and any(isinstance(c, tuple) and c[0] in table for c in (b.choices or []))
     ]
     choices = [[tuple(c) for c in b.choices] for b in choosers]
+    # buttons: a panel's buttons that events relabel (or that were hidden) keep the old words otherwise
+    buttons = [b for b in demo.blocks.values() if isinstance(b, gr.Button) and isinstance(b.value, str)]
+    buttons = [b for b in buttons if b.value in table]
+    button_texts = [str(b.value) for b in buttons]
 
     def apply(lang: str, *values: Any) -> tuple[Any, ...]:
         labels = (gr.update(label=tr(title)) for title in titles)
         options = (gr.update(choices=[(tr(str(label)), value) for label, value in opts]) for opts in choices)
-        return (lang, *(retranslate(v) for v in values), *labels, *options)
+        words = (gr.update(value=tr(text)) for text in button_texts)
+        return (lang, *(retranslate(v) for v in values), *labels, *options, *words)
 
-    outputs = [menu, *texts, *titled, *choosers]
+    outputs = [menu, *texts, *titled, *choosers, *buttons]
     demo.load(apply, [menu, *texts], outputs, js=LOAD_JS, api_visibility="private", queue=False)
     event = menu.input(apply, [menu, *texts], outputs, js=SWITCH_JS, api_visibility="private", queue=False)
     # a mounted upload area keeps Gradio's own words ("Drop File Here") in the old language: mounted again

@@ -100,4 +100,4 @@ def wire(
         x["pushed"],
         api_visibility="private",  # a token parameter does not belong in the public API listing
     )
-    return [(refresh_runs, [out_dir], [x["run"]])]
+    return [(refresh_runs, [out_dir], [x["run"]]), (export_memory, [x["run"], x["dtype"]], [x["memory"]])]
