@@ -49,7 +49,7 @@ ZH: dict[str, str] = {
     "Preview (normalised rows)": "预览（规范化后的行）",
     "3. GPU memory": "3. GPU 显存",
     "GPU": "GPU",
-    "Custom size (GiB), used when GPU is 'Custom size'": "自定义大小（GiB），当 GPU 选为 'Custom size' 时使用",
+    "Custom size (GiB), used when GPU is 'Custom size'": "自定义大小（GiB），当 GPU 选为“自定义大小”时使用",
     "Estimate": "估算",
     "Apply this plan to the Train tab": "把这个方案应用到训练页",
     "What fits on my GPU: every catalogue model": "我的 GPU 能训练什么：目录里的所有模型",
