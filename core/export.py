@@ -23,6 +23,7 @@ from core.errors import ExportError
 from core.export_files import (
     CHECKPOINT_STATE,
     adapter_export_bytes,
+    deleted_message,
     destination,
     folder_size,
     merged_export_bytes,
@@ -120,14 +121,6 @@ def _folder_id(folder: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def deleted_message(run_dir: Path) -> str:
-    """The error of an export whose run folder was deleted while it ran."""
-    return (
-        f"The run folder {run_dir} was deleted while it was being exported; nothing was exported "
-        "(deleted runs cannot be exported)."
-    )
-
-
 def check_run_folder(run_dir: Path, ident: tuple[int, int] | None) -> None:
     """Raise ExportError (deleted_message) unless ``run_dir`` is still the folder ``ident`` (_folder_id) was
     taken of, with its config.json: called before the model card is written and before publishing."""
@@ -138,8 +131,16 @@ def check_run_folder(run_dir: Path, ident: tuple[int, int] | None) -> None:
 def _guarded(run_dir: str | Path, work: Callable[[], ExportResult]) -> ExportResult:
     """``work()``; when it fails because the run folder went away meanwhile (deleted by another process: a
     write into its vanished staging folder, or check_run_folder), the error says so, and a run folder that a
-    writer re-created (os.makedirs of the staging path) is removed again when empty: never left as a broken run."""
+    writer re-created (os.makedirs of the staging path) is removed again when empty: never left as a broken run.
+
+    The run folder is held open meanwhile, so its inode cannot be reused: a folder deleted and re-created under
+    the same name always has another identity (_folder_id), which check_run_folder and this function compare.
+    """
     folder = Path(run_dir).expanduser().resolve()
+    try:
+        handle: int | None = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # missing (run_info says so), or a system that cannot open folders
+        handle = None
     ident = _folder_id(folder)
     try:
         return work()
@@ -153,6 +154,9 @@ def _guarded(run_dir: str | Path, work: Callable[[], ExportResult]) -> ExportRes
         except OSError:
             pass
         raise ExportError(deleted_message(folder)) from exc
+    finally:
+        if handle is not None:
+            os.close(handle)
 
 
 def portable_base(base: str) -> tuple[str, str]:

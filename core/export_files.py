@@ -55,6 +55,18 @@ TOKENIZER_FILES = (
 BYTES_PER_PARAM = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 
+DELETED_TEMPLATE = (
+    "The run folder {folder} was deleted while it was being exported; nothing was exported "
+    "(deleted runs cannot be exported)."
+)
+"""An export whose run folder went away meanwhile (English; ui.tabs.export_tab shows it in the page's language)."""
+
+
+def deleted_message(folder: Path) -> str:
+    """The error of an export whose run folder ``folder`` was deleted while it ran (DELETED_TEMPLATE)."""
+    return DELETED_TEMPLATE.format(folder=folder)
+
+
 def folder_size(folder: Path) -> int:
     """Total bytes of the files under ``folder`` (0 when it does not exist)."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
@@ -112,10 +124,7 @@ def staged(final: Path, needed_bytes: int, what: str) -> Iterator[Path]:
             the tokenizer's files), after the staging folder is removed. The message gives MB free and needed.
     """
     if not final.parent.is_dir():  # the run folder deleted meanwhile: staging_dir would re-create it
-        raise ExportError(
-            f"{final.parent} was deleted while it was being exported; nothing was exported "
-            "(deleted runs cannot be exported)."
-        )
+        raise ExportError(deleted_message(final.parent))
     check_free_space(final.parent, needed_bytes, what)
     tmp: Path | None = None
     try:
@@ -157,10 +166,7 @@ def destination(run_dir: Path, out: str | Path | None, default_name: str) -> Pat
     if final == adapter or adapter in final.parents:
         raise ExportError(f"{final} is inside the run's adapter folder; choose a folder outside {adapter}.")
     if final.parent == run_dir.resolve() and not run_dir.is_dir():
-        raise ExportError(
-            f"The run folder {run_dir} was deleted while it was being exported; nothing was exported "
-            "(deleted runs cannot be exported)."
-        )
+        raise ExportError(deleted_message(run_dir))
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

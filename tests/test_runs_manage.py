@@ -681,11 +681,31 @@ def test_an_export_whose_run_folder_is_deleted_fails_and_never_recreates_it(tmp_
     with MODEL_LOAD_LOCK:
         worker = threading.Thread(target=lambda: outcome.update(error=_raised(export_merged, run, "float32")))
         worker.start()
-        time.sleep(0.3)
+        wait_until_exporting(run)
         delete_elsewhere()
     worker.join(120)
     assert isinstance(outcome["error"], ExportError), outcome
+    assert "was deleted while it was being exported" in str(outcome["error"])
     assert not run.exists() and list(base.iterdir()) == []
+
+    # the same through the Export tab, in Chinese: "Export failed", the run folder deleted, nothing re-created
+    from ui.tabs.export_tab import do_export
+
+    shutil.copytree(spare, run)
+
+    def export_in_zh() -> None:
+        with use_lang("zh"):
+            outcome["tab"] = do_export(str(run), True, "float32", progress=lambda *_a, **_k: None)
+
+    with MODEL_LOAD_LOCK:
+        worker = threading.Thread(target=export_in_zh)
+        worker.start()
+        wait_until_exporting(run)
+        delete_elsewhere()
+    worker.join(120)
+    summary, download, folder = outcome["tab"]
+    assert summary.startswith("**导出失败。** 运行文件夹 ") and "在导出过程中被删除" in summary, summary
+    assert (download, folder) == (None, "") and list(base.iterdir()) == []
 
     # 2. deleted mid-way, once the export's staging folder exists inside the run folder
     for export in (export_adapter, export_merged):
@@ -708,7 +728,18 @@ def test_an_export_whose_run_folder_is_deleted_fails_and_never_recreates_it(tmp_
         assert seen.get("deleted"), "the watcher never saw the staging folder"
         assert isinstance(error, ExportError), error
         assert "was deleted while it was being exported" in str(error) and run.name in str(error)
-        assert not run.exists() and list(base.iterdir()) == [], list(base.iterdir())
+        left = [str(p.relative_to(base)) for p in base.rglob("*")]
+        assert not run.exists() and left == [], (export.__name__, left)
+
+
+def wait_until_exporting(run: Path) -> None:
+    """Return once an export of ``run`` has registered (core.run_admin.in_use) and taken its look at the folder."""
+    from core import run_admin
+
+    deadline = time.time() + 30
+    while run_admin.BEING_EXPORTED not in run_admin.users_of(run) and time.time() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.2)  # it is now waiting for the model lock the test holds
 
 
 def _raised(fn, *args):

@@ -70,6 +70,10 @@ ZH: dict[str, str] = {
     "Merging and verifying": "正在合并并校验",
     "Copying and verifying the adapter": "正在复制并校验适配器",
     "**Export failed.** {reason}": "**导出失败。** {reason}",
+    (
+        "The run folder {folder} was deleted while it was being exported; nothing was exported "
+        "(deleted runs cannot be exported)."
+    ): "运行文件夹 {folder} 在导出过程中被删除；没有导出任何内容（已删除的运行无法导出）。",
     "**Done.** {summary}": "**完成。** {summary}",
     "See `verification.json` and the model card `README.md` in the folder.": (
         "请查看文件夹中的 `verification.json` 和模型卡片 `README.md`。"

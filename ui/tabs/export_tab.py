@@ -18,6 +18,7 @@ import gradio as gr
 
 from core.errors import StudioError
 from core.export import MERGED_DTYPES, ExportResult, export_adapter, export_merged
+from core.export_files import DELETED_TEMPLATE
 from core.model import studio_home
 from ui.i18n import tr
 
@@ -152,6 +153,9 @@ _NOTE = re.compile(
 )
 
 
+_DELETED = re.compile("^" + re.escape(DELETED_TEMPLATE).replace(re.escape("{folder}"), "(.+)") + "$")
+
+
 def result_text(result: ExportResult) -> str:
     """ExportResult.summary() in the page's language: what was saved where, and how it was verified.
 
@@ -212,7 +216,8 @@ def do_export(
 
     Every failure comes back as "**Export failed.** <reason>" in the summary, never as Gradio's bare "Error":
     the engine's own errors verbatim (a full disk: "disk full: N MB free on <dir>, M MB needed. ..."), and any
-    other OS error (a read-only or vanished folder) with its file and reason. A full disk while offering the zip
+    other OS error (a read-only or vanished folder) with its file and reason; a run folder deleted while it was
+    exported (core.export_files.DELETED_TEMPLATE) in the page's language. A full disk while offering the zip
     for download still returns the verified export folder, saying why there is no zip.
     """
     if not run_dir:
@@ -232,6 +237,10 @@ def do_export(
             else export_adapter(run_dir)
         )
     except (StudioError, FileExistsError) as exc:
+        gone = _DELETED.match(str(exc))
+        if gone:  # the run was deleted meanwhile (another process): say so in the page's language
+            reason = tr(DELETED_TEMPLATE).format(folder=gone.group(1))
+            return failed.format(reason=reason), None, ""
         return failed.format(reason=exc), None, ""
     except OSError as exc:
         return failed.format(reason=os_error_message(exc, Path(run_dir))), None, ""
