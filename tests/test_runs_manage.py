@@ -382,6 +382,7 @@ def fields(text: str) -> set[str]:
 
 def test_every_runtime_text_and_label_has_chinese_with_the_same_placeholders():
     needed = templates(ROOT / "ui" / "tabs" / "runs_tab.py") | templates(ROOT / "core" / "run_admin.py")
+    needed |= templates(ROOT / "ui" / "tabs" / "runs_views.py")
     needed |= {runs_tab.PICK_HINT, *runs_tab.RUN_HEADERS, *runs_tab.STATUS_WORDS}
     assert len(needed) > 60
     missing = sorted(t for t in needed if t not in ZH)
