@@ -240,3 +240,29 @@ def test_in_a_browser_the_chart_grows_a_reload_shows_it_whole_and_an_unchanged_p
         ]
         assert max(during) > 5000  # the chart itself did come to the reloaded page
         browser.close()
+
+
+def test_elapsed_and_eta_move_between_steps_while_training():
+    """A CPU step can take a minute: the status line's clock counts on every poll, not only when a step ends."""
+    now = [100.0]
+    snap = replace(training(3, 5), elapsed_s=10.0, eta_s=100.0)
+    job, renderer = Job(snap), PollRenderer(clock=lambda: now[0])
+    first = renderer.poll(job, None)[0]
+    assert "elapsed 10s" in first and "ETA 1m 40s" in first
+    now[0] += 5
+    later = renderer.poll(job, None)[0]
+    assert "elapsed 15s" in later and "ETA 1m 35s" in later and "step 3/10" in later
+    job.snap = replace(snap, status="completed", eta_s=None)  # ended: the recorded time, not a running clock
+    renderer.poll(job, None)
+    now[0] += 60
+    assert "elapsed 10s" in renderer.poll(job, None)[0]
+
+
+def test_a_finished_run_deleted_later_says_so(tmp_path):
+    folder = tmp_path / "run-1"
+    folder.mkdir()
+    job = Job(replace(training(3, 5), status="completed", run_dir=str(folder), eta_s=None))
+    renderer = PollRenderer()
+    assert "since been deleted" not in renderer.poll(job, None)[0]
+    folder.rmdir()  # the Runs tab's Delete
+    assert "This run's folder has since been deleted." in renderer.poll(job, None)[0]

@@ -17,8 +17,11 @@ state once.
 from __future__ import annotations
 
 import itertools
+import os
+import time
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gradio as gr
@@ -27,7 +30,7 @@ from gradio.components.plot import PlotData
 from core.events import JobSnapshot
 from core.job import TrainingJob
 from ui.charts import training_figure
-from ui.i18n import current_lang
+from ui.i18n import current_lang, tr
 from ui.tabs.train_progress import progress_for
 from ui.views import status_markdown
 
@@ -43,6 +46,7 @@ class _Rendered:
     """One job's latest rendering; each part is rebuilt only when its key changes."""
 
     snap: JobSnapshot | None = None
+    seen_at: float = 0.0  # the renderer's clock when this snapshot was first rendered
     status: str = ""
     progress: str = ""
     progress_number: int = 0
@@ -64,8 +68,10 @@ class PollRenderer:
     result), never a torn one, because each part is computed before it is stored.
     """
 
-    def __init__(self) -> None:
-        """An empty cache; entries go away with their job (weak keys)."""
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """An empty cache; entries go away with their job (weak keys). ``clock`` (seconds) times how long a
+        snapshot has stood, so a training job's elapsed time and ETA move every second between steps."""
+        self._clock = clock
         self._cache: weakref.WeakKeyDictionary[TrainingJob, dict[str, _Rendered]] = (
             weakref.WeakKeyDictionary()
         )
@@ -86,6 +92,7 @@ class PollRenderer:
         if done is None:
             done = per_lang.setdefault(lang, _Rendered())
         if done.snap is not snap:
+            done.seen_at = self._clock()
             done.status = status_markdown(snap)
             progress = progress_for(snap)
             if progress != done.progress:
@@ -116,11 +123,18 @@ class PollRenderer:
             sent: the page's marker from its previous answer, or None for a page that has nothing yet.
 
         Returns:
-            The status Markdown (always), then the chart (PlotData), the log text and the two buttons' updates, each
+            The status Markdown (always; while training its elapsed time and ETA count on between steps), then the chart (PlotData), the log text and the two buttons' updates, each
             replaced by ``gr.skip()`` when the page already shows it, the progress bar (ui.tabs.train_progress, also
             skipped when unchanged), and the marker to keep for the next poll.
         """
         snap, done = self.render(job)
+        status = done.status
+        since = self._clock() - done.seen_at
+        if snap.status == "training" and snap.max_steps and since >= 1:  # a step can take minutes on a CPU
+            eta = None if snap.eta_s is None else max(0.0, snap.eta_s - since)
+            status = status_markdown(replace(snap, elapsed_s=(snap.elapsed_s or 0.0) + since, eta_s=eta))
+        if not snap.is_active and snap.run_dir and not os.path.isdir(snap.run_dir):  # deleted in the Runs tab
+            status += "\n\n" + tr("This run's folder has since been deleted.")
         active = snap.is_active
         marker: Marker = (done.figure_number, done.logs_number, active, done.progress_number)
         chart, log, buttons, bar = (
@@ -130,7 +144,7 @@ class PollRenderer:
         )
         same = gr.skip()
         return (
-            done.status,
+            status,
             done.figure if chart else same,
             done.logs if log else same,
             gr.update(interactive=not active) if buttons else same,

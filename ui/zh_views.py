@@ -15,6 +15,7 @@ ZH: dict[str, str] = {
     "Training {status} after {steps} step, final loss {loss}. Adapter saved.": "训练{status}，共 {steps} 步，"
     "最终 loss {loss}。适配器已保存。",
     "Training {status} after {steps} step. Adapter saved.": "训练{status}，共 {steps} 步。适配器已保存。",
+    "This run's folder has since been deleted.": "这个运行的文件夹之后已被删除。",
     # model facts
     "**Cannot use this model.** {reason}": "**无法使用这个模型。** {reason}",
     "Architecture": "架构",
